@@ -1,0 +1,243 @@
+"""Gradient checks: every hand-written backward against central differences.
+
+All checks run in float64 on tiny shapes with a RANDOM upstream gradient:
+for a layer y = f(x, ...) we differentiate the scalar L = sum(y * dy), so a
+backward that mixes up elements cannot pass by symmetry (an all-ones dy could).
+
+  numerical dL/dx_i = (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
+  relative error    = ||analytic - numerical|| / (||analytic|| + ||numerical||)
+
+`run_all()` returns one Row per check; `npformer gradcheck` prints them as a
+table and exits non-zero if any fails. tests/test_gradcheck.py runs the same
+checks. Derivations of each backward: docs/derivations/.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import layers as L
+from .config import ModelConfig
+from .masks import additive, causal_mask, combine, padding_mask
+from .model import Transformer
+from .tape import Tape
+
+EPS = 1e-6  # finite-difference step in float64
+REL_TOL = 1e-7  # bound on the relative error of a float64 check
+ABS_TOL = 1e-8  # ...or both gradients below this everywhere: gradients that are zero in
+# theory (e.g. the key bias b_k: softmax ignores a constant added to every score of a
+# row), where the relative error compares rounding noise (~1e-10) with rounding noise
+DIRECTIONS = 3  # random directions per parameter tensor in the whole-model check
+ENTRIES = 4  # single entries per parameter tensor in the whole-model check
+
+
+class Row(NamedTuple):
+    name: str  # e.g. "layernorm: dgamma"
+    max_abs_err: float
+    rel_err: float
+    passed: bool
+
+
+def rel_error(analytic, numeric):
+    """Norm-wise relative error; 0 when both are exactly zero."""
+    num = np.linalg.norm(np.ravel(analytic) - np.ravel(numeric))
+    den = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    return float(num / den) if den > 0 else 0.0
+
+
+def make_row(name, analytic, numeric, tol=REL_TOL, abs_tol=ABS_TOL):
+    """Compare; passes when the relative error <= tol, or when both are zero up to abs_tol."""
+    analytic, numeric = np.asarray(analytic, float), np.asarray(numeric, float)
+    if analytic.shape != numeric.shape:
+        raise ValueError(f"{name}: analytic shape {analytic.shape} != numeric {numeric.shape}")
+    max_abs = float(np.max(np.abs(analytic - numeric))) if analytic.size else 0.0
+    rel = rel_error(analytic, numeric)
+    both_zero = analytic.size == 0 or max(np.abs(analytic).max(), np.abs(numeric).max()) <= abs_tol
+    passed = np.isfinite(rel) and np.isfinite(max_abs) and (rel <= tol or both_zero)
+    return Row(name, max_abs, rel, bool(passed))
+
+
+def numerical_gradient(f, x, eps=EPS):
+    """Central differences of the scalar f() with respect to every entry of x (in place)."""
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = f()
+        flat[i] = old - eps
+        minus = f()
+        flat[i] = old
+        gflat[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def check_layer(name, forward, backward, args, grad_names, seed=0, kwargs=None):
+    """Check a forward/backward pair: `backward(dy, cache)[i]` against finite differences.
+
+    args: the forward's positional arguments; grad_names: {index in args: label}
+    for the array arguments whose gradient the backward returns at that index.
+    """
+    kwargs = kwargs or {}
+    rng = np.random.default_rng(seed)
+    y, cache = forward(*args, **kwargs)
+    dy = rng.normal(size=np.shape(y))
+
+    def scalar():
+        return float(np.sum(forward(*args, **kwargs)[0] * dy))
+
+    grads = backward(dy, cache)
+    return [make_row(f"{name}: {label}", grads[i], numerical_gradient(scalar, args[i]))
+            for i, label in grad_names.items()]
+
+
+def _self_attention(x, *rest):
+    """Self-attention as a function of one input (x feeds queries, keys and values)."""
+    *weights, mask, heads = rest
+    return L.mha_forward(x, x, *weights, mask, heads)
+
+
+def _self_attention_backward(dy, cache):
+    dx_q, dx_kv, *dweights = L.mha_backward(dy, cache)
+    return (dx_q + dx_kv, *dweights)
+
+
+def layer_checks(seed=0):
+    """Rows for every layer's backward (tiny float64 shapes)."""
+    rng = np.random.default_rng(seed)
+    B, T, S, C, H, F, V = 2, 3, 4, 8, 2, 12, 7
+
+    def r(*shape):
+        return rng.normal(size=shape)
+
+    rows = []
+    ids = np.array([[1, 2, 2], [0, 5, 1]])  # token 2 used twice, pad id 0 once
+    # pad_id=-1: no padding row here; that the padding row gets no gradient is
+    # a separate test (tests/test_layers.py)
+    rows += check_layer("embedding", L.embedding_forward, L.embedding_backward,
+                        [ids, r(V, C), math.sqrt(C), -1], {1: "dW"})
+    rows += check_layer("positional (learned)", L.positional_forward, L.positional_backward,
+                        [r(B, T, C), r(6, C)], {0: "dx", 1: "dP"})
+    rows += check_layer("linear", L.linear_forward, L.linear_backward,
+                        [r(B, T, C), r(C, F), r(F)], {0: "dx", 1: "dW", 2: "db"})
+    rows += check_layer("tied output", L.tied_linear_forward, L.tied_linear_backward,
+                        [r(B, T, C), r(V, C), r(V)], {0: "dx", 1: "dE", 2: "db"})
+    rows += check_layer("layernorm", L.layernorm_forward, L.layernorm_backward,
+                        [r(B, T, C), 1 + 0.1 * r(C), r(C), 1e-5],
+                        {0: "dx", 1: "dgamma", 2: "dbeta"})
+    p = 0.3
+    rows += check_layer("dropout", lambda x: L.dropout_forward(x, p, np.random.default_rng(7)),
+                        L.dropout_backward, [r(B, T, C)], {0: "dx"})
+    rows += check_layer("residual add", L.add_forward, L.add_backward,
+                        [r(B, T, C), r(B, T, C)], {0: "da", 1: "db"})
+    for act in ("relu", "gelu"):
+        rows += check_layer(f"feed-forward ({act})", L.ffn_forward, L.ffn_backward,
+                            [r(B, T, C), r(C, F), r(F), r(F, C), r(C)],
+                            {0: "dx", 1: "dW_1", 2: "db_1", 3: "dW_2", 4: "db_2"},
+                            kwargs={"activation": act})
+    weights = [r(C, C) if i % 2 == 0 else r(C) for i in range(8)]
+    wnames = {i + 1: "d" + n for i, n in enumerate(("W_q", "b_q", "W_k", "b_k", "W_v", "b_v",
+                                                     "W_o", "b_o"))}
+    src = np.array([[3, 4, 5, 0], [6, 0, 0, 0]])  # padded keys
+    pad = additive(padding_mask(src[:, :T], 0), np.float64)  # (B,1,T)
+    rows += check_layer("self-attention (padding)", _self_attention, _self_attention_backward,
+                        [r(B, T, C), *weights, pad, H], {0: "dx", **wnames})
+    tgt = np.array([[3, 4, 5], [6, 7, 0]])
+    causal = additive(combine(causal_mask(T), padding_mask(tgt, 0)), np.float64)  # (B,T,T)
+    rows += check_layer("causal self-attention", _self_attention, _self_attention_backward,
+                        [r(B, T, C), *weights, causal, H], {0: "dx", **wnames})
+    cross = additive(padding_mask(src, 0), np.float64)  # (B,1,S)
+    rows += check_layer("cross-attention", L.mha_forward, L.mha_backward,
+                        [r(B, T, C), r(B, S, C), *weights, cross, H],
+                        {0: "dx_q", 1: "dx_kv", **{k + 1: v for k, v in wnames.items()}})
+    targets = np.array([[1, 2, 0], [4, 4, 6]])  # one padding target (ignored)
+    for smoothing in (0.0, 0.1):
+        rows += check_layer(f"cross-entropy (smoothing {smoothing})",
+                            L.cross_entropy_forward, L.cross_entropy_backward,
+                            [r(B, T, V), targets, 0, smoothing], {0: "dlogits"})
+    return rows
+
+
+def model_checks(seed=0):
+    """Whole encoder-decoder: every parameter tensor, in several architecture variants.
+
+    Per tensor: DIRECTIONS random directional derivatives (covering every entry at
+    once) and ENTRIES single entries, all against central differences of the loss.
+    """
+    variants = {
+        "pre-LN, tied, dropout": dict(dropout=0.2),
+        "post-LN, untied, learned pos": dict(norm_position="post", tie_output=False,
+                                             positional="learned"),
+        "shared embeddings, gelu": dict(share_embeddings=True, activation="gelu"),
+    }
+    rows = []
+    for label, changes in variants.items():
+        vocab = 13
+        cfg = ModelConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=8, n_heads=2,
+                          d_ff=12, n_encoder_layers=2, n_decoder_layers=2, max_len=8,
+                          dtype="float64", seed=seed, **changes)
+        model = Transformer(cfg)
+        rng = np.random.default_rng(seed)
+        for p in model.params.values():  # move off the init (zero biases, unit gammas)
+            p += 0.1 * rng.normal(size=p.shape)
+        src = np.array([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0]])  # padded source
+        tgt_in = np.array([[1, 3, 4, 5], [1, 11, 12, 0]])
+        tgt_out = np.array([[3, 4, 5, 2], [11, 12, 2, 0]])  # padded target (ignored)
+
+        def loss():
+            return model.loss(src, tgt_in, tgt_out, train=True,
+                              rng=np.random.default_rng(123), label_smoothing=0.1)
+
+        tape = Tape()
+        model.zero_grad()
+        model.loss(src, tgt_in, tgt_out, tape=tape, train=True,
+                   rng=np.random.default_rng(123), label_smoothing=0.1)
+        tape.backward(model.grads, "loss")
+        analytic_dirs, numeric_dirs = [], []
+        for key, p in model.params.items():
+            g = model.grads[key]
+            for _ in range(DIRECTIONS):
+                v = rng.normal(size=p.shape)
+                p += EPS * v
+                plus = loss()
+                p -= 2 * EPS * v
+                minus = loss()
+                p += EPS * v
+                analytic_dirs.append(float(np.sum(g * v)))
+                numeric_dirs.append((plus - minus) / (2 * EPS))
+            idx = rng.integers(0, p.size, size=min(ENTRIES, p.size))
+            flat = p.reshape(-1)
+            num = []
+            for i in idx:
+                old = flat[i]
+                flat[i] = old + EPS
+                plus = loss()
+                flat[i] = old - EPS
+                minus = loss()
+                flat[i] = old
+                num.append((plus - minus) / (2 * EPS))
+            # entries of parameters with (near) zero gradient still must match
+            rows.append(make_row(f"model [{label}]: {key}",
+                                 np.concatenate([analytic_dirs[-DIRECTIONS:], g.reshape(-1)[idx]]),
+                                 np.concatenate([numeric_dirs[-DIRECTIONS:], num])))
+    return rows
+
+
+def run_all(seed=0):
+    """All layer checks and all whole-model checks."""
+    return layer_checks(seed) + model_checks(seed)
+
+
+def format_table(rows, tol=REL_TOL):
+    """The gradient-check table printed by `npformer gradcheck`."""
+    width = max(len(r.name) for r in rows)
+    lines = [f"{'check':<{width}}  {'max abs err':>11}  {'rel err':>9}  result",
+             "-" * (width + 33)]
+    for r in rows:
+        lines.append(f"{r.name:<{width}}  {r.max_abs_err:11.2e}  {r.rel_err:9.2e}  "
+                     f"{'pass' if r.passed else 'FAIL'}")
+    failed = sum(not r.passed for r in rows)
+    lines.append(f"{len(rows) - failed} passed, {failed} failed "
+                 f"(float64 central differences, eps={EPS:g}; pass: rel err <= {tol:g} "
+                 f"or both gradients zero up to {ABS_TOL:g})")
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Multi-head scaled dot-product attention, forward and backward.
+
+Shapes: B batch, T query length, S key/value length, C d_model, H heads,
+D head dim (C = H*D), G = B*H independent attention problems.
+
+One function serves all three uses in a transformer:
+  encoder self-attention:  x_q = x_kv = encoder stream, mask = source padding
+  decoder self-attention:  x_q = x_kv = decoder stream, mask = causal & target padding
+  cross-attention:         x_q = decoder stream, x_kv = encoder memory, mask = source padding
+For self-attention the caller passes the same array (and the same tape key) as
+x_q and x_kv; the tape then adds the two input gradients.
+
+  Q = x_q W_q + b_q, K = x_kv W_k + b_k, V = x_kv W_v + b_v   split into H heads
+  P = softmax(Q K^T / sqrt(D) + mask)                           (B,H,T,S)
+  ctx = P V, heads merged back,  y = ctx W_o + b_o
+`mask` is the ADDITIVE (Bm,Tm,S) mask from npformer.masks.additive. There is
+no dropout on the attention weights (dropout is applied to the block outputs).
+The weights P are kept in the cache so they can be plotted.
+Derivation: docs/derivations/attention.md.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import kernels as K
+
+
+def split_heads(x, n_heads):
+    """Shapes: x (B,T,C) -> (G,T,D) contiguous, G = B*H"""
+    B, T, C = x.shape
+    D = C // n_heads
+    x = x.reshape(B, T, n_heads, D).transpose(0, 2, 1, 3)  # (B,T,C) -> (B,H,T,D)
+    return np.ascontiguousarray(x).reshape(B * n_heads, T, D)  # (B,H,T,D) -> (G,T,D)
+
+
+def merge_heads(x, batch):
+    """Shapes: x (G,T,D) -> (B,T,C), inverse of split_heads"""
+    G, T, D = x.shape
+    H = G // batch
+    x = x.reshape(batch, H, T, D).transpose(0, 2, 1, 3)  # (G,T,D) -> (B,T,H,D)
+    return x.reshape(batch, T, H * D)  # (B,T,H,D) -> (B,T,C) (copies)
+
+
+def project(x, W, b):
+    """Shapes: x (B,T,C), W (C,C), b (C,) -> (B,T,C)"""
+    B, T, C = x.shape
+    y = K.matmul(x.reshape(B * T, C), W)  # (B*T,C) @ (C,C) -> (B*T,C)
+    y += b
+    return y.reshape(B, T, W.shape[1])  # (B*T,C) -> (B,T,C)
+
+
+def attend(q, k, v, mask, batch):
+    """Scaled dot-product attention over already split heads.
+
+    Shapes: q (G,T,D), k (G,S,D), v (G,S,D), mask (Bm,Tm,S) -> ctx (G,T,D), P (B,H,T,S)
+    """
+    G, T, D = q.shape
+    S = k.shape[1]
+    scores = K.bmm(q, k.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
+    scores = scores.reshape(batch, G // batch, T, S)  # (G,T,S) -> (B,H,T,S)
+    P = K.softmax_forward(scores, mask, 1.0 / math.sqrt(D))  # (B,H,T,S)
+    ctx = K.bmm(P.reshape(G, T, S), v)  # (G,T,S) @ (G,S,D) -> (G,T,D)
+    return ctx, P
+
+
+class AttentionCache(NamedTuple):
+    x_q: np.ndarray  # (B,T,C)
+    x_kv: np.ndarray  # (B,S,C)
+    q: np.ndarray  # (G,T,D) queries, heads split
+    k: np.ndarray  # (G,S,D)
+    v: np.ndarray  # (G,S,D)
+    P: np.ndarray  # (B,H,T,S) attention weights (also what notebooks plot)
+    ctx: np.ndarray  # (B,T,C) heads merged, input of the output projection
+    W_q: np.ndarray
+    W_k: np.ndarray
+    W_v: np.ndarray
+    W_o: np.ndarray
+
+
+def mha_forward(x_q, x_kv, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o, mask, n_heads):
+    """Multi-head attention of the queries x_q over the keys/values x_kv.
+
+    Shapes: x_q (B,T,C), x_kv (B,S,C), W_* (C,C), b_* (C,), mask (Bm,Tm,S) -> y (B,T,C)
+    """
+    B = x_q.shape[0]
+    q = split_heads(project(x_q, W_q, b_q), n_heads)  # (B,T,C) -> (G,T,D)
+    k = split_heads(project(x_kv, W_k, b_k), n_heads)  # (B,S,C) -> (G,S,D)
+    v = split_heads(project(x_kv, W_v, b_v), n_heads)  # (B,S,C) -> (G,S,D)
+    ctx, P = attend(q, k, v, mask, B)  # (G,T,D), (B,H,T,S)
+    ctx = merge_heads(ctx, B)  # (G,T,D) -> (B,T,C)
+    y = project(ctx, W_o, b_o)  # (B,T,C)
+    return y, AttentionCache(x_q, x_kv, q, k, v, P, ctx, W_q, W_k, W_v, W_o)
+
+
+def mha_backward(dy, cache):
+    """Gradients of multi-head attention.
+
+    Shapes: dy (B,T,C) -> dx_q (B,T,C), dx_kv (B,S,C),
+            dW_q, db_q, dW_k, db_k, dW_v, db_v, dW_o, db_o
+    """
+    x_q, x_kv, q, k, v, P, ctx, W_q, W_k, W_v, W_o = cache
+    B, T, C = x_q.shape
+    S = x_kv.shape[1]
+    G, _, D = q.shape
+    n_heads = G // B
+    dy2 = dy.reshape(B * T, C)  # (B,T,C) -> (B*T,C)
+    # output projection y = ctx W_o + b_o
+    dW_o = K.matmul(ctx.reshape(B * T, C).T, dy2)  # (C,B*T) @ (B*T,C) -> (C,C)
+    db_o = dy2.sum(axis=0)  # (C,)
+    dctx = K.matmul(dy2, W_o.T).reshape(B, T, C)  # (B*T,C) @ (C,C) -> (B,T,C)
+    dctx = split_heads(dctx, n_heads)  # (B,T,C) -> (G,T,D)
+    # ctx = P V
+    P3 = P.reshape(G, T, S)  # (B,H,T,S) -> (G,T,S)
+    dP = K.bmm(dctx, v.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
+    dv = K.bmm(P3.transpose(0, 2, 1), dctx)  # (G,S,T) @ (G,T,D) -> (G,S,D)
+    # P = softmax(Q K^T / sqrt(D) + mask)
+    dscores = K.softmax_backward(dP.reshape(P.shape), P, 1.0 / math.sqrt(D))  # (B,H,T,S)
+    dscores = dscores.reshape(G, T, S)  # (B,H,T,S) -> (G,T,S)
+    dq = K.bmm(dscores, k)  # (G,T,S) @ (G,S,D) -> (G,T,D)
+    dk = K.bmm(dscores.transpose(0, 2, 1), q)  # (G,S,T) @ (G,T,D) -> (G,S,D)
+    # the three input projections
+    grads = []
+    for d_heads, x, W in ((dq, x_q, W_q), (dk, x_kv, W_k), (dv, x_kv, W_v)):
+        L = x.shape[1]
+        d = merge_heads(d_heads, B).reshape(B * L, C)  # (G,L,D) -> (B,L,C) -> (B*L,C)
+        dW = K.matmul(x.reshape(B * L, C).T, d)  # (C,B*L) @ (B*L,C) -> (C,C)
+        db = d.sum(axis=0)  # (C,)
+        dx = K.matmul(d, W.T).reshape(B, L, C)  # (B*L,C) @ (C,C) -> (B,L,C)
+        grads.append((dx, dW, db))
+    (dx_q, dW_q, db_q), (dx_k, dW_k, db_k), (dx_v, dW_v, db_v) = grads
+    dx_kv = dx_k + dx_v  # x_kv fed both K and V
+    return dx_q, dx_kv, dW_q, db_q, dW_k, db_k, dW_v, db_v, dW_o, db_o

@@ -1,0 +1,87 @@
+"""Token embeddings and positional encodings.
+
+Shapes: B batch, T sequence length, C d_model, V vocab, L max_len.
+Token embedding: y[b,t] = scale * W[ids[b,t]]  (scale = sqrt(C) in the model, so
+embeddings initialised with std C^-1/2 enter the residual stream at unit size).
+Its gradient scatters rows of dy back to the ids that were looked up; a token
+used twice receives both contributions (np.add.at, or the jitted scatter).
+The padding id's row is used like any other row; its gradient is set to zero by
+the model so padding never learns (see model.py).
+Positional encoding: y = x + P[:T], with P the fixed sinusoid table or a
+learned (L,C) parameter. Derivation: docs/derivations/embedding.md.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import kernels as K
+
+
+class EmbeddingCache(NamedTuple):
+    ids: np.ndarray  # (B,T) int token ids
+    vocab_size: int
+    scale: float
+    pad_id: int  # -1 for none
+
+
+def embedding_forward(ids, W, scale=1.0, pad_id=-1):
+    """Look up one row of W per token id and multiply by `scale`.
+
+    Shapes: ids (B,T) int, W (V,C) -> y (B,T,C)
+    """
+    y = W[ids]  # (B,T) -> (B,T,C) (fancy indexing makes a copy)
+    if scale != 1.0:
+        y *= W.dtype.type(scale)
+    return y, EmbeddingCache(ids, W.shape[0], scale, pad_id)
+
+
+def embedding_backward(dy, cache):
+    """Scatter-add dy into the looked-up rows.
+
+    Shapes: dy (B,T,C) -> (None for ids, dW (V,C))
+    """
+    C = dy.shape[-1]
+    dW = np.zeros((cache.vocab_size, C), dtype=dy.dtype)  # (V,C)
+    dy2 = dy.reshape(-1, C)  # (B,T,C) -> (N,C)
+    if cache.scale != 1.0:
+        dy2 = dy2 * dy.dtype.type(cache.scale)
+    K.embedding_backward(dW, cache.ids.reshape(-1), dy2)  # (V,C) += scatter of (N,C)
+    if cache.pad_id >= 0:
+        dW[cache.pad_id] = 0  # the padding row never receives gradient
+    return None, dW
+
+
+def sinusoidal_table(max_len, d_model, dtype=np.float32):
+    """The fixed positional encodings of "Attention Is All You Need".
+
+    P[pos, 2i] = sin(pos / 10000^(2i/C)), P[pos, 2i+1] = cos(pos / 10000^(2i/C)).
+    Shapes: -> P (L,C)
+    """
+    pos = np.arange(max_len)[:, None]  # (L,1)
+    i = np.arange(0, d_model, 2)[None, :]  # (1,C/2) even feature indices
+    angle = pos / np.power(10000.0, i / d_model)  # (L,C/2)
+    table = np.zeros((max_len, d_model))
+    table[:, 0::2] = np.sin(angle)
+    table[:, 1::2] = np.cos(angle[:, : d_model // 2])
+    return table.astype(dtype)
+
+
+class PositionalCache(NamedTuple):
+    length: int  # T, how many rows of P were used
+    table_shape: tuple  # (L,C)
+
+
+def positional_forward(x, P, offset=0):
+    """Add the encodings of positions offset..offset+T-1.
+
+    Shapes: x (B,T,C), P (L,C) -> y (B,T,C)
+    """
+    T = x.shape[1]
+    return x + P[offset: offset + T], PositionalCache(T, P.shape)  # (B,T,C) + (T,C)
+
+
+def positional_backward(dy, cache):
+    """Shapes: dy (B,T,C) -> dx (B,T,C), dP (L,C) (zero beyond row T)"""
+    dP = np.zeros(cache.table_shape, dtype=dy.dtype)  # (L,C)
+    dP[: cache.length] = dy.sum(axis=0)  # (B,T,C) -> (T,C)
+    return dy, dP
