@@ -106,6 +106,8 @@ class Tape:
         lines = [head, "-" * len(head)]
         for i, rec in enumerate(self.records):
             ins = ", ".join("x".join(map(str, s)) or "scalar" for s in rec.input_shapes)
+            if len(ins) > 44:
+                ins = ins[:41] + "..."
             out = "x".join(map(str, rec.output_shape)) or "scalar"
             line = f"{i:>3}  {rec.name:<28} {ins:<44} {out:<16}"
             if times:

@@ -1,0 +1,6 @@
+"""`python -m npformer ...` is the same as the `npformer` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,33 @@
+"""Shared test helpers: comparisons that say what went wrong, and tiny models."""
+import numpy as np
+
+from npformer.config import ModelConfig
+from npformer.model import Transformer
+
+# relative tolerances by dtype, for comparing two computations of the same value
+RTOL = {np.dtype("float32"): 1e-4, np.dtype("float64"): 1e-10}
+
+
+def assert_close(name, actual, expected, rtol, atol=0.0):
+    """assert_allclose with a message naming the tensor and its max / mean difference."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    ok = np.all(diff <= atol + rtol * np.abs(expected))
+    assert ok, (f"{name}: max abs diff {diff.max():.3e}, mean abs diff {diff.mean():.3e} "
+                f"(rtol={rtol:g}, atol={atol:g})")
+
+
+def tiny_model(dtype="float64", **changes):
+    cfg = dict(src_vocab_size=17, tgt_vocab_size=19, d_model=16, n_heads=4, d_ff=24,
+               n_encoder_layers=2, n_decoder_layers=2, max_len=12, dropout=0.0, dtype=dtype)
+    cfg.update(changes)
+    return Transformer(ModelConfig(**cfg))
+
+
+def toy_batch():
+    """A padded batch (pad id 0, BOS 1, EOS 2): source rows of unequal length."""
+    src = np.array([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0], [4, 2, 0, 0, 0]])
+    tgt_in = np.array([[1, 3, 4, 5, 6], [1, 11, 12, 0, 0], [1, 7, 0, 0, 0]])
+    tgt_out = np.array([[3, 4, 5, 6, 2], [11, 12, 2, 0, 0], [7, 2, 0, 0, 0]])
+    return src, tgt_in, tgt_out
