@@ -1,17 +1,260 @@
 """Command-line interface: a thin shell over importable functions.
 
-Each sub-command parses its flags, calls one library function and prints the
-result. Errors the user can fix (bad flags, unreadable files) print one line
-and exit with status 2; no traceback.
+  npformer train       train a translator (default: the built-in toy, ~3 minutes)
+  npformer translate   translate sentences with a trained model
+  npformer eval        BLEU / exact match of a model on a data split or a TSV file
+  npformer data        write the built-in corpora to TSV
+  npformer attention   save attention heatmaps (PNG) for one sentence
+  npformer gradcheck   check every backward pass against finite differences
+
+Errors the user can fix (bad flags, unreadable files) print one line and exit
+with status 2; no traceback. Full reference: docs/cli.md.
 """
 import argparse
+import dataclasses
+import json
 import sys
+from pathlib import Path
 
 from . import __version__
+
+DEFAULT_MODEL = "runs/toy/best.npz"
 
 
 class UsageError(Exception):
     """A problem with the user's arguments or files: reported in one line, exit code 2."""
+
+
+# Help text for every TrainConfig field; the flag is --field-name (one flag per field).
+TRAIN_HELP = {
+    "data": "training data: toy, copy, reverse, or a .tsv file of source<TAB>target lines "
+            "(or a source .txt file together with --tgt-file)",
+    "tgt_file": "target side of a line-aligned pair of text files (source file in --data)",
+    "valid_frac": "fraction of a user corpus held out for validation",
+    "test_frac": "fraction of a user corpus held out for testing",
+    "data_seed": "seed of the toy corpus and of the user corpus split",
+    "tokenizer": "word, char, or bpe (byte-level BPE: word parts)",
+    "vocab_size": "vocabulary size per side incl. specials; 0 = every token seen (bpe: 8000)",
+    "shared_vocab": "one vocabulary (and embedding) for source and target",
+    "d_model": "width of the model (C)",
+    "n_heads": "attention heads (d_model must be divisible by it)",
+    "d_ff": "hidden width of the feed-forward networks (F)",
+    "n_layers": "encoder layers and decoder layers (each)",
+    "max_len": "longest sequence in tokens incl. BOS/EOS; longer training pairs are left out",
+    "dropout": "dropout probability",
+    "activation": "relu or gelu",
+    "norm_position": "pre (pre-LN, default) or post (post-LN as in the original paper)",
+    "positional": "sinusoidal or learned position encodings",
+    "tie_output": "output projection shares the target embedding matrix",
+    "max_tokens": "padded tokens per batch",
+    "lr": "peak learning rate",
+    "warmup_steps": "learning-rate warm-up steps",
+    "schedule": "warmup_cosine, inverse_sqrt or constant",
+    "max_steps": "optimizer steps",
+    "max_minutes": "wall-clock budget of the training loop in minutes (0 = none)",
+    "weight_decay": "AdamW weight decay (weight matrices only)",
+    "clip_norm": "clip the global gradient norm (0 = off)",
+    "label_smoothing": "label smoothing of the target distribution",
+    "eval_every": "steps between validations",
+    "eval_sentences": "validation sentences translated for BLEU at each validation",
+    "patience": "early stop after this many validations without a better BLEU (0 = off)",
+    "out_dir": "directory for checkpoints (best.npz, last.npz), log.jsonl and curves.png",
+    "log_every": "steps between progress lines",
+    "seed": "seed of initialisation, batch order and dropout",
+}
+
+
+def _bool(text):
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _set_threads(n):
+    from .threads import set_blas_threads
+
+    if n < 1:
+        raise UsageError(f"--threads {n}: must be >= 1")
+    set_blas_threads(n)
+
+
+def _load_model(path):
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as err:
+        hint = " (train one first with: npformer train)" if str(path) == DEFAULT_MODEL else ""
+        raise UsageError(f"{err}{hint}") from None
+
+
+# ------------------------------------------------------------------- commands
+def cmd_train(args):
+    """Train a translator; print the test-set score and a few translations."""
+    from .config import PRESETS, ConfigError, TrainConfig
+    from .data import DataError
+    from .train import TrainingError, evaluate, load_corpus, train
+
+    _set_threads(args.threads)
+    values = dict(PRESETS[args.preset])
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name)
+        if given is not None:
+            values[f.name] = given
+    try:
+        cfg = TrainConfig(**values)
+        history = train(cfg, resume=args.resume)
+    except (ConfigError, DataError, OSError) as err:
+        raise UsageError(str(err)) from None
+    except TrainingError as err:
+        print(f"npformer train: {err}", file=sys.stderr)
+        return 1
+    out = Path(cfg.out_dir)
+    ckpt = _load_model(out / "best.npz")
+    splits, _ = load_corpus(cfg)
+    result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, splits["test"])
+    print(f"test split ({result['n']} sentences, best checkpoint, greedy): "
+          f"BLEU {result['bleu']:.2f}, exact match {100 * result['exact_match']:.1f}%")
+    for (src, ref), hyp in list(zip(splits["test"], result["hypotheses"]))[:3]:
+        print(f"  source:     {src}\n  reference:  {ref}\n  model:      {hyp}")
+    best = max((h["bleu"] for h in history if h["type"] == "valid"), default=float("nan"))
+    print(f"best validation BLEU {best:.2f}; wrote {out / 'best.npz'}, {out / 'last.npz'}, "
+          f"{out / 'log.jsonl'}, {out / 'curves.png'}")
+    print(f'next: npformer translate --model {out / "best.npz"} "<a sentence>"')
+    return 0
+
+
+def _read_sentences(args):
+    if args.text:
+        return list(args.text), False
+    if not sys.stdin.isatty():
+        return [line.rstrip("\n") for line in sys.stdin], False
+    return None, True  # interactive
+
+
+def _translate_lines(ckpt, lines, args):
+    from .train import translate_texts
+
+    max_src = ckpt.model.config.max_len - 1
+    for i, line in enumerate(lines):
+        n = len(ckpt.src_tokenizer.encode(line))
+        if n > max_src:
+            print(f"note: sentence {i + 1} has {n} tokens; the model reads at most {max_src}, "
+                  f"the rest is cut off", file=sys.stderr)
+    kw = {}
+    if args.beam > 1:
+        method, kw = "beam", {"beam_size": args.beam, "length_penalty": args.length_penalty}
+    elif args.sample:
+        import numpy as np
+
+        method = "sample"
+        kw = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+              "rng": np.random.default_rng(args.seed)}
+    else:
+        method = "greedy"
+    try:
+        return translate_texts(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, lines,
+                               method=method, **kw)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def cmd_translate(args):
+    """Translate sentences from the arguments, standard input, or an interactive prompt."""
+    _set_threads(args.threads)
+    ckpt = _load_model(args.model)
+    lines, interactive = _read_sentences(args)
+    if not interactive:
+        for out in _translate_lines(ckpt, lines, args):
+            print(out)
+        return 0
+    print("type a sentence and press Enter (empty line or Ctrl-D to quit)", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        print(_translate_lines(ckpt, [line], args)[0])
+    return 0
+
+
+def cmd_eval(args):
+    """Score a model on a split of its training data or on a TSV file."""
+    from .config import TrainConfig
+    from .data import DataError, load_tsv
+    from .train import evaluate, load_corpus
+
+    _set_threads(args.threads)
+    ckpt = _load_model(args.model)
+    try:
+        if args.data:
+            pairs = load_tsv(args.data).pairs
+            where = args.data
+        else:
+            if ckpt.train_config is None:
+                raise UsageError("this checkpoint has no training config; pass --data FILE.tsv")
+            splits, _ = load_corpus(TrainConfig.from_dict(ckpt.train_config))
+            pairs, where = splits[args.split], f"{args.split} split"
+    except (DataError, OSError) as err:
+        raise UsageError(str(err)) from None
+    if args.limit:
+        pairs = pairs[: args.limit]
+    if not pairs:
+        raise UsageError(f"{where}: no sentence pairs to evaluate")
+    kw = {"beam_size": args.beam} if args.beam > 1 else {}
+    result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, pairs,
+                      method="beam" if args.beam > 1 else "greedy", **kw)
+    decoding = f"beam {args.beam}" if args.beam > 1 else "greedy"
+    print(f"{'data':<14} {where}\n{'sentences':<14} {result['n']}\n{'decoding':<14} {decoding}\n"
+          f"{'BLEU':<14} {result['bleu']:.2f}\n{'exact match':<14} "
+          f"{100 * result['exact_match']:.2f}%")
+    for (src, ref), hyp in list(zip(pairs, result["hypotheses"]))[: args.show]:
+        mark = "=" if hyp == ref else "x"
+        print(f"[{mark}] {src}\n    ref: {ref}\n    hyp: {hyp}")
+    if args.json:
+        rows = [{"source": s, "reference": r, "hypothesis": h}
+                for (s, r), h in zip(pairs, result["hypotheses"])]
+        Path(args.json).write_text(json.dumps(
+            {"data": where, "decoding": decoding, "bleu": result["bleu"],
+             "exact_match": result["exact_match"], "n": result["n"], "sentences": rows},
+            indent=1, ensure_ascii=False), encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_data(args):
+    """Write a built-in corpus to TSV files."""
+    from .data import make_copy_task, make_reverse_task, make_toy_corpus, save_tsv
+
+    make = {"toy": make_toy_corpus, "copy": make_copy_task, "reverse": make_reverse_task}
+    splits = make[args.task](seed=args.seed)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = ["train", "valid", "test"] if args.split == "all" else [args.split]
+    for name in names:
+        path = out / f"{args.task}.{name}.tsv"
+        save_tsv(splits[name], path)
+        print(f"wrote {path} ({len(splits[name])} pairs)")
+    return 0
+
+
+def cmd_attention(args):
+    """Save encoder self-, decoder self- and cross-attention heatmaps for one sentence."""
+    from .plots import save_attention_maps
+
+    ckpt = _load_model(args.model)
+    try:
+        paths, translation = save_attention_maps(ckpt, args.sentence, args.out_dir)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"translation: {translation}")
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
 
 
 def cmd_gradcheck(args):
@@ -25,25 +268,109 @@ def cmd_gradcheck(args):
     return 0 if all(r.passed for r in rows) else 1
 
 
+# --------------------------------------------------------------------- parser
 def build_parser():
+    from .config import PRESETS, TrainConfig
+
     parser = argparse.ArgumentParser(
-        prog="npformer",
-        description="An educational encoder-decoder transformer in NumPy.",
-    )
+        prog="npformer", description="An educational encoder-decoder transformer in NumPy.",
+        epilog="Run 'npformer COMMAND --help' for a command's options. Docs: docs/cli.md")
     parser.add_argument("--version", action="version", version=f"npformer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    def threads(p):
+        p.add_argument("--threads", type=int, default=1,
+                       help="BLAS threads (default 1: fastest for small models, see "
+                            "docs/performance.md)")
+
     p = sub.add_parser(
-        "gradcheck",
-        help="check every hand-written backward pass against finite differences",
+        "train", help="train a translator (default: the built-in toy, about 3 minutes)",
+        description="Train an encoder-decoder transformer. With no arguments it trains the "
+                    "built-in toy English->Velan translator.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  npformer train\n  npformer train --preset copy\n"
+               "  npformer train --preset tsv --data pairs.tsv --max-minutes 10\n"
+               "  npformer train --data train.de --tgt-file train.en --tokenizer bpe\n"
+               "  npformer train --resume --out-dir runs/toy --max-minutes 5")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="toy",
+                   help="starting point for all options (default toy); flags override it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue exactly from OUT_DIR/last.npz")
+    threads(p)
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        kind = _bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                       metavar=f.name.upper() if kind is not _bool else "BOOL",
+                       help=f"{TRAIN_HELP[f.name]} (default {getattr(defaults, f.name)!r})")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "translate", help="translate sentences with a trained model",
+        description="Translate the sentences given as arguments, else the lines of standard "
+                    "input, else ask interactively.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n  npformer translate "the big dog sees a small cat ."\n'
+               "  npformer translate --beam 4 < sentences.txt\n"
+               '  npformer translate --sample --temperature 0.8 --top-k 5 "the man eats ."')
+    p.add_argument("text", nargs="*", help="sentences to translate")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint (default {DEFAULT_MODEL})")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy, the default)")
+    p.add_argument("--length-penalty", type=float, default=0.6,
+                   help="beam search length penalty alpha (default 0.6)")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy/beam")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the k best tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --sample")
+    threads(p)
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser(
+        "eval", help="BLEU and exact match of a model on a data split or a TSV file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  npformer eval\n  npformer eval --split valid --show 5\n"
+               "  npformer eval --data my_test.tsv --beam 4 --json results.json")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint (default {DEFAULT_MODEL})")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test",
+                   help="split of the model's own training data (default test)")
+    p.add_argument("--data", help="evaluate on this TSV file instead")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N pairs (0 = all)")
+    p.add_argument("--show", type=int, default=0, help="print the first N translations")
+    p.add_argument("--json", help="also write scores and every translation to this JSON file")
+    threads(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "data", help="write a built-in corpus (toy, copy, reverse) as TSV",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  npformer data\n  npformer data --task reverse --split test")
+    p.add_argument("--task", choices=["toy", "copy", "reverse"], default="toy",
+                   help="which corpus (default toy)")
+    p.add_argument("--split", choices=["train", "valid", "test", "all"], default="all",
+                   help="which split (default all)")
+    p.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    p.add_argument("--out-dir", default="data", help="output directory (default data/)")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser(
+        "attention", help="save attention heatmaps (PNG) for one sentence",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='example:\n  npformer attention "the big dog sees a small cat ." --out-dir att')
+    p.add_argument("sentence", help="source sentence")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint (default {DEFAULT_MODEL})")
+    p.add_argument("--out-dir", default="attention", help="output directory (default attention/)")
+    p.set_defaults(func=cmd_attention)
+
+    p = sub.add_parser(
+        "gradcheck", help="check every hand-written backward pass against finite differences",
         description="Check every layer's backward pass, and the whole model's gradient, "
-        "against float64 central differences. Prints a table; exits 1 on any failure.",
-        epilog="example: npformer gradcheck --layers-only",
-    )
+                    "against float64 central differences. Prints a table; exits 1 on any failure.",
+        epilog="example: npformer gradcheck --layers-only")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    p.add_argument("--layers-only", action="store_true",
-                   help="skip the (slower) whole-model checks")
+    p.add_argument("--layers-only", action="store_true", help="skip the whole-model checks")
     p.set_defaults(func=cmd_gradcheck)
     return parser
 

@@ -83,3 +83,126 @@ class ModelConfig:
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
         return type(self).from_dict({**self.to_dict(), **changes})
+
+
+DATA_KINDS = ("toy", "copy", "reverse")  # built-in corpora; anything else is a file path
+TOKENIZERS = ("word", "char", "bpe")
+SCHEDULES = ("warmup_cosine", "inverse_sqrt", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `npformer train` needs; each CLI flag sets one field.
+
+    The defaults train the built-in toy translator in about three minutes on a
+    2-core laptop CPU. Presets (PRESETS below) change a few fields at once.
+    """
+
+    # data
+    data: str = "toy"  # "toy", "copy", "reverse", or a .tsv file (source<TAB>target)
+    tgt_file: str = ""  # with data = a source .txt file: the line-aligned target file
+    valid_frac: float = 0.02  # share of a user corpus held out for validation
+    test_frac: float = 0.02  # share of a user corpus held out for testing
+    data_seed: int = 0  # seed of the toy corpus / of the user corpus split
+    # tokenizer
+    tokenizer: str = "word"  # "word", "char" or "bpe" (byte-level BPE, word parts)
+    vocab_size: int = 0  # cap per vocabulary incl. specials; 0 = all tokens seen (bpe: 8000)
+    shared_vocab: bool = False  # one vocabulary for source and target (needed to share embeddings)
+    # model (see ModelConfig for what each one means)
+    d_model: int = 64
+    n_heads: int = 4
+    d_ff: int = 256
+    n_layers: int = 2  # encoder layers = decoder layers = n_layers
+    max_len: int = 32  # longest sequence incl. BOS/EOS; longer training pairs are dropped
+    dropout: float = 0.1
+    activation: str = "relu"
+    norm_position: str = "pre"
+    positional: str = "sinusoidal"
+    tie_output: bool = True
+    # optimisation
+    max_tokens: int = 4096  # padded tokens per batch: batch size = max_tokens / longest
+    lr: float = 2e-3  # peak learning rate
+    warmup_steps: int = 200  # linear warm-up steps
+    schedule: str = "warmup_cosine"  # "warmup_cosine", "inverse_sqrt" or "constant"
+    max_steps: int = 3000  # optimizer steps (the cosine schedule decays over them)
+    max_minutes: float = 2.5  # wall-clock budget of the training loop (0 = none)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (matrices only)
+    clip_norm: float = 1.0  # clip the global gradient norm to this (0 = off)
+    label_smoothing: float = 0.1
+    # evaluation, checkpoints, logging
+    eval_every: int = 500  # steps between validations (loss + BLEU on a sample)
+    eval_sentences: int = 200  # validation sentences decoded for BLEU at each validation
+    patience: int = 0  # stop after this many validations without a better BLEU (0 = off)
+    out_dir: str = "runs/toy"  # checkpoints, log.jsonl and curves.png go here
+    log_every: int = 50  # steps between progress lines / log records
+    seed: int = 0  # seed of initialisation, batch order and dropout
+
+    def __post_init__(self):
+        def need(cond, field, msg):
+            if not cond:
+                raise ConfigError(f"{field}={getattr(self, field)!r}: {msg}")
+
+        need(self.tokenizer in TOKENIZERS, "tokenizer", f"choose one of {TOKENIZERS}")
+        need(self.schedule in SCHEDULES, "schedule", f"choose one of {SCHEDULES}")
+        need(self.vocab_size == 0 or self.vocab_size >= 8, "vocab_size", "must be 0 or >= 8")
+        if self.tokenizer == "bpe":
+            need(self.vocab_size == 0 or self.vocab_size >= 260, "vocab_size",
+                 "byte-level BPE needs at least 260 (4 specials + 256 bytes)")
+        for name in ("valid_frac", "test_frac"):
+            need(0.0 <= getattr(self, name) < 0.5, name, "must be in [0, 0.5)")
+        for name in ("max_tokens", "max_steps", "eval_every", "eval_sentences", "log_every"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
+                 "must be a positive integer")
+        for name in ("warmup_steps", "patience"):
+            need(getattr(self, name) >= 0, name, "must be >= 0")
+        need(self.lr > 0, "lr", "must be positive")
+        need(self.max_minutes >= 0, "max_minutes", "must be >= 0")
+        need(self.clip_norm >= 0, "clip_norm", "must be >= 0")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        need(self.max_len >= 4, "max_len", "must be at least 4")
+        need(bool(self.out_dir), "out_dir", "must not be empty")
+        if self.data not in DATA_KINDS and not self.data.endswith(".tsv"):
+            need(bool(self.tgt_file), "data",
+                 "a file that is not .tsv needs --tgt-file (two line-aligned text files)")
+        self.model_config(10, 10)  # validates d_model/n_heads/... with ModelConfig's messages
+
+    def model_config(self, src_vocab_size, tgt_vocab_size):
+        """The ModelConfig this training run builds, given the vocabulary sizes."""
+        return ModelConfig(
+            src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
+            d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff,
+            n_encoder_layers=self.n_layers, n_decoder_layers=self.n_layers,
+            max_len=self.max_len, dropout=self.dropout, activation=self.activation,
+            norm_position=self.norm_position, positional=self.positional,
+            tie_output=self.tie_output,
+            share_embeddings=self.shared_vocab and src_vocab_size == tgt_vocab_size,
+            seed=self.seed)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown training config field(s): {sorted(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes):
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+
+# Presets: named starting points; explicit flags override them.
+PRESETS = {
+    "toy": {},  # the defaults: built-in toy translator, word tokenizer, ~3 minutes
+    "copy": dict(data="copy", out_dir="runs/copy", max_steps=800, max_minutes=1.0,
+                 eval_every=200, warmup_steps=100),
+    "reverse": dict(data="reverse", out_dir="runs/reverse", max_steps=1500, max_minutes=1.5,
+                    eval_every=300, warmup_steps=100),
+    "tsv": dict(tokenizer="bpe", vocab_size=8000, shared_vocab=True, d_model=256, n_heads=8,
+                d_ff=1024, n_layers=3, max_len=64, max_tokens=4096, lr=7e-4,
+                warmup_steps=1000, max_steps=20000, max_minutes=10.0, eval_every=1000,
+                out_dir="runs/tsv"),
+}
