@@ -1,0 +1,344 @@
+"""PyTorch re-implementation of npformer's transformer: an independent oracle.
+
+torch is NOT a runtime dependency of npformer. This module is imported only by
+tests (tests/test_torch_oracle.py) and benchmarks, which need the `test` extra
+(`pip install npformer[test]`); nothing in the npformer package imports it.
+
+`TorchTransformer` is written the way a PyTorch user would write it (modules,
+nn.Linear / nn.LayerNorm / nn.Embedding, F.scaled_dot_product_attention,
+F.cross_entropy) and lets autograd find the gradients. It computes the same
+function as `npformer.model.Transformer` for the same `ModelConfig`:
+
+  x = Dropout(Embed(src) * sqrt(C) + Pos)                  encoder input
+  pre-LN:  x = x + Dropout(Sublayer(LN(x))), final LN per stack
+  post-LN: x = LN(x + Dropout(Sublayer(x))), no final LN
+  encoder layer: self-attention (source padding mask), feed-forward
+  decoder layer: self-attention (causal & target padding), cross-attention
+                 (source padding), feed-forward
+  logits = h W_out + b (or h E_tgt^T + b when tied), mean smoothed cross-entropy
+           over non-padding targets.
+No dropout on attention weights. The padding row of each embedding gets no
+gradient from the lookup (nn.Embedding(padding_idx=pad)); with a tied output it
+still gets the output projection's gradient, exactly as in npformer.
+
+Layouts: npformer stores weights as (in, out) and computes x @ W; nn.Linear
+stores (out, in). `from_npformer` / `grads_to_npformer` / `params_to_npformer`
+transpose across that boundary; the key mapping lives in `npformer_keys`.
+
+Usage:
+    tm = from_npformer(model)                      # same weights, same dtype
+    loss = tm.loss(src, tgt_in, tgt_out, label_smoothing=0.1)
+    loss.backward()
+    grads = grads_to_npformer(tm)                  # {npformer key: ndarray}
+    opt = torch.optim.AdamW(param_groups(tm, weight_decay=0.01), lr=1e-3)
+
+Shapes: B batch, S source len, T target len, C d_model, H heads,
+D head dim (C = H*D), F d_ff, V vocab, L max_len.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def sinusoid_positions(max_len, d_model):
+    """P[pos, 2i] = sin(pos / 10000^(2i/C)), P[pos, 2i+1] = cos(...), in float64.
+
+    Shapes: -> (L,C)
+    """
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]  # (L,1)
+    freq = torch.pow(10000.0, -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    angle = pos * freq  # (L,C/2)
+    table = torch.zeros(max_len, d_model, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle[:, : d_model // 2])
+    return table
+
+
+class MultiHeadAttention(nn.Module):
+    """Queries from x, keys/values from `memory` (= x for self-attention)."""
+
+    def __init__(self, cfg, **factory):
+        super().__init__()
+        C = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.q_proj = nn.Linear(C, C, **factory)
+        self.k_proj = nn.Linear(C, C, **factory)
+        self.v_proj = nn.Linear(C, C, **factory)
+        self.out_proj = nn.Linear(C, C, **factory)
+
+    def forward(self, x, memory, allowed):
+        """Shapes: x (B,T,C), memory (B,S,C), allowed (B,1|T,S) bool -> (B,T,C)"""
+        B, T, C = x.shape
+        S = memory.shape[1]
+        H = self.n_heads
+        q = self.q_proj(x).view(B, T, H, C // H).transpose(1, 2)  # (B,T,C) -> (B,H,T,D)
+        k = self.k_proj(memory).view(B, S, H, C // H).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
+        v = self.v_proj(memory).view(B, S, H, C // H).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
+        # bool mask, True = may attend (npformer's convention too); a row with
+        # nothing allowed gives zeros, as npformer's softmax does
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])  # (B,H,T,D)
+        ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B,H,T,D) -> (B,T,C)
+        return self.out_proj(ctx)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg, **factory):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff, **factory)
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, **factory)
+        self.activation = cfg.activation
+
+    def forward(self, x):
+        """Shapes: (B,L,C) -> (B,L,F) -> (B,L,C)"""
+        h = self.fc1(x)
+        h = F.relu(h) if self.activation == "relu" else F.gelu(h, approximate="tanh")
+        return self.fc2(h)
+
+
+class Sublayer(nn.Module):
+    """Residual wrapper: pre-LN x + drop(f(LN(x))) or post-LN LN(x + drop(f(x)))."""
+
+    def __init__(self, cfg, **factory):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps, **factory)
+        self.pre = cfg.norm_position == "pre"
+        self.p = cfg.dropout
+
+    def forward(self, x, f):
+        if self.pre:
+            return x + F.dropout(f(self.norm(x)), self.p, self.training)
+        return self.norm(x + F.dropout(f(x), self.p, self.training))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg, **factory):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg, **factory)
+        self.ffn = FeedForward(cfg, **factory)
+        self.sub1 = Sublayer(cfg, **factory)  # norm1
+        self.sub2 = Sublayer(cfg, **factory)  # norm2
+
+    def forward(self, x, src_allowed):
+        x = self.sub1(x, lambda h: self.self_attn(h, h, src_allowed))
+        return self.sub2(x, self.ffn)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg, **factory):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg, **factory)
+        self.cross_attn = MultiHeadAttention(cfg, **factory)
+        self.ffn = FeedForward(cfg, **factory)
+        self.sub1 = Sublayer(cfg, **factory)  # norm1
+        self.sub2 = Sublayer(cfg, **factory)  # norm2
+        self.sub3 = Sublayer(cfg, **factory)  # norm3
+
+    def forward(self, y, memory, self_allowed, cross_allowed):
+        y = self.sub1(y, lambda h: self.self_attn(h, h, self_allowed))
+        y = self.sub2(y, lambda h: self.cross_attn(h, memory, cross_allowed))
+        return self.sub3(y, self.ffn)
+
+
+class TorchTransformer(nn.Module):
+    """The npformer encoder-decoder, in PyTorch. Built from a ModelConfig."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        factory = {"dtype": TORCH_DTYPES[cfg.dtype]}
+        C, pad = cfg.d_model, cfg.pad_id
+        if cfg.share_embeddings:
+            self.embed = nn.Embedding(cfg.src_vocab_size, C, padding_idx=pad, **factory)
+            self.src_embed = self.tgt_embed = self.embed  # one module, one parameter
+        else:
+            self.src_embed = nn.Embedding(cfg.src_vocab_size, C, padding_idx=pad, **factory)
+            self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, C, padding_idx=pad, **factory)
+        if cfg.positional == "learned":
+            self.src_pos = nn.Parameter(torch.zeros(cfg.max_len, C, **factory))
+            self.tgt_pos = nn.Parameter(torch.zeros(cfg.max_len, C, **factory))
+        else:
+            table = sinusoid_positions(cfg.max_len, C).to(factory["dtype"])
+            self.register_buffer("src_pos", table, persistent=False)
+            self.register_buffer("tgt_pos", table, persistent=False)
+        self.encoder = nn.ModuleList(EncoderLayer(cfg, **factory)
+                                     for _ in range(cfg.n_encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(cfg, **factory)
+                                     for _ in range(cfg.n_decoder_layers))
+        if cfg.norm_position == "pre":
+            self.encoder_norm = nn.LayerNorm(C, eps=cfg.ln_eps, **factory)
+            self.decoder_norm = nn.LayerNorm(C, eps=cfg.ln_eps, **factory)
+        if not cfg.tie_output:
+            self.out_weight = nn.Parameter(torch.zeros(cfg.tgt_vocab_size, C, **factory))
+        self.out_bias = nn.Parameter(torch.zeros(cfg.tgt_vocab_size, **factory))
+
+    def _embed(self, ids, embed, pos):
+        """Shapes: ids (B,L) -> (B,L,C)"""
+        x = embed(ids) * math.sqrt(self.cfg.d_model) + pos[: ids.shape[1]]
+        return F.dropout(x, self.cfg.dropout, self.training)
+
+    def encode(self, src):
+        """Shapes: src (B,S) -> memory (B,S,C)"""
+        src_allowed = (src != self.cfg.pad_id)[:, None, :]  # (B,1,S)
+        x = self._embed(src, self.src_embed, self.src_pos)
+        for layer in self.encoder:
+            x = layer(x, src_allowed)
+        if self.cfg.norm_position == "pre":
+            x = self.encoder_norm(x)
+        return x
+
+    def decode(self, tgt_in, memory, src):
+        """Final decoder hidden state (before the output projection).
+
+        Shapes: tgt_in (B,T), memory (B,S,C), src (B,S) -> (B,T,C)
+        """
+        T = tgt_in.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()  # (T,T)
+        self_allowed = causal[None] & (tgt_in != self.cfg.pad_id)[:, None, :]  # (B,T,T)
+        cross_allowed = (src != self.cfg.pad_id)[:, None, :]  # (B,1,S)
+        y = self._embed(tgt_in, self.tgt_embed, self.tgt_pos)
+        for layer in self.decoder:
+            y = layer(y, memory, self_allowed, cross_allowed)
+        if self.cfg.norm_position == "pre":
+            y = self.decoder_norm(y)
+        return y
+
+    def project(self, h):
+        """Shapes: h (B,T,C) -> logits (B,T,V)"""
+        W = self.tgt_embed.weight if self.cfg.tie_output else self.out_weight  # (V,C)
+        return F.linear(h, W, self.out_bias)
+
+    def forward(self, src, tgt_in):
+        """Shapes: src (B,S), tgt_in (B,T) int -> logits (B,T,V)"""
+        src, tgt_in = as_ids(src), as_ids(tgt_in)
+        return self.project(self.decode(tgt_in, self.encode(src), src))
+
+    def loss(self, src, tgt_in, tgt_out, label_smoothing=0.0):
+        """Mean smoothed cross-entropy over non-padding targets (a 0-d tensor)."""
+        logits = self.forward(src, tgt_in)  # (B,T,V)
+        return F.cross_entropy(logits.flatten(0, 1), as_ids(tgt_out).flatten(),
+                               ignore_index=self.cfg.pad_id, label_smoothing=label_smoothing)
+
+
+def as_ids(ids):
+    """numpy or torch integer ids -> int64 tensor."""
+    if isinstance(ids, torch.Tensor):
+        return ids.long()
+    return torch.from_numpy(np.asarray(ids, dtype=np.int64))
+
+
+# --------------------------------------------------------------- npformer bridge
+_ATTN = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "out_proj": "o"}
+
+
+def npformer_keys(tm):
+    """{npformer key: (torch parameter, transposed?)} for every npformer parameter.
+
+    transposed=True: the npformer array is (in, out) = the torch weight's .T
+    """
+    cfg = tm.cfg
+    keys = {}
+
+    def attention(prefix, mha):
+        for module_name, s in _ATTN.items():
+            linear = getattr(mha, module_name)
+            keys[f"{prefix}.W_{s}"] = (linear.weight, True)
+            keys[f"{prefix}.b_{s}"] = (linear.bias, False)
+
+    def norm(prefix, ln):
+        keys[prefix + ".gamma"] = (ln.weight, False)
+        keys[prefix + ".beta"] = (ln.bias, False)
+
+    def ffn(prefix, ff):
+        keys[prefix + ".W_1"] = (ff.fc1.weight, True)
+        keys[prefix + ".b_1"] = (ff.fc1.bias, False)
+        keys[prefix + ".W_2"] = (ff.fc2.weight, True)
+        keys[prefix + ".b_2"] = (ff.fc2.bias, False)
+
+    if cfg.share_embeddings:
+        keys["embed.W"] = (tm.embed.weight, False)
+    else:
+        keys["src_embed.W"] = (tm.src_embed.weight, False)
+        keys["tgt_embed.W"] = (tm.tgt_embed.weight, False)
+    if cfg.positional == "learned":
+        keys["src_pos.W"] = (tm.src_pos, False)
+        keys["tgt_pos.W"] = (tm.tgt_pos, False)
+    for i, layer in enumerate(tm.encoder):
+        attention(f"encoder.{i}.self_attn", layer.self_attn)
+        norm(f"encoder.{i}.norm1", layer.sub1.norm)
+        ffn(f"encoder.{i}.ffn", layer.ffn)
+        norm(f"encoder.{i}.norm2", layer.sub2.norm)
+    for i, layer in enumerate(tm.decoder):
+        attention(f"decoder.{i}.self_attn", layer.self_attn)
+        norm(f"decoder.{i}.norm1", layer.sub1.norm)
+        attention(f"decoder.{i}.cross_attn", layer.cross_attn)
+        norm(f"decoder.{i}.norm2", layer.sub2.norm)
+        ffn(f"decoder.{i}.ffn", layer.ffn)
+        norm(f"decoder.{i}.norm3", layer.sub3.norm)
+    if cfg.norm_position == "pre":
+        norm("encoder.norm", tm.encoder_norm)
+        norm("decoder.norm", tm.decoder_norm)
+    if not cfg.tie_output:
+        keys["out.W"] = (tm.out_weight, True)
+    keys["out.b"] = (tm.out_bias, False)
+    return keys
+
+
+def from_npformer(model):
+    """A TorchTransformer holding a copy of an npformer model's parameters."""
+    tm = TorchTransformer(model.config)
+    keys = npformer_keys(tm)
+    if set(keys) != set(model.params):
+        raise ValueError(f"key mismatch: torch-only {sorted(set(keys) - set(model.params))}, "
+                         f"npformer-only {sorted(set(model.params) - set(keys))}")
+    with torch.no_grad():
+        for key, (param, transposed) in keys.items():
+            value = torch.from_numpy(np.ascontiguousarray(model.params[key]))
+            param.copy_(value.T if transposed else value)
+    return tm
+
+
+def _to_npformer(tm, attribute):
+    out = {}
+    for key, (param, transposed) in npformer_keys(tm).items():
+        t = getattr(param, attribute)
+        if t is None:  # parameter never used by the loss: zero gradient
+            t = torch.zeros_like(param)
+        t = t.detach()
+        out[key] = np.ascontiguousarray((t.T if transposed else t).cpu().numpy())
+    return out
+
+
+def grads_to_npformer(tm):
+    """{npformer key: gradient ndarray in npformer's layout} after loss.backward()."""
+    return _to_npformer(tm, "grad")
+
+
+def params_to_npformer(tm):
+    """{npformer key: parameter ndarray in npformer's layout} (copies)."""
+    return _to_npformer(tm, "data")
+
+
+def param_groups(tm, weight_decay):
+    """Decay / no-decay parameter groups for torch.optim.AdamW, by npformer's rule.
+
+    Uses `npformer.optim.default_no_decay(key, array)` on the npformer keys, so
+    both frameworks decay exactly the same tensors.
+    """
+    from .optim import default_no_decay  # imported here: optional sibling module
+
+    decay, no_decay = [], []
+    for key, (param, transposed) in npformer_keys(tm).items():
+        view = param.detach().cpu().numpy()  # no copy on CPU
+        view = view.T if transposed else view  # npformer's layout
+        (no_decay if default_no_decay(key, view) else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
