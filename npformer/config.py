@@ -156,6 +156,8 @@ class TrainConfig:
         for name in ("warmup_steps", "patience"):
             need(getattr(self, name) >= 0, name, "must be >= 0")
         need(self.lr > 0, "lr", "must be positive")
+        need(self.warmup_steps <= self.max_steps, "warmup_steps",
+             f"must not exceed max_steps={self.max_steps}")
         need(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         need(self.clip_norm >= 0, "clip_norm", "must be >= 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")

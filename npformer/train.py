@@ -204,6 +204,7 @@ def train(cfg, resume=False, log=None):
     batch_cache = {}
     window_loss, window_tokens, window_t0 = 0.0, 0, time.perf_counter()
     stop_reason = "max_steps reached"
+    consistent = True
     try:
         while step < cfg.max_steps:
             epoch, index = divmod(step, n_batches)
@@ -224,8 +225,10 @@ def train(cfg, resume=False, log=None):
             tape.backward(model.grads, "loss")
             if cfg.clip_norm > 0:
                 clip_grad_norm(model.grads, cfg.clip_norm)
+            consistent = False  # parameters are being updated: not a state to save
             opt.step(model.grads, lr=lr)
             state["step"] = step
+            consistent = True
             window_loss += loss * batch.n_tokens
             window_tokens += batch.n_tokens
             if step % cfg.log_every == 0 or step == cfg.max_steps:
@@ -254,6 +257,12 @@ def train(cfg, resume=False, log=None):
                 break
         if not history or history[-1].get("type") != "valid" or history[-1]["step"] != step:
             validate(step)
+    except KeyboardInterrupt:
+        if consistent:  # Ctrl-C: keep the work done so far
+            save("last.npz")
+            log(f"interrupted at step {state['step']}; saved {out / 'last.npz'}; continue "
+                f"with: npformer train --resume --out-dir {out}")
+        raise
     finally:
         log_file.close()
     log(f"stopped at step {step}: {stop_reason}; training took "
