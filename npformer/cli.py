@@ -61,6 +61,7 @@ TRAIN_HELP = {
     "out_dir": "directory for checkpoints (best.npz, last.npz), log.jsonl and curves.png",
     "log_every": "steps between progress lines",
     "seed": "seed of initialisation, batch order and dropout",
+    "threads": "BLAS threads (1 is fastest for small models, see docs/performance.md)",
 }
 
 
@@ -97,7 +98,6 @@ def cmd_train(args):
     from .data import DataError
     from .train import TrainingError, evaluate, load_corpus, train
 
-    _set_threads(args.threads)
     values = dict(PRESETS[args.preset])
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name)
@@ -297,7 +297,6 @@ def build_parser():
                    help="starting point for all options (default toy); flags override it")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from OUT_DIR/last.npz")
-    threads(p)
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         kind = _bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))

@@ -136,12 +136,14 @@ class TrainConfig:
     out_dir: str = "runs/toy"  # checkpoints, log.jsonl and curves.png go here
     log_every: int = 50  # steps between progress lines / log records
     seed: int = 0  # seed of initialisation, batch order and dropout
+    threads: int = 1  # BLAS threads; 1 is fastest for small models (docs/performance.md)
 
     def __post_init__(self):
         def need(cond, field, msg):
             if not cond:
                 raise ConfigError(f"{field}={getattr(self, field)!r}: {msg}")
 
+        need(self.threads >= 1, "threads", "must be >= 1")
         need(self.tokenizer in TOKENIZERS, "tokenizer", f"choose one of {TOKENIZERS}")
         need(self.schedule in SCHEDULES, "schedule", f"choose one of {SCHEDULES}")
         need(self.vocab_size == 0 or self.vocab_size >= 8, "vocab_size", "must be 0 or >= 8")

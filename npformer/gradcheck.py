@@ -99,7 +99,7 @@ def _self_attention(x, *rest):
 
 def _self_attention_backward(dy, cache):
     dx_q, dx_kv, *dweights = L.mha_backward(dy, cache)
-    return (dx_q + dx_kv, *dweights)
+    return (dx_q if dx_kv is None else dx_q + dx_kv, *dweights)
 
 
 def layer_checks(seed=0):

@@ -27,6 +27,7 @@ from .metrics import corpus_bleu, exact_match
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, make_schedule
 from .tape import Tape
+from .threads import set_blas_threads
 from .tokenizers import make_tokenizers
 
 
@@ -126,6 +127,7 @@ def train(cfg, resume=False, log=None):
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    set_blas_threads(cfg.threads)
 
     # data
     splits, note = load_corpus(cfg)
@@ -141,7 +143,7 @@ def train(cfg, resume=False, log=None):
         saved = TrainConfig.from_dict(ckpt.train_config)
         if {**saved.to_dict(), "max_minutes": 0} != {**cfg.to_dict(), "max_minutes": 0}:
             log("note: resuming with the configuration saved in the checkpoint")
-        cfg = saved.replace(max_minutes=cfg.max_minutes)
+        cfg = saved.replace(max_minutes=cfg.max_minutes, threads=cfg.threads)
         model, src_tok, tgt_tok = ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer
         state.update(ckpt.state)
     else:
