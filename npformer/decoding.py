@@ -539,10 +539,10 @@ def translate_ids(model, src_rows, method="greedy", batch_size=64, **kwargs):
     """Decode many sources in batches of similar length; results in the original order.
 
     Sorting by length keeps padding (wasted work) small. `kwargs` go to
-    greedy_decode or beam_search.
+    greedy_decode, beam_search or sample (method "greedy", "beam", "sample").
     Shapes: N lists of ids -> N lists of ids
     """
-    decoders = {"greedy": greedy_decode, "beam": beam_search}
+    decoders = {"greedy": greedy_decode, "beam": beam_search, "sample": sample}
     if method not in decoders:
         raise ValueError(f"method={method!r}: choose one of {sorted(decoders)}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

@@ -118,6 +118,8 @@ def layer_checks(seed=0):
                         [ids, r(V, C), math.sqrt(C), -1], {1: "dW"})
     rows += check_layer("positional (learned)", L.positional_forward, L.positional_backward,
                         [r(B, T, C), r(6, C)], {0: "dx", 1: "dP"})
+    rows += check_layer("positional (offset 2)", L.positional_forward, L.positional_backward,
+                        [r(B, T, C), r(6, C), 2], {0: "dx", 1: "dP"})
     rows += check_layer("linear", L.linear_forward, L.linear_backward,
                         [r(B, T, C), r(C, F), r(F)], {0: "dx", 1: "dW", 2: "db"})
     rows += check_layer("tied output", L.tied_linear_forward, L.tied_linear_backward,

@@ -47,6 +47,12 @@ def test_translate_eval_attention_data(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("a b\nc d\n"))
     assert main(["translate", "--model", str(trained), "--beam", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+    sampled = []
+    for _ in range(2):
+        assert main(["translate", "--model", str(trained), "--sample", "--top-k", "3",
+                     "--temperature", "0.7", "--seed", "4", "a b c"]) == 0
+        sampled.append(capsys.readouterr().out)
+    assert sampled[0] == sampled[1] and sampled[0].strip()  # seeded: same output twice
 
     report = tmp_path / "eval.json"
     assert main(["eval", "--model", str(trained), "--limit", "5", "--json", str(report)]) == 0

@@ -67,6 +67,7 @@ def sinusoidal_table(max_len, d_model, dtype=np.float32):
 
 
 class PositionalCache(NamedTuple):
+    offset: int  # first position used
     length: int  # T, how many rows of P were used
     table_shape: tuple  # (L,C)
 
@@ -77,11 +78,11 @@ def positional_forward(x, P, offset=0):
     Shapes: x (B,T,C), P (L,C) -> y (B,T,C)
     """
     T = x.shape[1]
-    return x + P[offset: offset + T], PositionalCache(T, P.shape)  # (B,T,C) + (T,C)
+    return x + P[offset: offset + T], PositionalCache(offset, T, P.shape)  # (B,T,C) + (T,C)
 
 
 def positional_backward(dy, cache):
-    """Shapes: dy (B,T,C) -> dx (B,T,C), dP (L,C) (zero beyond row T)"""
+    """Shapes: dy (B,T,C) -> dx (B,T,C), dP (L,C) (zero outside the rows used)"""
     dP = np.zeros(cache.table_shape, dtype=dy.dtype)  # (L,C)
-    dP[: cache.length] = dy.sum(axis=0)  # (B,T,C) -> (T,C)
+    dP[cache.offset: cache.offset + cache.length] = dy.sum(axis=0)  # (B,T,C) -> (T,C)
     return dy, dP
