@@ -11,8 +11,28 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+class _DictRoundTrip:
+    """to_dict / from_dict / replace for the frozen config dataclasses."""
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a dict (e.g. loaded JSON); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_DictRoundTrip):
     """Hyper-parameters of an encoder-decoder transformer.
 
     The defaults make the tiny model used by the toy translator.
@@ -68,22 +88,6 @@ class ModelConfig:
         """D = d_model / n_heads."""
         return self.d_model // self.n_heads
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        """Build from a dict (e.g. loaded JSON); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {sorted(unknown)}")
-        return cls(**d)
-
-    def replace(self, **changes):
-        """A copy with some fields changed (validated again)."""
-        return type(self).from_dict({**self.to_dict(), **changes})
-
 
 DATA_KINDS = ("toy", "copy", "reverse")  # built-in corpora; anything else is a file path
 TOKENIZERS = ("word", "char", "bpe")
@@ -91,7 +95,7 @@ SCHEDULES = ("warmup_cosine", "inverse_sqrt", "constant")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_DictRoundTrip):
     """Everything `npformer train` needs; each CLI flag sets one field.
 
     The defaults train the built-in toy translator in about three minutes on a
@@ -182,20 +186,6 @@ class TrainConfig:
             tie_output=self.tie_output,
             share_embeddings=self.shared_vocab and src_vocab_size == tgt_vocab_size,
             seed=self.seed)
-
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown training config field(s): {sorted(unknown)}")
-        return cls(**d)
-
-    def replace(self, **changes):
-        return type(self).from_dict({**self.to_dict(), **changes})
 
 
 # Presets: named starting points; explicit flags override them.

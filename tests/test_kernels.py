@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from npformer import kernels
+from npformer.gradcheck import numerical_gradient
 from npformer.kernels import matmul_nb
 
 NB = kernels.implementations("numba")
@@ -67,17 +68,7 @@ def assert_grad(name, analytic, numeric):
 
 def numerical_grad(f, x):
     """Central-difference gradient of the scalar f() with respect to array x (in place)."""
-    grad = np.zeros_like(x)
-    flat_x, flat_g = x.reshape(-1), grad.reshape(-1)  # views of x and grad
-    for i in range(flat_x.size):
-        old = flat_x[i]
-        flat_x[i] = old + FD_STEP
-        f_plus = f()
-        flat_x[i] = old - FD_STEP
-        f_minus = f()
-        flat_x[i] = old
-        flat_g[i] = (f_plus - f_minus) / (2 * FD_STEP)
-    return grad
+    return numerical_gradient(f, x, eps=FD_STEP)
 
 
 def causal_mask(T, dtype):
