@@ -124,17 +124,17 @@ class TrainConfig(_DictRoundTrip):
     positional: str = "sinusoidal"
     tie_output: bool = True
     # optimisation
-    max_tokens: int = 4096  # padded tokens per batch: batch size = max_tokens / longest
+    max_tokens: int = 2048  # padded tokens per batch: batch size = max_tokens / longest
     lr: float = 2e-3  # peak learning rate
-    warmup_steps: int = 200  # linear warm-up steps
+    warmup_steps: int = 150  # linear warm-up steps
     schedule: str = "warmup_cosine"  # "warmup_cosine", "inverse_sqrt" or "constant"
-    max_steps: int = 3000  # optimizer steps (the cosine schedule decays over them)
-    max_minutes: float = 2.5  # wall-clock budget of the training loop (0 = none)
+    max_steps: int = 1000  # optimizer steps (the cosine schedule decays over them)
+    max_minutes: float = 2.6  # wall-clock budget of the training loop (0 = none)
     weight_decay: float = 0.01  # AdamW decoupled weight decay (matrices only)
     clip_norm: float = 1.0  # clip the global gradient norm to this (0 = off)
     label_smoothing: float = 0.1
     # evaluation, checkpoints, logging
-    eval_every: int = 500  # steps between validations (loss + BLEU on a sample)
+    eval_every: int = 250  # steps between validations (loss + BLEU on a sample)
     eval_sentences: int = 200  # validation sentences decoded for BLEU at each validation
     patience: int = 0  # stop after this many validations without a better BLEU (0 = off)
     out_dir: str = "runs/toy"  # checkpoints, log.jsonl and curves.png go here

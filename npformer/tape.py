@@ -100,7 +100,8 @@ class Tape:
 
     def summary(self, times=False):
         """A table of the recorded ops: name, input shapes, output shape (and times)."""
-        head = f"{'#':>3}  {'op':<28} {'inputs':<44} {'output':<16}"
+        width = max([len(r.name) for r in self.records] + [2])
+        head = f"{'#':>3}  {'op':<{width}} {'inputs':<44} {'output':<16}"
         if times:
             head += f" {'fwd ms':>8} {'bwd ms':>8}"
         lines = [head, "-" * len(head)]
@@ -109,7 +110,7 @@ class Tape:
             if len(ins) > 44:
                 ins = ins[:41] + "..."
             out = "x".join(map(str, rec.output_shape)) or "scalar"
-            line = f"{i:>3}  {rec.name:<28} {ins:<44} {out:<16}"
+            line = f"{i:>3}  {rec.name:<{width}} {ins:<44} {out:<16}"
             if times:
                 bwd = self.backward_seconds[i] * 1e3 if self.backward_seconds else float("nan")
                 line += f" {rec.forward_seconds * 1e3:8.3f} {bwd:8.3f}"

@@ -275,14 +275,12 @@ def train(cfg, resume=False, log=None):
 
 def plot_history(history, path):
     """Save training/validation loss and learning rate against the step as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
     train_rows = [h for h in history if h["type"] == "train"]
     valid_rows = [h for h in history if h["type"] == "valid"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot([h["step"] for h in train_rows], [h["window_loss"] for h in train_rows],
              label="training loss (smoothed labels)")
     ax1.plot([h["step"] for h in valid_rows], [h["valid_loss"] for h in valid_rows], "o-",
@@ -297,4 +295,3 @@ def plot_history(history, path):
     ax2.set_title("Learning-rate schedule")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
