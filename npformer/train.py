@@ -21,8 +21,8 @@ import numpy as np
 from .batching import bucket_batches, collate, encode_pairs
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import load_parallel, load_tsv, make_copy_task, make_reverse_task, make_toy_corpus
-from .data import split_pairs
+from .data import (load_parallel, load_tsv, make_copy_task, make_reverse_task, make_toy_corpus,
+                   split_pairs)
 from .metrics import corpus_bleu, exact_match
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, make_schedule
