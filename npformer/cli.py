@@ -5,6 +5,7 @@
   npformer eval        BLEU / exact match of a model on a data split or a TSV file
   npformer data        write the built-in corpora to TSV
   npformer attention   save attention heatmaps (PNG) for one sentence
+  npformer profile     where a training step's time goes, per kind of layer
   npformer gradcheck   check every backward pass against finite differences
 
 Errors the user can fix (bad flags, unreadable files) print one line and exit
@@ -257,6 +258,29 @@ def cmd_attention(args):
     return 0
 
 
+def cmd_profile(args):
+    """Time a few training steps on random data; print where the time goes."""
+    from .config import ConfigError, ModelConfig
+    from .profile import format_profile, plot_profile, profile_step
+
+    for name in ("batch", "src_len", "tgt_len", "steps", "threads"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
+    try:
+        cfg = ModelConfig(src_vocab_size=args.vocab_size, tgt_vocab_size=args.vocab_size,
+                          d_model=args.d_model, n_heads=args.n_heads, d_ff=args.d_ff,
+                          n_encoder_layers=args.n_layers, n_decoder_layers=args.n_layers,
+                          max_len=max(args.src_len, args.tgt_len), dropout=args.dropout)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    rows = profile_step(cfg, args.batch, args.src_len, args.tgt_len, steps=args.steps,
+                        threads=args.threads)
+    print(format_profile(rows))
+    if args.plot:
+        print(f"wrote {plot_profile(rows, args.plot)}")
+    return 0
+
+
 def cmd_gradcheck(args):
     """Run every gradient check and print the table; exit 1 if any check fails."""
     from .gradcheck import format_table, layer_checks, model_checks
@@ -362,6 +386,24 @@ def build_parser():
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint (default {DEFAULT_MODEL})")
     p.add_argument("--out-dir", default="attention", help="output directory (default attention/)")
     p.set_defaults(func=cmd_attention)
+
+    p = sub.add_parser(
+        "profile", help="where a training step's time goes, per kind of layer",
+        description="Time a few training steps of a model on random data and print the "
+                    "forward and backward time per kind of layer (from the tape's timings).",
+        epilog="example: npformer profile --d-model 128 --d-ff 512 --plot prof.png")
+    for flag, default, text in [("--d-model", 64, "width C"), ("--n-heads", 4, "heads"),
+                                ("--d-ff", 256, "feed-forward width F"),
+                                ("--n-layers", 2, "layers per stack"),
+                                ("--vocab-size", 1000, "source and target vocabulary"),
+                                ("--batch", 64, "batch size"), ("--src-len", 16, "source length"),
+                                ("--tgt-len", 16, "target length"),
+                                ("--steps", 5, "timed steps after one warm-up step")]:
+        p.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1)")
+    p.add_argument("--plot", metavar="PNG", help="also save a stacked bar chart")
+    threads(p)
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser(
         "gradcheck", help="check every hand-written backward pass against finite differences",

@@ -32,6 +32,8 @@ def run_cli(*args, stdin=""):
     (["translate", "--model", "/no/such/model.npz", "hello"], "no such checkpoint"),
     (["eval", "--model", "/no/such/model.npz"], "no such checkpoint"),
     (["train", "--max-steps", "many"], "invalid int value"),
+    (["profile", "--batch", "0"], "--batch 0"),
+    (["profile", "--d-model", "30"], "d_model=30"),
 ])
 def test_bad_input_is_one_line_exit_2_no_traceback(args, needle):
     result = run_cli(*args)
@@ -90,3 +92,14 @@ def test_module_entry_point_and_help():
     assert result.returncode == 0
     for command in ("train", "translate", "eval", "data", "attention", "gradcheck"):
         assert command in result.stdout
+
+
+def test_profile_command_prints_every_kind(tmp_path, capsys):
+    args = ["profile", "--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1",
+            "--vocab-size", "20", "--batch", "2", "--src-len", "5", "--tgt-len", "4",
+            "--steps", "1", "--plot", str(tmp_path / "p.png")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for kind in ("self-attention", "cross-attention", "feed-forward", "loss", "optimizer"):
+        assert kind in out
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
