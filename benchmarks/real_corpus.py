@@ -13,7 +13,6 @@ sample translations plus BLEU after ten minutes.
 """
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys

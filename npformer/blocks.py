@@ -16,7 +16,6 @@ Shapes: B batch, S source len, T target len, C d_model.
 """
 from typing import NamedTuple
 
-import numpy as np
 
 from .layers import (
     add_backward,

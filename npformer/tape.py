@@ -13,7 +13,7 @@ embedding is used at the bottom and the top), each record's gradient is added
 to the same slot, so the key receives the SUM of its gradients.
 """
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple
 
 
 class Record(NamedTuple):
