@@ -7,12 +7,20 @@ Layout of the file (a plain NumPy .npz, loaded with allow_pickle=False):
       {"format": "npformer-checkpoint", "version": 1,
        "model_config": {...}, "train_config": {...} or null,
        "src_tokenizer": {...}, "tgt_tokenizer": {...},
-       "optimizer_t": int or null, "state": {step, epoch, rng, best, ...}}
+       "optimizer_t": int or null, "state": {step, best_bleu, history, ...}}
 Saving is atomic: the file is written next to its destination, flushed to disk,
 then renamed over it, so an interrupted save never corrupts the last good one.
+
+Loading trusts nothing in the file. Before an array is read, its header is
+checked (a plain numeric dtype, no objects, a size that fits in the file), so
+a corrupt or hostile file cannot make it allocate more than its own size. Then
+everything that is used later is checked: the configs, the parameter names,
+shapes, dtypes and values, the tokenizers against the vocabulary sizes, the
+optimizer moments. Any problem is a CheckpointError with a one-line reason.
 No pickle anywhere: a checkpoint from someone else cannot run code.
 """
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -20,16 +28,17 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .config import ConfigError, ModelConfig
+from .config import ConfigError, ModelConfig, TrainConfig
 from .model import Transformer
 from .tokenizers import TokenizerError, tokenizer_from_dict
 
 FORMAT = "npformer-checkpoint"
 VERSION = 1
+MAX_META_BYTES = 64 << 20  # the JSON part: configs, tokenizers, log records
 
 
 class CheckpointError(ValueError):
-    """The file is missing, truncated, or not an npformer checkpoint."""
+    """The file is missing, truncated, inconsistent, or not an npformer checkpoint."""
 
 
 class Checkpoint(NamedTuple):
@@ -38,12 +47,17 @@ class Checkpoint(NamedTuple):
     tgt_tokenizer: object
     train_config: Optional[dict]
     optimizer_state: Optional[dict]  # {"t", "exp_avg", "exp_avg_sq"} for AdamW.load_state_dict
-    state: dict  # step, epoch, rng state, best score, ... (whatever the trainer saved)
+    state: dict  # step, best score, log records, ... (whatever the trainer saved)
 
 
+# ------------------------------------------------------------------------ saving
 def save_checkpoint(path, model, src_tokenizer, tgt_tokenizer, train_config=None,
                     optimizer_state=None, state=None):
-    """Write a checkpoint atomically (temp file + fsync + rename)."""
+    """Write a checkpoint atomically (temp file + fsync + rename); returns the path.
+
+    A failure (disk full, unwritable directory) raises CheckpointError naming the
+    path and leaves the previous file at `path` untouched, with no temp file behind.
+    """
     path = Path(path)
     meta = {
         "format": FORMAT, "version": VERSION,
@@ -59,60 +73,181 @@ def save_checkpoint(path, model, src_tokenizer, tgt_tokenizer, train_config=None
     if optimizer_state is not None:
         for moment in ("exp_avg", "exp_avg_sq"):
             arrays.update({f"opt/{moment}/{k}": v for k, v in optimizer_state[moment].items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: could not save the checkpoint "
+                              f"({err.strerror or err}); the previous file is unchanged") from None
+    except BaseException:  # Ctrl-C in the middle: no half-written temp file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
-def load_checkpoint(path):
-    """Read a checkpoint; any problem raises CheckpointError with a one-line reason."""
+# ----------------------------------------------------------------------- reading
+def _resolve(path):
+    """A checkpoint file: the path itself, or best.npz / last.npz in a directory."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.is_dir():
-        candidates = [path / "best.npz", path / "last.npz"]
-        found = next((c for c in candidates if c.exists()), None)
+        found = next((c for c in (path / "best.npz", path / "last.npz") if c.exists()), None)
         if found is None:
             raise CheckpointError(f"{path}: directory holds no best.npz or last.npz")
         path = found
+    return path
+
+
+def _read_member(zf, info, where):
+    """One array of the archive, its header checked before any allocation."""
+    fmt = np.lib.format
+    with zf.open(info) as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise CheckpointError(f"{where}: entry {info.filename} has .npy version {version}")
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise CheckpointError(f"{where}: entry {info.filename} has dtype {dtype}, "
+                                  "not a plain number type")
+        n_bytes = math.prod(shape) * dtype.itemsize
+        if n_bytes > info.file_size:
+            raise CheckpointError(f"{where}: entry {info.filename} claims shape {shape} "
+                                  f"({n_bytes} bytes) but holds {info.file_size} bytes")
+    with zf.open(info) as f:
+        return fmt.read_array(f, allow_pickle=False)
+
+
+def _read_npz(path):
+    """{name: array} of an .npz file, reading no more than the file itself holds."""
+    file_size = path.stat().st_size
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise CheckpointError(f"{path}: unexpected entry {info.filename!r}")
+                if info.file_size > max(file_size, 1) * (1 if info.compress_type ==
+                                                         zipfile.ZIP_STORED else 64):
+                    raise CheckpointError(f"{path}: entry {info.filename} claims "
+                                          f"{info.file_size} bytes, more than the file can hold")
+                arrays[info.filename[:-4]] = _read_member(zf, info, path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, KeyError) as err:
+        if isinstance(err, CheckpointError):
+            raise
         raise CheckpointError(f"{path}: not a readable .npz checkpoint (truncated or foreign "
                               f"file?): {err}") from None
-    if "meta" not in data:
-        raise CheckpointError(f"{path}: an .npz file, but not an npformer checkpoint (no meta)")
+    return arrays
+
+
+def _parse_meta(raw, path):
+    """The checked JSON metadata of a checkpoint."""
+    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_META_BYTES:
+        raise CheckpointError(f"{path}: checkpoint metadata is malformed")
     try:
-        meta = json.loads(data["meta"].tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: checkpoint metadata is corrupt: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an npformer checkpoint (format "
                               f"{meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')} is not "
+        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r} is not "
                               f"supported (this npformer reads version {VERSION})")
+    for key, kind in (("model_config", dict), ("src_tokenizer", dict),
+                      ("tgt_tokenizer", dict), ("state", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{path}: metadata field {key!r} is missing or not a {kind.__name__}")
+    return meta
+
+
+def read_checkpoint_meta(path):
+    """Only the checked JSON metadata (configs, tokenizers, state): no parameters are read."""
+    path = _resolve(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo("meta.npy")
+            if info.file_size > MAX_META_BYTES:
+                raise CheckpointError(f"{path}: checkpoint metadata is too large")
+            raw = _read_member(zf, info, path)
+    except KeyError:
+        raise CheckpointError(f"{path}: an .npz file, but not an npformer checkpoint "
+                              "(no meta)") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: not a readable .npz checkpoint (truncated or foreign "
+                              f"file?): {err}") from None
+    return _parse_meta(raw, path)
+
+
+def _check_optimizer(meta, data, params, path):
+    """The AdamW state, or None; moments must match the parameters exactly."""
+    t = meta.get("optimizer_t")
+    if t is None:
+        if any(k.startswith("opt/") for k in data):
+            raise CheckpointError(f"{path}: optimizer moments present but optimizer_t is null")
+        return None
+    if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+        raise CheckpointError(f"{path}: optimizer_t={t!r} is not an integer >= 0")
+    state = {"t": t}
+    for moment in ("exp_avg", "exp_avg_sq"):
+        prefix = f"opt/{moment}/"
+        found = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+        if set(found) != set(params):
+            raise CheckpointError(f"{path}: optimizer {moment} does not match the parameters "
+                                  f"(missing {sorted(set(params) - set(found))[:3]}, unexpected "
+                                  f"{sorted(set(found) - set(params))[:3]})")
+        for k, v in found.items():
+            if v.shape != params[k].shape or v.dtype != params[k].dtype:
+                raise CheckpointError(f"{path}: optimizer {moment}[{k}] is {v.dtype}{v.shape}, "
+                                      f"the parameter is {params[k].dtype}{params[k].shape}")
+            if not np.isfinite(v).all() or (moment == "exp_avg_sq" and (v < 0).any()):
+                raise CheckpointError(f"{path}: optimizer {moment}[{k}] holds invalid values")
+        state[moment] = found
+    return state
+
+
+def load_checkpoint(path):
+    """Read and check a checkpoint; any problem raises CheckpointError with a one-line reason."""
+    path = _resolve(path)
+    data = _read_npz(path)
+    if "meta" not in data:
+        raise CheckpointError(f"{path}: an .npz file, but not an npformer checkpoint (no meta)")
+    meta = _parse_meta(data["meta"], path)
+    unknown = [k for k in data if k != "meta" and not k.startswith(("param/", "opt/"))]
+    if unknown:
+        raise CheckpointError(f"{path}: unexpected entries {sorted(unknown)[:3]}")
     try:
         config = ModelConfig.from_dict(meta["model_config"])
+        if meta.get("train_config") is not None:
+            TrainConfig.from_dict(meta["train_config"])
         params = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
+        for k, v in params.items():
+            if not np.isfinite(v).all():
+                raise CheckpointError(f"{path}: parameter {k} holds NaN or infinite values")
         model = Transformer(config, params)
         src_tok = tokenizer_from_dict(meta["src_tokenizer"], where=f"{path} (source tokenizer)")
         tgt_tok = tokenizer_from_dict(meta["tgt_tokenizer"], where=f"{path} (target tokenizer)")
     except (KeyError, TypeError, ConfigError, TokenizerError, ValueError) as err:
+        if isinstance(err, CheckpointError):
+            raise
         raise CheckpointError(f"{path}: inconsistent checkpoint: {err}") from None
-    optimizer_state = None
-    if meta.get("optimizer_t") is not None:
-        optimizer_state = {"t": meta["optimizer_t"], "exp_avg": {}, "exp_avg_sq": {}}
-        for k, v in data.items():
-            for moment in ("exp_avg", "exp_avg_sq"):
-                prefix = f"opt/{moment}/"
-                if k.startswith(prefix):
-                    optimizer_state[moment][k[len(prefix):]] = v
+    for side, tok, size in (("source", src_tok, config.src_vocab_size),
+                            ("target", tgt_tok, config.tgt_vocab_size)):
+        if tok.vocab_size != size:
+            raise CheckpointError(f"{path}: the {side} tokenizer has {tok.vocab_size} ids but "
+                                  f"the model's {side} vocabulary has {size}")
+    optimizer_state = _check_optimizer(meta, data, model.params, path)
     return Checkpoint(model, src_tok, tgt_tok, meta.get("train_config"), optimizer_state,
-                      meta.get("state") or {})
+                      meta["state"])

@@ -14,6 +14,7 @@ with status 2; no traceback. Full reference: docs/cli.md.
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -24,6 +25,33 @@ DEFAULT_MODEL = "runs/toy/best.npz"
 
 class UsageError(Exception):
     """A problem with the user's arguments or files: reported in one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is ONE line (not the whole usage) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: `kind` (int or float), finite, within [low, high] (or open ends)."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+                                             f", got {text!r}") from None
+        bad = not math.isfinite(value)
+        bad |= low is not None and (value <= low if low_open else value < low)
+        bad |= high is not None and (value >= high if high_open else value > high)
+        if bad:
+            lo = "" if low is None else f"{'(' if low_open else '['}{low}"
+            hi = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"{text!r} is outside {lo or '(-inf'}, {hi}")
+        return value
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
 
 
 # Help text for every TrainConfig field; the flag is --field-name (one flag per field).
@@ -77,9 +105,19 @@ def _bool(text):
 def _set_threads(n):
     from .threads import set_blas_threads
 
-    if n < 1:
-        raise UsageError(f"--threads {n}: must be >= 1")
     set_blas_threads(n)
+
+
+def _check_writable(path, flag):
+    """Make sure `path` can be written (creating its directory) before long work starts."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
 
 
 def _load_model(path):
@@ -93,21 +131,38 @@ def _load_model(path):
 
 
 # ------------------------------------------------------------------- commands
+def train_config_from_args(args):
+    """The TrainConfig of a `train` command line: preset, then the flags given.
+
+    With --resume the run's saved configuration is the starting point instead,
+    and only the flags given explicitly may change it (see train.resume_config).
+    """
+    from .config import PRESETS, TrainConfig
+    from .train import resume_config
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name) is not None}
+    if args.resume:
+        if args.preset is not None:
+            raise UsageError("--preset cannot be combined with --resume (the run keeps the "
+                             "configuration it was started with)")
+        return resume_config(given.get("out_dir", TrainConfig().out_dir), **given)
+    return TrainConfig(**{**PRESETS[args.preset or "toy"], **given})
+
+
 def cmd_train(args):
     """Train a translator; print the test-set score and a few translations."""
-    from .config import PRESETS, ConfigError, TrainConfig
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
     from .data import DataError
-    from .train import TrainingError, evaluate, load_corpus, train
+    from .evaluation import evaluate
+    from .tokenizers import TokenizerError
+    from .train import TrainingError, load_corpus, train
 
-    values = dict(PRESETS[args.preset])
-    for f in dataclasses.fields(TrainConfig):
-        given = getattr(args, f.name)
-        if given is not None:
-            values[f.name] = given
     try:
-        cfg = TrainConfig(**values)
+        cfg = train_config_from_args(args)
         history = train(cfg, resume=args.resume)
-    except (ConfigError, DataError, OSError) as err:
+    except (ConfigError, DataError, CheckpointError, TokenizerError) as err:
         raise UsageError(str(err)) from None
     except TrainingError as err:
         print(f"npformer train: {err}", file=sys.stderr)
@@ -136,7 +191,7 @@ def _read_sentences(args):
 
 
 def _translate_lines(ckpt, lines, args):
-    from .train import translate_texts
+    from .evaluation import translate_texts
 
     max_src = ckpt.model.config.max_len - 1
     for i, line in enumerate(lines):
@@ -187,9 +242,12 @@ def cmd_eval(args):
     """Score a model on a split of its training data or on a TSV file."""
     from .config import TrainConfig
     from .data import DataError, load_tsv
-    from .train import evaluate, load_corpus
+    from .evaluation import evaluate
+    from .train import load_corpus
 
     _set_threads(args.threads)
+    if args.json:  # fail now, not after minutes of decoding
+        _check_writable(Path(args.json), "--json")
     ckpt = _load_model(args.model)
     try:
         if args.data:
@@ -219,10 +277,14 @@ def cmd_eval(args):
     if args.json:
         rows = [{"source": s, "reference": r, "hypothesis": h}
                 for (s, r), h in zip(pairs, result["hypotheses"])]
-        Path(args.json).write_text(json.dumps(
-            {"data": where, "decoding": decoding, "bleu": result["bleu"],
-             "exact_match": result["exact_match"], "n": result["n"], "sentences": rows},
-            indent=1, ensure_ascii=False), encoding="utf-8")
+        text = json.dumps({"data": where, "decoding": decoding, "bleu": result["bleu"],
+                           "exact_match": result["exact_match"], "n": result["n"],
+                           "sentences": rows}, indent=1, ensure_ascii=False)
+        try:
+            Path(args.json).write_text(text, encoding="utf-8")
+        except OSError as err:  # the scores above are printed already
+            raise UsageError(f"--json {args.json}: cannot write ({err.strerror or err}); "
+                             "the scores are printed above") from None
         print(f"wrote {args.json}")
     return 0
 
@@ -263,9 +325,6 @@ def cmd_profile(args):
     from .config import ConfigError, ModelConfig
     from .profile import format_profile, plot_profile, profile_step
 
-    for name in ("batch", "src_len", "tgt_len", "steps", "threads"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
     try:
         cfg = ModelConfig(src_vocab_size=args.vocab_size, tgt_vocab_size=args.vocab_size,
                           d_model=args.d_model, n_heads=args.n_heads, d_ff=args.d_ff,
@@ -296,7 +355,7 @@ def cmd_gradcheck(args):
 def build_parser():
     from .config import PRESETS, TrainConfig
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="npformer", description="An educational encoder-decoder transformer in NumPy.",
         epilog="Run 'npformer COMMAND --help' for a command's options. Docs: docs/cli.md")
     parser.add_argument("--version", action="version", version=f"npformer {__version__}")
@@ -304,7 +363,7 @@ def build_parser():
     sub.required = True
 
     def threads(p):
-        p.add_argument("--threads", type=int, default=1,
+        p.add_argument("--threads", type=_number(int, 1, 1024), default=1,
                        help="BLAS threads (default 1: fastest for small models, see "
                             "docs/performance.md)")
 
@@ -317,8 +376,9 @@ def build_parser():
                "  npformer train --preset tsv --data pairs.tsv --max-minutes 10\n"
                "  npformer train --data train.de --tgt-file train.en --tokenizer bpe\n"
                "  npformer train --resume --out-dir runs/toy --max-minutes 5")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="toy",
-                   help="starting point for all options (default toy); flags override it")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="starting point for all options (toy when not given); flags override "
+                        "it; not with --resume")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from OUT_DIR/last.npz")
     defaults = TrainConfig()
@@ -339,14 +399,18 @@ def build_parser():
                '  npformer translate --sample --temperature 0.8 --top-k 5 "the man eats ."')
     p.add_argument("text", nargs="*", help="sentences to translate")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint (default {DEFAULT_MODEL})")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy, the default)")
-    p.add_argument("--length-penalty", type=float, default=0.6,
+    p.add_argument("--beam", type=_number(int, 1, 1000), default=1,
+                   help="beam size (1 = greedy, the default)")
+    p.add_argument("--length-penalty", type=_number(float, 0.0, 10.0), default=0.6,
                    help="beam search length penalty alpha (default 0.6)")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy/beam")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k best tokens (0 = all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --sample")
+    p.add_argument("--temperature", type=_number(float, 0.0, 100.0, low_open=True), default=1.0,
+                   help="sampling temperature (> 0)")
+    p.add_argument("--top-k", type=_number(int, 0), default=0,
+                   help="sample from the k best tokens (0 = all)")
+    p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0,
+                   help="nucleus sampling mass in (0, 1] (1 = off)")
+    p.add_argument("--seed", type=_number(int, 0), default=0, help="seed for --sample")
     threads(p)
     p.set_defaults(func=cmd_translate)
 
@@ -359,9 +423,11 @@ def build_parser():
     p.add_argument("--split", choices=["train", "valid", "test"], default="test",
                    help="split of the model's own training data (default test)")
     p.add_argument("--data", help="evaluate on this TSV file instead")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N pairs (0 = all)")
-    p.add_argument("--show", type=int, default=0, help="print the first N translations")
+    p.add_argument("--beam", type=_number(int, 1, 1000), default=1, help="beam size (1 = greedy)")
+    p.add_argument("--limit", type=_number(int, 0), default=0,
+                   help="only the first N pairs (0 = all)")
+    p.add_argument("--show", type=_number(int, 0), default=0,
+                   help="print the first N translations")
     p.add_argument("--json", help="also write scores and every translation to this JSON file")
     threads(p)
     p.set_defaults(func=cmd_eval)
@@ -374,7 +440,7 @@ def build_parser():
                    help="which corpus (default toy)")
     p.add_argument("--split", choices=["train", "valid", "test", "all"], default="all",
                    help="which split (default all)")
-    p.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    p.add_argument("--seed", type=_number(int, 0), default=0, help="corpus seed (default 0)")
     p.add_argument("--out-dir", default="data", help="output directory (default data/)")
     p.set_defaults(func=cmd_data)
 
@@ -399,8 +465,10 @@ def build_parser():
                                 ("--batch", 64, "batch size"), ("--src-len", 16, "source length"),
                                 ("--tgt-len", 16, "target length"),
                                 ("--steps", 5, "timed steps after one warm-up step")]:
-        p.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1)")
+        p.add_argument(flag, type=_number(int, 1, 1 << 16), default=default,
+                       help=f"{text} (default {default})")
+    p.add_argument("--dropout", type=_number(float, 0.0, 1.0, high_open=True), default=0.1,
+                   help="dropout (default 0.1)")
     p.add_argument("--plot", metavar="PNG", help="also save a stacked bar chart")
     threads(p)
     p.set_defaults(func=cmd_profile)
@@ -410,7 +478,8 @@ def build_parser():
         description="Check every layer's backward pass, and the whole model's gradient, "
                     "against float64 central differences. Prints a table; exits 1 on any failure.",
         epilog="example: npformer gradcheck --layers-only")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--seed", type=_number(int, 0), default=0,
+                   help="seed of the random inputs (default 0)")
     p.add_argument("--layers-only", action="store_true", help="skip the whole-model checks")
     p.set_defaults(func=cmd_gradcheck)
     return parser
@@ -427,6 +496,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"npformer {args.command}: error: out of memory; use a smaller model or batch "
+              "(--d-model, --d-ff, --n-layers, --max-tokens, --vocab-size)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,12 @@
-"""Model configuration: one frozen dataclass, validated on creation."""
+"""Model and training configuration: frozen dataclasses, validated on creation.
+
+Every value that cannot mean anything (a non-positive size, a non-finite rate,
+a probability outside [0, 1), a value of the wrong type) is refused here with a
+ConfigError naming the field, never deep inside a run. Sizes also have upper
+bounds far above anything this CPU project can train, so that a typo or a
+corrupt checkpoint cannot ask for terabytes.
+"""
+import math
 from dataclasses import asdict, dataclass, fields
 
 ACTIVATIONS = ("relu", "gelu")
@@ -9,6 +17,31 @@ DTYPES = ("float32", "float64")
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
+
+
+# Upper bounds on sizes (each far beyond a CPU run; see the module docstring).
+MAX_VOCAB = 1 << 22
+MAX_WIDTH = 1 << 14  # d_model, d_ff
+MAX_LAYERS = 256
+MAX_LEN = 1 << 15
+
+
+def _check_types(config):
+    """Each field must hold its declared type: no bool or str for an int, no NaN or inf."""
+    names = {"int": int, "float": float, "str": str, "bool": bool}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        kind = names[f.type] if isinstance(f.type, str) else f.type
+        if kind is float:  # an int is a fine float (JSON writes 1.0 as 1.0, users write 1)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok and not math.isfinite(value):
+                raise ConfigError(f"{f.name}={value!r}: must be a finite number")
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise ConfigError(f"{f.name}={value!r}: must be of type {kind.__name__}")
 
 
 class _DictRoundTrip:
@@ -24,7 +57,10 @@ class _DictRoundTrip:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as err:  # e.g. a number compared with a string
+            raise ConfigError(f"{cls.__name__}: {err}") from None
 
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""
@@ -62,12 +98,12 @@ class ModelConfig(_DictRoundTrip):
             if not cond:
                 raise ConfigError(f"{field}={getattr(self, field)!r}: {msg}")
 
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
-                 "must be a positive integer")
-        for name in ("n_encoder_layers", "n_decoder_layers"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name,
-                 "must be an integer >= 1")
+        _check_types(self)
+        for name, most in (("src_vocab_size", MAX_VOCAB), ("tgt_vocab_size", MAX_VOCAB),
+                           ("d_model", MAX_WIDTH), ("n_heads", MAX_WIDTH), ("d_ff", MAX_WIDTH),
+                           ("max_len", MAX_LEN), ("n_encoder_layers", MAX_LAYERS),
+                           ("n_decoder_layers", MAX_LAYERS)):
+            need(1 <= getattr(self, name) <= most, name, f"must be an integer in [1, {most}]")
         need(self.d_model % self.n_heads == 0, "d_model",
              f"must be divisible by n_heads={self.n_heads} (head size = d_model / n_heads)")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
@@ -78,6 +114,7 @@ class ModelConfig(_DictRoundTrip):
         need(0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size), "pad_id",
              "must be a valid id in both vocabularies")
         need(self.ln_eps > 0, "ln_eps", "must be positive")
+        need(self.seed >= 0, "seed", "must be >= 0")
         if self.share_embeddings:
             need(self.src_vocab_size == self.tgt_vocab_size, "share_embeddings",
                  f"needs src_vocab_size == tgt_vocab_size (got {self.src_vocab_size} and "
@@ -147,19 +184,21 @@ class TrainConfig(_DictRoundTrip):
             if not cond:
                 raise ConfigError(f"{field}={getattr(self, field)!r}: {msg}")
 
-        need(self.threads >= 1, "threads", "must be >= 1")
+        _check_types(self)
+        need(1 <= self.threads <= 1024, "threads", "must be in [1, 1024]")
         need(self.tokenizer in TOKENIZERS, "tokenizer", f"choose one of {TOKENIZERS}")
         need(self.schedule in SCHEDULES, "schedule", f"choose one of {SCHEDULES}")
-        need(self.vocab_size == 0 or self.vocab_size >= 8, "vocab_size", "must be 0 or >= 8")
+        need(self.vocab_size == 0 or 8 <= self.vocab_size <= MAX_VOCAB, "vocab_size",
+             f"must be 0 or in [8, {MAX_VOCAB}]")
         if self.tokenizer == "bpe":
             need(self.vocab_size == 0 or self.vocab_size >= 260, "vocab_size",
                  "byte-level BPE needs at least 260 (4 specials + 256 bytes)")
         for name in ("valid_frac", "test_frac"):
             need(0.0 <= getattr(self, name) < 0.5, name, "must be in [0, 0.5)")
         for name in ("max_tokens", "max_steps", "eval_every", "eval_sentences", "log_every"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, name,
-                 "must be a positive integer")
-        for name in ("warmup_steps", "patience"):
+            need(getattr(self, name) > 0, name, "must be a positive integer")
+        need(self.max_tokens <= 1 << 24, "max_tokens", "must be at most 16777216")
+        for name in ("warmup_steps", "patience", "seed", "data_seed"):
             need(getattr(self, name) >= 0, name, "must be >= 0")
         need(self.lr > 0, "lr", "must be positive")
         need(self.warmup_steps <= self.max_steps, "warmup_steps",
@@ -168,7 +207,7 @@ class TrainConfig(_DictRoundTrip):
         need(self.clip_norm >= 0, "clip_norm", "must be >= 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
-        need(self.max_len >= 4, "max_len", "must be at least 4")
+        need(4 <= self.max_len <= MAX_LEN, "max_len", f"must be in [4, {MAX_LEN}]")
         need(bool(self.out_dir), "out_dir", "must not be empty")
         if self.data not in DATA_KINDS and not self.data.endswith(".tsv"):
             need(bool(self.tgt_file), "data",

@@ -2,37 +2,100 @@
 
 data -> tokenizers -> model -> optimizer -> loop (teacher forcing, next-token
 loss, AdamW, warm-up schedule, clipping) -> periodic validation (loss + BLEU on
-a sample, best checkpoint, early stopping) -> final evaluation and a plot.
+a sample, best checkpoint, early stopping) -> final plot.
 
 Files written to config.out_dir:
-  last.npz     latest state, for --resume (saved at every validation and at the end)
+  last.npz     latest state, for --resume (saved at every validation, on Ctrl-C, at the end)
   best.npz     the checkpoint with the best validation BLEU so far
   log.jsonl    one JSON record per logged step / validation (appended as it happens)
   curves.png   training / validation loss and the learning rate against the step
+
+Resume is exact: a run stopped at any moment and resumed gives the same losses,
+bit for bit, as one that never stopped (tests/test_faults.py kills runs to check).
+Three choices make that possible:
+  - everything random in a step depends only on (seed, step): the batch order
+    on (seed, epoch), the dropout masks on a generator seeded with [seed, step],
+    so no random-generator state has to be carried from one step to the next;
+  - the checkpoint holds the whole loop state (TrainState below), including
+    the log records, which resume writes back so log.jsonl matches the checkpoint;
+  - Ctrl-C only asks the loop to stop: the current step finishes, then last.npz
+    is saved (a second Ctrl-C stops at once, still saving the last finished step).
 """
+import contextlib
+import dataclasses
+import hashlib
 import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .batching import bucket_batches, collate, encode_pairs
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .config import ConfigError, TrainConfig
 from .data import (load_parallel, load_tsv, make_copy_task, make_reverse_task, make_toy_corpus,
                    split_pairs)
-from .metrics import corpus_bleu, exact_match
+from .evaluation import evaluate, validation_loss
 from .model import Transformer
 from .optim import AdamW, clip_grad_norm, make_schedule
 from .tape import Tape
 from .threads import set_blas_threads
 from .tokenizers import make_tokenizers
 
+# Fields a resumed run may change: how long it runs and how it reports, never
+# what it computes (changing max_steps or eval_every changes when it stops and
+# validates; the cosine schedule then stretches to the new max_steps).
+RESUMABLE_FIELDS = ("max_steps", "max_minutes", "threads", "log_every", "eval_every",
+                    "patience")
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says what to try."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything the loop carries from one step to the next; saved in every checkpoint."""
+
+    step: int = 0  # optimizer steps done
+    best_bleu: float = -1.0  # best validation BLEU so far
+    evals_without_gain: int = 0  # validations since the best one (early stopping)
+    validated_step: int = 0  # last step whose validation was recorded
+    window_loss: float = 0.0  # sum of loss * tokens since the last progress line
+    window_tokens: int = 0  # tokens since the last progress line
+    data: dict = dataclasses.field(default_factory=dict)  # fingerprint of the corpus
+    history: list = dataclasses.field(default_factory=list)  # every log record so far
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d, where):
+        """Validate a saved state (a checkpoint's "state"); old checkpoints lack some fields."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}  # e.g. the old "rng" is dropped
+        state = cls(**values)
+        for name in ("step", "evals_without_gain", "validated_step", "window_tokens"):
+            value = getattr(state, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CheckpointError(f"{where}: state.{name}={value!r} is not an integer >= 0")
+        for name in ("best_bleu", "window_loss"):
+            value = getattr(state, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise CheckpointError(f"{where}: state.{name}={value!r} is not a finite number")
+        if not isinstance(state.data, dict) or not isinstance(state.history, list) \
+                or not all(isinstance(h, dict) and isinstance(h.get("step"), int)
+                           for h in state.history):
+            raise CheckpointError(f"{where}: state.data / state.history are malformed")
+        if "validated_step" not in d:  # version 1 checkpoints were saved after a validation
+            state.validated_step = state.step
+        return state
 
 
 # ----------------------------------------------------------------------------- data
@@ -57,6 +120,21 @@ def load_corpus(cfg):
     return splits, note
 
 
+def data_fingerprint(cfg):
+    """What the corpus is, to check on resume: the built-in name, or each file's SHA-256."""
+    if cfg.data in ("toy", "copy", "reverse"):
+        return {"builtin": cfg.data, "data_seed": cfg.data_seed}
+    files = [cfg.data] + ([cfg.tgt_file] if cfg.tgt_file else [])
+    digests = {}
+    for name in files:
+        h = hashlib.sha256()
+        with open(name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digests[name] = h.hexdigest()
+    return {"files": digests, "data_seed": cfg.data_seed}
+
+
 def build_tokenizers(cfg, train_pairs):
     """Train the source and target tokenizers on the training split."""
     vocab = cfg.vocab_size or (8000 if cfg.tokenizer == "bpe" else None)
@@ -64,39 +142,34 @@ def build_tokenizers(cfg, train_pairs):
                            kind=cfg.tokenizer, vocab_size=vocab, shared=cfg.shared_vocab)
 
 
-# ----------------------------------------------------------------------- evaluation
-def validation_loss(model, examples, max_tokens):
-    """Mean next-token cross-entropy (no smoothing, no dropout) over examples."""
-    total, count = 0.0, 0
-    for idx in bucket_batches(examples, max_tokens, seed=0, epoch=0, shuffle=False):
-        batch = collate([examples[i] for i in idx])
-        total += model.loss(batch.src, batch.tgt_in, batch.tgt_out) * batch.n_tokens
-        count += batch.n_tokens
-    return total / max(count, 1)
+# ----------------------------------------------------------------------- one step
+def dropout_rng(seed, step):
+    """The generator of step `step`'s dropout masks: a function of (seed, step) only."""
+    return np.random.default_rng([seed, step])
 
 
-def translate_texts(model, src_tok, tgt_tok, texts, method="greedy", **kw):
-    """Translate a list of strings (greedy or beam); returns a list of strings."""
-    from .decoding import translate_ids
-    from .tokenizers import EOS_ID
+def train_step(model, opt, batch, lr, rng, label_smoothing=0.0, clip_norm=0.0, tape=None):
+    """One optimizer step on one batch; returns the (smoothed) training loss.
 
-    max_src = model.config.max_len - 1
-    rows = [src_tok.encode(t)[:max_src] + [EOS_ID] if t.strip() else [] for t in texts]
-    out = translate_ids(model, rows, method=method, **kw)
-    return [tgt_tok.decode(ids) for ids in out]
+    Zero the gradients, forward + loss on a tape, backward, clip, AdamW update.
+    A non-finite loss raises TrainingError before anything is updated. `tape`
+    may be a timed Tape (the profiler's); by default a fresh one is used.
+    """
+    tape = Tape() if tape is None else tape
+    model.zero_grad()
+    loss = model.loss(batch.src, batch.tgt_in, batch.tgt_out, tape=tape, train=True, rng=rng,
+                      label_smoothing=label_smoothing)
+    if not math.isfinite(loss):
+        raise TrainingError(f"the loss became {loss}")
+    tape.backward(model.grads, "loss")
+    if clip_norm > 0:
+        clip_grad_norm(model.grads, clip_norm)
+    opt.step(model.grads, lr=lr)
+    return loss
 
 
-def evaluate(model, src_tok, tgt_tok, pairs, method="greedy", **kw):
-    """BLEU, exact match and the per-sentence hypotheses for (source, reference) pairs."""
-    hyps = translate_texts(model, src_tok, tgt_tok, [s for s, _ in pairs], method, **kw)
-    refs = [t for _, t in pairs]
-    bleu = corpus_bleu(hyps, refs)
-    return {"bleu": bleu.score, "exact_match": exact_match(hyps, refs), "n": len(pairs),
-            "hypotheses": hyps}
-
-
-# ---------------------------------------------------------------------- the loop
-def _schedule(cfg):
+def make_lr_schedule(cfg):
+    """The learning rate at each step, as configured (see npformer.optim.make_schedule)."""
     if cfg.schedule == "warmup_cosine":
         return make_schedule("warmup_cosine", peak_lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                              total_steps=cfg.max_steps, min_lr=cfg.lr * 0.02)
@@ -107,58 +180,167 @@ def _schedule(cfg):
     return make_schedule("constant_with_warmup", peak_lr=cfg.lr, warmup_steps=cfg.warmup_steps)
 
 
+# ------------------------------------------------------------------ starting a run
+def prepare_out_dir(out_dir):
+    """Create the run directory, prove it is writable, and remove stale temporary files.
+
+    Fails before any training (not after minutes of it) with a message naming the path.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".npformer-write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"out_dir={str(out)!r}: cannot write there: "
+                            f"{err.strerror or err}") from None
+    for stale in out.glob("*.npz.tmp*"):  # left by a run killed while saving
+        stale.unlink(missing_ok=True)
+    return out
+
+
+def resume_config(run_dir, **changes):
+    """The configuration saved in run_dir/last.npz, with some RESUMABLE_FIELDS changed.
+
+    out_dir becomes run_dir (a run directory may have been moved); a change to any
+    field outside RESUMABLE_FIELDS is a ConfigError.
+    """
+    changes.pop("out_dir", None)
+    path = Path(run_dir) / "last.npz"
+    if not path.exists():
+        raise CheckpointError(f"nothing to resume: {path} does not exist (start a new run "
+                            f"without --resume, or point --out-dir at an earlier run)")
+    meta = read_checkpoint_meta(path)
+    if not meta.get("train_config"):
+        raise CheckpointError(f"{path}: holds no training configuration; cannot resume it")
+    saved = TrainConfig.from_dict(meta["train_config"])
+    fixed = sorted(k for k, v in changes.items()
+                   if k not in RESUMABLE_FIELDS and v != getattr(saved, k))
+    if fixed:
+        raise ConfigError(
+            "a resumed run keeps its configuration; cannot change "
+            + ", ".join(f"{k} (the run has {getattr(saved, k)!r})" for k in fixed)
+            + f". Only {', '.join(RESUMABLE_FIELDS)} may change; for anything else start a "
+              "new run with another --out-dir")
+    return saved.replace(out_dir=str(run_dir),
+                         **{k: v for k, v in changes.items() if k in RESUMABLE_FIELDS})
+
+
+def write_log(path, history):
+    """Rewrite log.jsonl from the checkpoint's records, atomically (no duplicates, no gaps)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class CtrlC:
+    """Ctrl-C as a request: the loop stops after the current step and saves.
+
+    The first Ctrl-C sets `stop_requested`; a second one raises KeyboardInterrupt
+    at once, except inside `critical()` sections (a parameter update, a checkpoint
+    write), where it waits for the section to end. Only the main thread receives
+    signals; elsewhere Ctrl-C keeps its usual meaning.
+    """
+
+    def __init__(self, log):
+        self.log = log
+        self.stop_requested = False
+        self.abort_requested = False
+        self.depth = 0  # > 0 inside a critical section
+
+    def _handler(self, signum, frame):
+        if not self.stop_requested:
+            self.stop_requested = True
+            self.log("Ctrl-C: finishing this step, then saving (Ctrl-C again: stop sooner)")
+        elif self.depth:
+            self.abort_requested = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def critical(self):
+        """A section that a second Ctrl-C does not cut in half."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if self.abort_requested and not self.depth:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
 def _clock(seconds):
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def train(cfg, resume=False, log=None):
-    """Train a translator as configured; returns the history (list of log records).
+def _print_line(line):
+    print(line, file=sys.stderr, flush=True)
 
-    resume=True continues from out_dir/last.npz exactly where it stopped (same
-    batches, same dropout masks, same optimizer state). `log(line)` receives the
-    progress lines (default: print to stderr).
+
+# ---------------------------------------------------------------------- the loop
+def train(cfg, resume=False, log=None):
+    """Train a translator as configured; returns the history (every log record of the run).
+
+    resume=True continues from out_dir/last.npz exactly where it stopped. `cfg`
+    must then describe the same run (make it with `resume_config`); only
+    RESUMABLE_FIELDS may differ. `log(line)` receives the progress lines
+    (default: print to stderr).
     """
-    if log is None:
-        def log(line):
-            print(line, file=sys.stderr, flush=True)
+    log = log or _print_line
     if not isinstance(cfg, TrainConfig):
         raise TypeError("cfg must be a TrainConfig")
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+
+    # --- the run directory and, when resuming, the saved run
+    out = prepare_out_dir(cfg.out_dir)
+    if resume:
+        cfg = resume_config(cfg.out_dir, **cfg.to_dict())
+        ckpt = load_checkpoint(out / "last.npz")
+        state = TrainState.from_dict(ckpt.state, where=str(out / "last.npz"))
     set_blas_threads(cfg.threads)
 
-    # data
+    # --- data (the saved configuration's data when resuming)
     splits, note = load_corpus(cfg)
     log(f"data: {note}; train {len(splits['train'])}, valid {len(splits['valid'])}, "
         f"test {len(splits['test'])}")
     if not splits["train"] or not splits["valid"]:
         raise TrainingError("the corpus needs at least one training and one validation pair")
+    fingerprint = data_fingerprint(cfg)
+    if resume and state.data and state.data != fingerprint:
+        raise ConfigError(f"the training data changed since this run started ({fingerprint} "
+                            f"now, {state.data} then); resuming would train on other data. "
+                            "Restore the data or start a new run with another --out-dir")
 
-    # tokenizers, model, optimizer (fresh, or from the last checkpoint)
-    state = {"step": 0, "best_bleu": -1.0, "evals_without_gain": 0}
+    # --- tokenizers, model, optimizer: fresh, or exactly as saved
     if resume:
-        ckpt = load_checkpoint(out / "last.npz")
-        saved = TrainConfig.from_dict(ckpt.train_config)
-        if {**saved.to_dict(), "max_minutes": 0} != {**cfg.to_dict(), "max_minutes": 0}:
-            log("note: resuming with the configuration saved in the checkpoint")
-        cfg = saved.replace(max_minutes=cfg.max_minutes, threads=cfg.threads)
         model, src_tok, tgt_tok = ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer
-        state.update(ckpt.state)
+        state.data = fingerprint
+        write_log(out / "log.jsonl", state.history)
+        log(f"resuming at step {state.step} from {out / 'last.npz'}")
     else:
+        state = TrainState(data=fingerprint)
         src_tok, tgt_tok = build_tokenizers(cfg, splits["train"])
         model = Transformer(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size))
-        (out / "log.jsonl").write_text("")
+        write_log(out / "log.jsonl", [])
     log(f"vocab: source {src_tok.vocab_size}, target {tgt_tok.vocab_size} ({cfg.tokenizer}); "
         f"model: {model.n_params:,} parameters")
     opt = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resume and ckpt.optimizer_state is not None:
         opt.load_state_dict(ckpt.optimizer_state)
-    schedule = _schedule(cfg)
-    rng = np.random.default_rng(cfg.seed)  # dropout masks
-    if resume:
-        rng.bit_generator.state = state["rng"]
+    schedule = make_lr_schedule(cfg)
 
     examples, dropped = encode_pairs(splits["train"], src_tok, tgt_tok, cfg.max_len)
     valid_examples, _ = encode_pairs(splits["valid"], src_tok, tgt_tok, cfg.max_len)
@@ -169,108 +351,113 @@ def train(cfg, resume=False, log=None):
     n_batches = len(bucket_batches(examples, cfg.max_tokens, cfg.seed, 0))
     eval_pairs = splits["valid"][: cfg.eval_sentences]
 
-    history = []
+    # --- bookkeeping: log records, checkpoints, validation
     log_file = open(out / "log.jsonl", "a", encoding="utf-8")
 
     def record(entry):
-        history.append(entry)
+        state.history.append(entry)
         log_file.write(json.dumps(entry) + "\n")
         log_file.flush()
 
     def save(name):
         save_checkpoint(out / name, model, src_tok, tgt_tok, cfg.to_dict(), opt.state_dict(),
-                        {**state, "rng": rng.bit_generator.state})
+                        state.to_dict())
 
-    def validate(step):
+    def validate():
         vloss = validation_loss(model, valid_examples, cfg.max_tokens)
         result = evaluate(model, src_tok, tgt_tok, eval_pairs)
-        entry = {"type": "valid", "step": step, "valid_loss": vloss, "bleu": result["bleu"],
-                 "exact_match": result["exact_match"]}
-        record(entry)
-        improved = result["bleu"] > state["best_bleu"]
-        if improved:
-            state["best_bleu"] = result["bleu"]
-            state["evals_without_gain"] = 0
-        else:
-            state["evals_without_gain"] += 1
-        save("last.npz")
-        if improved:
-            save("best.npz")
-        log(f"valid step {step}: loss {vloss:.3f}, BLEU {result['bleu']:.1f}, exact match "
-            f"{100 * result['exact_match']:.1f}% ({len(eval_pairs)} sentences)"
+        with ctrl_c.critical():  # the record, the state and both checkpoints, together
+            record({"type": "valid", "step": state.step, "valid_loss": vloss,
+                    "bleu": result["bleu"], "exact_match": result["exact_match"]})
+            improved = result["bleu"] > state.best_bleu
+            if improved:
+                state.best_bleu, state.evals_without_gain = result["bleu"], 0
+            else:
+                state.evals_without_gain += 1
+            state.validated_step = state.step
+            if improved:  # best before last: a kill in between leaves both consistent
+                save("best.npz")
+            save("last.npz")
+        log(f"valid step {state.step}: loss {vloss:.3f}, BLEU {result['bleu']:.1f}, exact "
+            f"match {100 * result['exact_match']:.1f}% ({len(eval_pairs)} sentences)"
             + ("  [best, saved]" if improved else ""))
 
-    # the loop
-    t_loop = time.perf_counter()
-    step = start_step = state["step"]
-    batch_cache = {}
-    window_loss, window_tokens, window_t0 = 0.0, 0, time.perf_counter()
+    def progress(epoch, loss, lr, now):
+        elapsed = now - t_loop
+        tok_s = state.window_tokens / max(now - window_t0, 1e-9)
+        eta = (cfg.max_steps - state.step) * elapsed / max(state.step - start_step, 1)
+        if cfg.max_minutes:
+            eta = min(eta, cfg.max_minutes * 60 - elapsed)
+        entry = {"type": "train", "step": state.step, "epoch": epoch, "loss": loss,
+                 "window_loss": state.window_loss / state.window_tokens, "lr": lr,
+                 "tokens_per_s": tok_s, "elapsed_s": now - t_start}
+        record(entry)
+        state.window_loss, state.window_tokens = 0.0, 0  # the state is complete before the log
+        log(f"step {state.step:>5} | epoch {epoch} | loss {entry['window_loss']:.3f} | "
+            f"{tok_s:,.0f} tok/s | lr {lr:.2e} | {_clock(now - t_start)} elapsed, "
+            f"ETA {_clock(eta)}")
+
+    # --- the loop
+    t_loop = window_t0 = time.perf_counter()
+    start_step = state.step
+    batches = {}  # {epoch: that epoch's batches}, only the current one kept
     stop_reason = "max_steps reached"
-    consistent = True
+    updating = False  # True while the parameters may be half-updated: nothing to save then
     try:
-        while step < cfg.max_steps:
-            epoch, index = divmod(step, n_batches)
-            if epoch not in batch_cache:
-                batch_cache = {epoch: bucket_batches(examples, cfg.max_tokens, cfg.seed, epoch)}
-            batch = collate([examples[i] for i in batch_cache[epoch][index]])
-            step += 1
-            lr = schedule(step)
-            tape = Tape()
-            model.zero_grad()
-            loss = model.loss(batch.src, batch.tgt_in, batch.tgt_out, tape=tape, train=True,
-                              rng=rng, label_smoothing=cfg.label_smoothing)
-            if not math.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {loss} at step {step}; stopped without saving. The last "
-                    f"good checkpoint (if any) is {out / 'last.npz'}. Try a lower --lr "
-                    f"(now {cfg.lr:g}) or a longer --warmup-steps.")
-            tape.backward(model.grads, "loss")
-            if cfg.clip_norm > 0:
-                clip_grad_norm(model.grads, cfg.clip_norm)
-            consistent = False  # parameters are being updated: not a state to save
-            opt.step(model.grads, lr=lr)
-            state["step"] = step
-            consistent = True
-            window_loss += loss * batch.n_tokens
-            window_tokens += batch.n_tokens
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                now = time.perf_counter()
-                tok_s = window_tokens / max(now - window_t0, 1e-9)
-                elapsed = now - t_loop
-                per_step = elapsed / max(step - start_step, 1)
-                eta = (cfg.max_steps - step) * per_step
-                if cfg.max_minutes:
-                    eta = min(eta, cfg.max_minutes * 60 - elapsed)
-                entry = {"type": "train", "step": step, "epoch": epoch, "loss": loss,
-                         "window_loss": window_loss / window_tokens, "lr": lr,
-                         "tokens_per_s": tok_s, "elapsed_s": now - t_start}
-                record(entry)
-                log(f"step {step:>5} | epoch {epoch} | loss {entry['window_loss']:.3f} | "
-                    f"{tok_s:,.0f} tok/s | lr {lr:.2e} | {_clock(now - t_start)} elapsed, "
-                    f"ETA {_clock(eta)}")
-                window_loss, window_tokens, window_t0 = 0.0, 0, now
-            if step % cfg.eval_every == 0:
-                validate(step)
-                if cfg.patience and state["evals_without_gain"] >= cfg.patience:
-                    stop_reason = f"no BLEU gain in {cfg.patience} validations (early stop)"
+        with CtrlC(log) as ctrl_c:
+            if state.validated_step < state.step and state.step % cfg.eval_every == 0:
+                validate()  # the run stopped during this step's validation: finish it
+            while state.step < cfg.max_steps:
+                # one step: its batch and dropout masks depend only on (seed, step)
+                epoch, index = divmod(state.step, n_batches)
+                if epoch not in batches:
+                    batches = {epoch: bucket_batches(examples, cfg.max_tokens, cfg.seed, epoch)}
+                batch = collate([examples[i] for i in batches[epoch][index]])
+                lr = schedule(state.step + 1)
+                rng = dropout_rng(cfg.seed, state.step + 1)
+                with ctrl_c.critical():
+                    updating = True
+                    try:
+                        loss = train_step(model, opt, batch, lr, rng, cfg.label_smoothing,
+                                          cfg.clip_norm)
+                    except TrainingError as err:
+                        raise TrainingError(
+                            f"{err} at step {state.step + 1}; stopped without saving. The last "
+                            f"good checkpoint (if any) is {out / 'last.npz'}. Try a lower --lr "
+                            f"(now {cfg.lr:g}) or a longer --warmup-steps.") from None
+                    state.step += 1
+                    state.window_loss += loss * batch.n_tokens
+                    state.window_tokens += batch.n_tokens
+                    updating = False
+                # reporting, validation, stopping
+                if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+                    now = time.perf_counter()
+                    progress(epoch, loss, lr, now)
+                    window_t0 = now
+                if state.step % cfg.eval_every == 0:
+                    validate()
+                    if cfg.patience and state.evals_without_gain >= cfg.patience:
+                        stop_reason = f"no BLEU gain in {cfg.patience} validations (early stop)"
+                        break
+                if ctrl_c.stop_requested:
+                    raise KeyboardInterrupt
+                if cfg.max_minutes and time.perf_counter() - t_loop > cfg.max_minutes * 60:
+                    stop_reason = f"time budget of {cfg.max_minutes:g} min reached"
                     break
-            if cfg.max_minutes and time.perf_counter() - t_loop > cfg.max_minutes * 60:
-                stop_reason = f"time budget of {cfg.max_minutes:g} min reached"
-                break
-        if not history or history[-1].get("type") != "valid" or history[-1]["step"] != step:
-            validate(step)
+            if state.validated_step != state.step:
+                validate()
     except KeyboardInterrupt:
-        if consistent:  # Ctrl-C: keep the work done so far
+        if not updating:  # keep the work done so far
             save("last.npz")
-            log(f"interrupted at step {state['step']}; saved {out / 'last.npz'}; continue "
-                f"with: npformer train --resume --out-dir {out}")
+            log(f"interrupted at step {state.step}; saved {out / 'last.npz'}; continue with: "
+                f"npformer train --resume --out-dir {out}")
         raise
     finally:
         log_file.close()
-    log(f"stopped at step {step}: {stop_reason}; training took "
+    log(f"stopped at step {state.step}: {stop_reason}; training took "
         f"{_clock(time.perf_counter() - t_start)}")
-    plot_history(history, out / "curves.png")
-    return history
+    plot_history(state.history, out / "curves.png")
+    return state.history
 
 
 def plot_history(history, path):

@@ -32,7 +32,7 @@ def run_cli(*args, stdin=""):
     (["translate", "--model", "/no/such/model.npz", "hello"], "no such checkpoint"),
     (["eval", "--model", "/no/such/model.npz"], "no such checkpoint"),
     (["train", "--max-steps", "many"], "invalid int value"),
-    (["profile", "--batch", "0"], "--batch 0"),
+    (["profile", "--batch", "0"], "argument --batch: '0' is outside"),
     (["profile", "--d-model", "30"], "d_model=30"),
 ])
 def test_bad_input_is_one_line_exit_2_no_traceback(args, needle):
@@ -40,6 +40,7 @@ def test_bad_input_is_one_line_exit_2_no_traceback(args, needle):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_translate_eval_attention_data(trained, tmp_path, capsys, monkeypatch):
