@@ -208,6 +208,7 @@ class TrainConfig(_DictRoundTrip):
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
         need(4 <= self.max_len <= MAX_LEN, "max_len", f"must be in [4, {MAX_LEN}]")
+        need(1 <= self.n_layers <= MAX_LAYERS, "n_layers", f"must be in [1, {MAX_LAYERS}]")
         need(bool(self.out_dir), "out_dir", "must not be empty")
         if self.data not in DATA_KINDS and not self.data.endswith(".tsv"):
             need(bool(self.tgt_file), "data",

@@ -38,7 +38,7 @@ import numpy as np
 from .batching import bucket_batches, collate, encode_pairs
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from .config import ConfigError, TrainConfig
-from .data import (load_parallel, load_tsv, make_copy_task, make_reverse_task, make_toy_corpus,
+from .data import (DataError, load_parallel, load_tsv, make_copy_task, make_reverse_task, make_toy_corpus,
                    split_pairs)
 from .evaluation import evaluate, validation_loss
 from .model import Transformer
@@ -124,15 +124,30 @@ def data_fingerprint(cfg):
     """What the corpus is, to check on resume: the built-in name, or each file's SHA-256."""
     if cfg.data in ("toy", "copy", "reverse"):
         return {"builtin": cfg.data, "data_seed": cfg.data_seed}
-    files = [cfg.data] + ([cfg.tgt_file] if cfg.tgt_file else [])
     digests = {}
-    for name in files:
+    for name in [cfg.data] + ([cfg.tgt_file] if cfg.tgt_file else []):
         h = hashlib.sha256()
-        with open(name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        try:
+            with open(name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as err:
+            raise DataError(f"{name}: cannot read ({err.strerror or err})") from None
         digests[name] = h.hexdigest()
     return {"files": digests, "data_seed": cfg.data_seed}
+
+
+def check_same_data(saved, now):
+    """Refuse to resume on other data than the run started with (ConfigError)."""
+    if not saved or saved == now:  # checkpoints from before this check have no fingerprint
+        return
+    changed = [name for name, digest in now.get("files", {}).items()
+               if saved.get("files", {}).get(name) != digest]
+    what = (f"{', '.join(changed)} changed (SHA-256 differs)" if changed
+            else f"the run used {saved}, not {now}")
+    raise ConfigError(f"the training data changed since this run started: {what}; resuming "
+                      "would train on other data. Restore it, or start a new run in another "
+                      "--out-dir")
 
 
 def build_tokenizers(cfg, train_pairs):
@@ -312,17 +327,15 @@ def train(cfg, resume=False, log=None):
         state = TrainState.from_dict(ckpt.state, where=str(out / "last.npz"))
     set_blas_threads(cfg.threads)
 
-    # --- data (the saved configuration's data when resuming)
+    # --- data (the saved run's data when resuming, checked to be the same)
+    fingerprint = data_fingerprint(cfg)
+    if resume:
+        check_same_data(state.data, fingerprint)
     splits, note = load_corpus(cfg)
     log(f"data: {note}; train {len(splits['train'])}, valid {len(splits['valid'])}, "
         f"test {len(splits['test'])}")
     if not splits["train"] or not splits["valid"]:
         raise TrainingError("the corpus needs at least one training and one validation pair")
-    fingerprint = data_fingerprint(cfg)
-    if resume and state.data and state.data != fingerprint:
-        raise ConfigError(f"the training data changed since this run started ({fingerprint} "
-                            f"now, {state.data} then); resuming would train on other data. "
-                            "Restore the data or start a new run with another --out-dir")
 
     # --- tokenizers, model, optimizer: fresh, or exactly as saved
     if resume:
