@@ -170,11 +170,14 @@ def cmd_train(args):
     out = Path(cfg.out_dir)
     ckpt = _load_model(out / "best.npz")
     splits, _ = load_corpus(cfg)
-    result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, splits["test"])
-    print(f"test split ({result['n']} sentences, best checkpoint, greedy): "
-          f"BLEU {result['bleu']:.2f}, exact match {100 * result['exact_match']:.1f}%")
-    for (src, ref), hyp in list(zip(splits["test"], result["hypotheses"]))[:3]:
-        print(f"  source:     {src}\n  reference:  {ref}\n  model:      {hyp}")
+    if splits["test"]:
+        result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, splits["test"])
+        print(f"test split ({result['n']} sentences, best checkpoint, greedy): "
+              f"BLEU {result['bleu']:.2f}, exact match {100 * result['exact_match']:.1f}%")
+        for (src, ref), hyp in list(zip(splits["test"], result["hypotheses"]))[:3]:
+            print(f"  source:     {src}\n  reference:  {ref}\n  model:      {hyp}")
+    else:
+        print(f"no test split (--test-frac {cfg.test_frac} of a small corpus): not scored")
     best = max((h["bleu"] for h in history if h["type"] == "valid"), default=float("nan"))
     print(f"best validation BLEU {best:.2f}; wrote {out / 'best.npz'}, {out / 'last.npz'}, "
           f"{out / 'log.jsonl'}, {out / 'curves.png'}")

@@ -335,7 +335,10 @@ def train(cfg, resume=False, log=None):
     log(f"data: {note}; train {len(splits['train'])}, valid {len(splits['valid'])}, "
         f"test {len(splits['test'])}")
     if not splits["train"] or not splits["valid"]:
-        raise TrainingError("the corpus needs at least one training and one validation pair")
+        raise DataError(f"{cfg.data}: too small to split: {len(splits['train'])} training and "
+                        f"{len(splits['valid'])} validation pairs; training needs at least one "
+                        f"of each (a larger corpus, or a larger --valid-frac than "
+                        f"{cfg.valid_frac:g})")
 
     # --- tokenizers, model, optimizer: fresh, or exactly as saved
     if resume:
