@@ -451,4 +451,23 @@ def test_stubs_as_shipped_say_not_implemented_yet():
     text = out.getvalue()
     for name in EXERCISES:
         assert f"{name}: not implemented yet" in text, f"no friendly message for {name}:\n{text}"
-    assert "Traceback" not in text and "Error" not in text
+    assert "Traceback" not in text and "raised" not in text
+
+
+# ----------------------------------------------------------------- the command line
+def test_cli_lists_and_grades_a_file(tmp_path, capsys):
+    from npformer.exercises.cli import main
+
+    assert main([]) == 0
+    assert "softmax_forward + softmax_backward" in capsys.readouterr().out
+    answers = tmp_path / "answers.py"
+    source = Path(S.__file__).read_text(encoding="utf-8")
+    answers.write_text(source, encoding="utf-8")
+    assert main(["--check", str(answers)]) == 0
+    assert capsys.readouterr().out.count(" pass ") == len(EXERCISES)
+    answers.write_text(source.replace("return y * (dy - inner)", "return y * dy"),
+                       encoding="utf-8")
+    assert main(["--check", str(answers), "softmax"]) == 1
+    out = capsys.readouterr().out
+    assert "softmax        fail" in out and "missing the `- <dy, y>` term" in out
+    assert main(["no_such_exercise"]) == 2

@@ -291,7 +291,8 @@ def run(exercise, functions, seed=0):
     todo = sorted(not_yet) + missing  # roles that were not checked
     names = dict(zip(exercise.roles, exercise.functions))
     if not results:
-        notes = [f"Fill in {' and '.join(names[r] for r in exercise.roles)} (they raise "
+        todo_names = [names[r] for r in exercise.roles]
+        notes = [f"Fill in {' and '.join(todo_names)} ({'they raise' if len(todo_names) > 1 else 'it raises'} "
                  f"NotImplementedError), then run the check again."]
         return CheckResult(exercise.name, exercise.title, "not implemented", notes=notes)
     notes = [f"{names[role]}: not implemented yet" for role in sorted(not_yet)]
