@@ -13,10 +13,22 @@ nothing on the site names a notebook file directly:
   star, `[attention](notebooks/04_*.ipynb)`, to the notebook with that number;
   while it does not exist the link becomes plain text marked "(not written yet)".
 
+* `on_files` adds MathJax to the site from an installed Python package
+  (django-static-mathjax, in the test and docs extras: MathJax 3, Apache-2.0), so
+  formulas render with no network, in `mkdocs build` and in `mkdocs serve`. Only the
+  files a page loads are copied: the combined TeX component and what it loads lazily
+  (fonts, TeX extensions).
+* `on_page_content` turns $math$ in heading titles into plain text for the navigation
+  and the table of contents ("Why the $1/\\sqrt{D}$ scale?" -> "Why the 1/√D scale?");
+  the heading on the page itself stays typeset.
+
 This file is not a page of the site: mkdocs.yml lists it under exclude_docs.
 """
 import re
 from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File
 
 NAV_SECTION = "Notebooks"
 # [text](notebooks/04_*.ipynb), optionally ../ first (from a page in a subfolder)
@@ -60,3 +72,64 @@ def on_page_markdown(markdown, page, config, files):
         return f"[{match['text']}]({match['up']}{path}{match['fragment'] or ''})"
 
     return NOTEBOOK_LINK.sub(resolve, markdown)
+
+
+# ----------------------------------------------------------------- MathJax, served locally
+MATHJAX_SITE_DIR = "javascripts/mathjax"  # mkdocs.yml loads javascripts/mathjax/tex-mml-chtml.js
+MATHJAX_FILES = ("tex-mml-chtml.js", "output/chtml/fonts/woff-v2/*.woff",
+                 "input/tex/extensions/**/*.js")
+
+
+def mathjax_dir():
+    """The es5/ folder of the installed MathJax (package django-static-mathjax)."""
+    try:
+        import mathjax
+    except ImportError:
+        raise PluginError("MathJax is not installed: pip install -e \".[test]\" "
+                          "(the docs need django-static-mathjax)") from None
+    folder = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    if not (folder / "tex-mml-chtml.js").is_file():
+        raise PluginError(f"no MathJax at {folder}: reinstall django-static-mathjax")
+    return folder
+
+
+def on_files(files, config):
+    """Add the MathJax files to the site, read from the installed package."""
+    folder = mathjax_dir()
+    for pattern in MATHJAX_FILES:
+        for path in sorted(folder.glob(pattern)):
+            uri = f"{MATHJAX_SITE_DIR}/{path.relative_to(folder).as_posix()}"
+            files.append(File.generated(config, uri, abs_src_path=str(path)))
+    return files
+
+
+# ----------------------------------------------------------------- math in titles
+TITLE_MATH = re.compile(r"\$([^$]+)\$")
+TEX_SYMBOLS = {r"\sqrt": "√", r"\cdot": "·", r"\times": "×", r"\le": "≤", r"\ge": "≥",
+               r"\infty": "∞", r"\to": "→", r"\alpha": "α", r"\beta": "β", r"\gamma": "γ",
+               r"\epsilon": "ε", r"\lambda": "λ", r"\mu": "μ", r"\sigma": "σ"}
+
+
+def plain_math(title):
+    """Heading text with $TeX$ spans written as plain text: "$1/\\sqrt{D}$" -> "1/√D"."""
+    def plain(match):
+        tex = re.sub(r"\\(?:text|mathrm|operatorname)\{([^}]*)\}", r"\1", match.group(1))
+        for command, symbol in TEX_SYMBOLS.items():
+            tex = re.sub(re.escape(command) + r"(?![A-Za-z])", symbol, tex)
+        tex = re.sub(r"\\[A-Za-z]+", "", tex)  # any other command: dropped
+        return tex.replace("{", "").replace("}", "").replace("\\", "").strip()
+    return TITLE_MATH.sub(plain, title)
+
+
+def _plain_toc(items):
+    for item in items:
+        item.title = plain_math(item.title)
+        _plain_toc(item.children)
+
+
+def on_page_content(html, page, config, files):
+    """Navigation and table of contents show math in headings as plain text."""
+    _plain_toc(page.toc)
+    if page.title:
+        page.title = plain_math(page.title)
+    return html

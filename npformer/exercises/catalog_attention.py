@@ -1,0 +1,180 @@
+"""The attention exercises: scaled dot-product attention and multi-head attention.
+
+The references are the model answers in solutions.py (npformer's own attention is
+fused and packed for speed, and its API is being reworked); tests/test_exercises.py
+checks them against central differences and torch.
+Shapes: B batch, T query length, S key length, C d_model, H heads, D head dim.
+"""
+import math
+
+import numpy as np
+
+from . import solutions
+from .checker import Case, Exercise, Hint, matches
+
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def padding(lengths, S):
+    """Shapes: lengths (B,) -> (B,1,S) bool, True for real keys"""
+    return (np.arange(S)[None, :] < np.asarray(lengths)[:, None])[:, None, :]
+
+
+def causal(T):
+    return np.tril(np.ones((T, T), dtype=bool))[None]  # (1,T,T)
+
+
+# ----------------------------------------------------------------- one head
+def attention_cases(rng):
+    def case(label, B, T, S, D, mask):
+        inputs = {"q": randn(rng, B, T, D), "k": randn(rng, B, S, D), "v": randn(rng, B, S, D),
+                  "mask": mask}
+        return Case(f"{label}, q {(B, T, D)}, k and v {(B, S, D)}, mask {mask.shape}",
+                    inputs, randn(rng, B, T, D))
+    return [
+        case("self-attention, no mask", 2, 3, 3, 4, np.ones((1, 1, 3), dtype=bool)),
+        case("cross-attention, padded keys", 2, 2, 4, 4, padding([4, 2], 4)),
+        case("causal mask", 1, 4, 4, 2, causal(4)),
+        case("odd head dim", 1, 3, 5, 3, np.ones((1, 1, 5), dtype=bool)),
+    ]
+
+
+def attention_reference(case):
+    out, cache = solutions.attention_forward(**case.inputs)
+    dq, dk, dv = solutions.attention_backward(case.dout, cache)
+    return {"out": out, "dq": dq, "dk": dk, "dv": dv}
+
+
+def attention_with(case, scale, use_mask=True):
+    """The forward output with another scale (or no mask): what the common mistakes give."""
+    q, k, v, mask = (case.inputs[n] for n in ("q", "k", "v", "mask"))
+    scores = q @ k.transpose(0, 2, 1) * scale  # (B,T,S)
+    P, _ = solutions.softmax_forward(scores, mask if use_mask else np.ones_like(mask))
+    return P @ v
+
+
+def attention_backward_without_inner_term(case):
+    q, k, v = (case.inputs[n] for n in ("q", "k", "v"))
+    _, (_, _, _, P, scale) = solutions.attention_forward(**case.inputs)
+    dP = case.dout @ v.transpose(0, 2, 1)
+    dscores = scale * P * dP  # the softmax backward without - <dP, P>
+    return dscores @ k
+
+
+def head_dim(case):
+    return case.inputs["q"].shape[-1]
+
+
+ATTENTION = Exercise(
+    name="attention", title="scaled dot-product attention (one head), forward and backward",
+    roles=("forward", "backward"), functions=("attention_forward", "attention_backward"),
+    outputs=("out", "dq", "dk", "dv"), make_cases=attention_cases, reference=attention_reference,
+    wrt=(("q", "dq"), ("k", "dk"), ("v", "dv")), page="docs/derivations/attention.md",
+    hints=(
+        Hint("the scores are divided by sqrt(D), D the head dim: scores = q k^T / sqrt(D); "
+             "the 1/sqrt(D) scale is missing (or is 1/D).",
+             lambda c, got, want: matches(got["out"], attention_with(c, 1.0))
+             or matches(got["out"], attention_with(c, 1.0 / head_dim(c)))),
+        Hint("the forward scales the scores by 1/sqrt(D), so the backward does too: "
+             "dscores = softmax_backward(dP, P) / sqrt(D) before dq and dk.",
+             lambda c, got, want: matches(got["dq"], want["dq"] * math.sqrt(head_dim(c)))),
+        Hint("the mask is not applied: masked keys must get -inf scores (zero weight) "
+             "before the softmax.",
+             lambda c, got, want: not c.inputs["mask"].all()
+             and matches(got["out"], attention_with(c, 1.0 / math.sqrt(head_dim(c)), False))),
+        Hint("the softmax backward inside attention is missing the `- <dP, P>` term: "
+             "dscores = P * (dP - (dP * P).sum(-1, keepdims=True)) / sqrt(D).",
+             lambda c, got, want: matches(got["dq"], attention_backward_without_inner_term(c))),
+        Hint("dv = P^T dout (each value collects the gradient of every query that looked "
+             "at it), not P dout.",
+             lambda c, got, want: np.shape(got["dv"]) != want["dv"].shape or matches(
+                 got["dv"], solutions.attention_forward(**c.inputs)[1][3] @ c.dout)),
+    ))
+
+
+# ----------------------------------------------------------------- multi-head
+def mha_cases(rng):
+    def case(label, B, T, S, C, H, mask):
+        x_q = randn(rng, B, T, C)
+        x_kv = x_q.copy() if label.startswith("self") else randn(rng, B, S, C)
+        weights = {f"W_{n}": randn(rng, C, C) / math.sqrt(C) for n in "qkvo"}
+        inputs = {"x_q": x_q, "x_kv": x_kv, **weights, "mask": mask, "n_heads": H}
+        return Case(f"{label}, x_q {(B, T, C)}, x_kv {(B, S, C)}, {H} heads, "
+                    f"mask {mask.shape}", inputs, randn(rng, B, T, C))
+    return [
+        case("cross-attention, padded keys", 2, 3, 4, 8, 2, padding([4, 3], 4)),
+        case("self-attention, causal (x_kv a copy of x_q)", 1, 4, 4, 6, 3, causal(4)),
+        case("one head", 2, 2, 3, 4, 1, np.ones((1, 1, 3), dtype=bool)),
+    ]
+
+
+def mha_reference(case):
+    y, cache = solutions.mha_forward(**case.inputs)
+    grads = solutions.mha_backward(case.dout, cache)
+    return dict(zip(MHA_OUTPUTS, (y,) + grads))
+
+
+def mha_with(case, scale_dim="D", split="transpose"):
+    """The forward with the scale of another dimension or a wrong head split."""
+    x_q, x_kv, mask, H = (case.inputs[n] for n in ("x_q", "x_kv", "mask", "n_heads"))
+    B, T, C = x_q.shape
+    D = C // H
+
+    def heads(x):
+        if split == "transpose":
+            return solutions.split_heads(x, H)
+        return x.reshape(B * H, x.shape[1], D)  # (B,T,C) read as (B,H,T,D): wrong
+
+    q, k, v = heads(x_q @ case.inputs["W_q"]), heads(x_kv @ case.inputs["W_k"]), \
+        heads(x_kv @ case.inputs["W_v"])
+    scale = {"D": 1 / math.sqrt(D), "C": 1 / math.sqrt(C), "none": 1.0}[scale_dim]
+    mask_g = np.repeat(mask, H, axis=0) if mask.shape[0] > 1 else mask
+    P, _ = solutions.softmax_forward(q @ k.transpose(0, 2, 1) * scale, mask_g)
+    ctx = P @ v
+    if split == "transpose":
+        ctx = solutions.merge_heads(ctx, B)
+    else:
+        ctx = ctx.reshape(B, T, C)
+    return ctx @ case.inputs["W_o"]
+
+
+def dx_kv_one_path(case):
+    """dx_kv through the keys only or through the values only."""
+    _, cache = solutions.mha_forward(**case.inputs)
+    att = cache[7]  # the attention cache of the heads
+    B = case.inputs["x_q"].shape[0]
+    dctx = solutions.split_heads(case.dout @ case.inputs["W_o"].T, case.inputs["n_heads"])
+    _, dk, dv = solutions.attention_backward(dctx, att)
+    return (solutions.merge_heads(dk, B) @ case.inputs["W_k"].T,
+            solutions.merge_heads(dv, B) @ case.inputs["W_v"].T)
+
+
+MHA_OUTPUTS = ("y", "dx_q", "dx_kv", "dW_q", "dW_k", "dW_v", "dW_o")
+
+MHA = Exercise(
+    name="mha", title="multi-head attention (no biases), forward and backward",
+    roles=("forward", "backward"), functions=("mha_forward", "mha_backward"),
+    outputs=MHA_OUTPUTS, make_cases=mha_cases, reference=mha_reference,
+    wrt=(("x_q", "dx_q"), ("x_kv", "dx_kv"), ("W_q", "dW_q"), ("W_k", "dW_k"),
+         ("W_v", "dW_v"), ("W_o", "dW_o")),
+    page="docs/derivations/attention.md",
+    hints=(
+        Hint("split heads with x.reshape(B, T, H, D).transpose(0, 2, 1, 3): a plain "
+             "reshape to (B, H, T, D) mixes positions and features.",
+             lambda c, got, want: c.inputs["n_heads"] > 1
+             and matches(got["y"], mha_with(c, split="reshape"))),
+        Hint("scale by 1/sqrt(D) with D = C / H the HEAD dim, not 1/sqrt(C).",
+             lambda c, got, want: c.inputs["n_heads"] > 1 and matches(got["y"], mha_with(c, "C"))),
+        Hint("the 1/sqrt(D) scale of the scores is missing.",
+             lambda c, got, want: matches(got["y"], mha_with(c, "none"))),
+        Hint("x_kv feeds BOTH the keys and the values: dx_kv = dK W_k^T + dV W_v^T "
+             "(a reused input sums the gradients of all its uses).",
+             lambda c, got, want: any(matches(got["dx_kv"], part)
+                                      for part in dx_kv_one_path(c))),
+        Hint("a weight gradient has the weight's shape (C_in, C_out): dW = x^T d(output), "
+             "summed over every row (reshape to (B*T, C) first).",
+             lambda c, got, want: any(matches(got[n], want[n].T) for n in
+                                      ("dW_q", "dW_k", "dW_v", "dW_o"))),
+    ))
