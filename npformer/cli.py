@@ -354,6 +354,16 @@ def cmd_gradcheck(args):
     return 0 if all(r.passed for r in rows) else 1
 
 
+def cmd_exercises(args):
+    """List the exercises, or grade a learner's file (npformer/exercises/cli.py)."""
+    from .exercises.cli import ExercisesError, exercises_command
+
+    try:
+        return exercises_command(args)
+    except ExercisesError as err:
+        raise UsageError(str(err)) from None
+
+
 # --------------------------------------------------------------------- parser
 def build_parser():
     from .config import PRESETS, TrainConfig
@@ -485,6 +495,19 @@ def build_parser():
                    help="seed of the random inputs (default 0)")
     p.add_argument("--layers-only", action="store_true", help="skip the whole-model checks")
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser(
+        "exercises", help="list the backward-pass exercises, or grade a file of your answers",
+        description="List the exercises (write each backward pass yourself), or grade the "
+                    "answers in a Python file of yours. Stubs: notebooks/exercises_backward.ipynb.")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="only these exercises (default: all)")
+    p.add_argument("--check", metavar="FILE",
+                   help="a Python file defining your answers (softmax_forward, softmax_backward, "
+                        "...); grade every exercise it answers")
+    p.add_argument("--verbose", action="store_true",
+                   help="with --check: print the full report of each exercise, not one line")
+    p.set_defaults(func=cmd_exercises)
     return parser
 
 

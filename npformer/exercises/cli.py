@@ -7,44 +7,39 @@
 The learner's file defines functions with the exercises' names (softmax_forward,
 softmax_backward, ..., adamw_step: see npformer/exercises/__init__.py); it is
 imported like any module of theirs. Exit status 1 when an answered exercise fails.
-npformer/cli.py adds this command with `add_exercises_parser(subparsers)`;
+npformer/cli.py defines the command's options and calls `exercises_command`;
 `python -m npformer.exercises` runs it on its own.
 """
-import argparse
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 
 from . import EXERCISES, check_functions
 
 
-def add_exercises_parser(subparsers):
-    """Add the `exercises` command to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "exercises", help="list the backward-pass exercises, or grade a file of your answers",
-        description="List the exercises (write each backward pass yourself), or grade the "
-                    "answers in a Python file of yours. Stubs: notebooks/exercises_backward.ipynb.")
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help="only these exercises (default: all)")
-    p.add_argument("--check", metavar="FILE",
-                   help="a Python file defining your answers (softmax_forward, softmax_backward, "
-                        "...); grade every exercise it answers")
-    p.add_argument("--verbose", action="store_true",
-                   help="with --check: print the full report of each exercise, not one line")
-    p.set_defaults(func=exercises_command)
-    return p
+class ExercisesError(ValueError):
+    """A problem with the learner's file or the names asked for: one line, exit code 2."""
 
 
 def load_answers(path):
     """Import the learner's file as a module; its functions by name."""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"npformer exercises: no file {path}")
+        raise ExercisesError(f"--check {path}: no such file")
     spec = importlib.util.spec_from_file_location("learner_answers", path)
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.resolve().parent))  # the file may import its neighbours
     try:
         spec.loader.exec_module(module)
+    except Exception as err:  # the learner's own code failed: say where, in one line
+        line = getattr(err, "lineno", None)
+        if line is None:
+            frames = [f for f in traceback.extract_tb(err.__traceback__)
+                      if Path(f.filename).resolve() == path.resolve()]
+            line = frames[-1].lineno if frames else "?"
+        raise ExercisesError(f"--check {path}: importing it failed at line {line}: "
+                             f"{type(err).__name__}: {err}") from None
     finally:
         sys.path.pop(0)
     return vars(module)
@@ -53,9 +48,8 @@ def load_answers(path):
 def exercises_command(args):
     unknown = [n for n in args.names if n not in EXERCISES]
     if unknown:
-        print(f"npformer exercises: unknown exercise(s) {', '.join(unknown)}; "
-              f"choose from {', '.join(EXERCISES)}", file=sys.stderr)
-        return 2
+        raise ExercisesError(f"unknown exercise(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(EXERCISES)}")
     names = args.names or list(EXERCISES)
     if not args.check:
         for name in names:
@@ -79,7 +73,7 @@ def exercises_command(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="npformer")
-    add_exercises_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["exercises", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """`python -m npformer.exercises ARGS` is `npformer exercises ARGS`."""
+    from ..cli import main as npformer_main
+
+    return npformer_main(["exercises", *(sys.argv[1:] if argv is None else argv)])
