@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -159,14 +160,28 @@ def cmd_train(args):
     from .tokenizers import TokenizerError
     from .train import TrainingError, load_corpus, train
 
+    from .distributed import DistributedError, launch_command, mpi_size_from_env, rank_from_env
+
+    if args.workers > 1:  # start the same command in N processes under mpiexec
+        if mpi_size_from_env() > 1:
+            raise UsageError("--workers cannot be used inside mpiexec (mpiexec -n already "
+                             "chose the number of processes)")
+        try:
+            command = launch_command(args.workers, _without_option(args.argv, "--workers"))
+        except DistributedError as err:
+            raise UsageError(str(err)) from None
+        print(f"running: {' '.join(command)}", file=sys.stderr)
+        return subprocess.run(command).returncode
     try:
         cfg = train_config_from_args(args)
         history = train(cfg, resume=args.resume)
-    except (ConfigError, DataError, CheckpointError, TokenizerError) as err:
+    except (ConfigError, DataError, CheckpointError, TokenizerError, DistributedError) as err:
         raise UsageError(str(err)) from None
     except TrainingError as err:
         print(f"npformer train: {err}", file=sys.stderr)
         return 1
+    if rank_from_env() != 0:  # with data parallelism, rank 0 reports
+        return 0
     out = Path(cfg.out_dir)
     ckpt = _load_model(out / "best.npz")
     splits, _ = load_corpus(cfg)
@@ -183,6 +198,19 @@ def cmd_train(args):
           f"{out / 'log.jsonl'}, {out / 'curves.png'}")
     print(f'next: npformer translate --model {out / "best.npz"} "<a sentence>"')
     return 0
+
+
+def _without_option(argv, option):
+    """argv without `option VALUE` / `option=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 def _read_sentences(args):
@@ -394,6 +422,9 @@ def build_parser():
                         "it; not with --resume")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from OUT_DIR/last.npz")
+    p.add_argument("--workers", type=_number(int, 1, 1024), default=1,
+                   help="data-parallel processes, started with mpiexec (needs the mpi extra; "
+                        "the same as: mpiexec -n N npformer train ...)")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         kind = _bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))
@@ -513,11 +544,16 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # --workers starts the same command again under mpiexec
     try:
         return args.func(args)
     except UsageError as err:
-        print(f"npformer {args.command}: error: {err}", file=sys.stderr)
+        from .distributed import rank_from_env
+
+        if rank_from_env() == 0:  # under mpiexec every rank fails alike; one says why
+            print(f"npformer {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

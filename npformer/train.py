@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .batching import bucket_batches, collate, encode_pairs
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from .config import ConfigError, TrainConfig
@@ -50,6 +51,7 @@ from .tokenizers import make_tokenizers
 # Fields a resumed run may change: how long it runs and how it reports, never
 # what it computes (changing max_steps or eval_every changes when it stops and
 # validates; the cosine schedule then stretches to the new max_steps).
+CHECK_SAME_EVERY = 100  # steps between checks that all processes hold the same parameters
 RESUMABLE_FIELDS = ("max_steps", "max_minutes", "threads", "log_every", "eval_every",
                     "patience")
 
@@ -158,25 +160,37 @@ def build_tokenizers(cfg, train_pairs):
 
 
 # ----------------------------------------------------------------------- one step
-def dropout_rng(seed, step):
-    """The generator of step `step`'s dropout masks: a function of (seed, step) only."""
-    return np.random.default_rng([seed, step])
+def dropout_rng(seed, step, rank=0):
+    """The generator of step `step`'s dropout masks: a function of (seed, step) only.
+
+    With data parallelism each process (rank) draws the masks of its own shard.
+    """
+    return np.random.default_rng([seed, step] if rank == 0 else [seed, step, rank])
 
 
-def train_step(model, opt, batch, lr, rng, label_smoothing=0.0, clip_norm=0.0, tape=None):
+def train_step(model, opt, batch, lr, rng, label_smoothing=0.0, clip_norm=0.0, tape=None,
+               sync=None):
     """One optimizer step on one batch; returns the (smoothed) training loss.
 
     Zero the gradients, forward + loss on a tape, backward, clip, AdamW update.
     A non-finite loss raises TrainingError before anything is updated. `tape`
     may be a timed Tape (the profiler's); by default a fresh one is used.
+    Data parallelism: `batch` is this process's shard of the global batch (None
+    when the shard is empty) and `sync(loss, n_tokens) -> global loss` sums the
+    gradients of all processes (npformer/distributed.py: GradientSync).
     """
     tape = Tape() if tape is None else tape
     model.zero_grad()
-    loss = model.loss(batch.src, batch.tgt_in, batch.tgt_out, tape=tape, train=True, rng=rng,
-                      label_smoothing=label_smoothing)
+    loss = 0.0
+    if batch is not None:
+        loss = model.loss(batch.src, batch.tgt_in, batch.tgt_out, tape=tape, train=True,
+                          rng=rng, label_smoothing=label_smoothing)
+        if math.isfinite(loss):
+            tape.backward(model.grads, "loss")
+    if sync is not None:
+        loss = sync(loss, 0 if batch is None else batch.n_tokens)
     if not math.isfinite(loss):
         raise TrainingError(f"the loss became {loss}")
-    tape.backward(model.grads, "loss")
     if clip_norm > 0:
         clip_grad_norm(model.grads, clip_norm)
     opt.step(model.grads, lr=lr)
@@ -305,6 +319,10 @@ def _print_line(line):
     print(line, file=sys.stderr, flush=True)
 
 
+def _silent(line):
+    pass
+
+
 # ---------------------------------------------------------------------- the loop
 def train(cfg, resume=False, log=None):
     """Train a translator as configured; returns the history (every log record of the run).
@@ -314,13 +332,15 @@ def train(cfg, resume=False, log=None):
     RESUMABLE_FIELDS may differ. `log(line)` receives the progress lines
     (default: print to stderr).
     """
-    log = log or _print_line
     if not isinstance(cfg, TrainConfig):
         raise TypeError("cfg must be a TrainConfig")
     t_start = time.perf_counter()
+    world = distributed.world()  # one process, or one of N started by mpiexec
+    is_root = world.rank == 0  # rank 0 alone logs, validates and writes files
+    log = (log or _print_line) if is_root else _silent
 
     # --- the run directory and, when resuming, the saved run
-    out = prepare_out_dir(cfg.out_dir)
+    out = prepare_out_dir(cfg.out_dir) if is_root else Path(cfg.out_dir)
     if resume:
         cfg = resume_config(cfg.out_dir, **cfg.to_dict())
         ckpt = load_checkpoint(out / "last.npz")
@@ -344,13 +364,18 @@ def train(cfg, resume=False, log=None):
     if resume:
         model, src_tok, tgt_tok = ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer
         state.data = fingerprint
-        write_log(out / "log.jsonl", state.history)
         log(f"resuming at step {state.step} from {out / 'last.npz'}")
     else:
         state = TrainState(data=fingerprint)
         src_tok, tgt_tok = build_tokenizers(cfg, splits["train"])
         model = Transformer(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size))
-        write_log(out / "log.jsonl", [])
+    if is_root:
+        write_log(out / "log.jsonl", state.history)
+    if world.size > 1:
+        log(f"data parallel: {world.size} processes, each with a shard of every batch")
+    world.check_same([*model.params.values(), json.dumps([src_tok.to_dict(), tgt_tok.to_dict()])
+                      .encode()], "the initial parameters or tokenizers")
+    sync = distributed.GradientSync(world, model) if world.size > 1 else None
     log(f"vocab: source {src_tok.vocab_size}, target {tgt_tok.vocab_size} ({cfg.tokenizer}); "
         f"model: {model.n_params:,} parameters")
     opt = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -363,40 +388,49 @@ def train(cfg, resume=False, log=None):
     if dropped:
         log(f"note: {dropped} training pairs longer than max_len={cfg.max_len} were left out")
     if not examples:
-        raise TrainingError(f"no training pair fits in max_len={cfg.max_len}")
+        raise DataError(f"{cfg.data}: no training pair fits in max_len={cfg.max_len} (tokens "
+                        "incl. BOS/EOS); raise --max-len")
     n_batches = len(bucket_batches(examples, cfg.max_tokens, cfg.seed, 0))
     eval_pairs = splits["valid"][: cfg.eval_sentences]
 
-    # --- bookkeeping: log records, checkpoints, validation
-    log_file = open(out / "log.jsonl", "a", encoding="utf-8")
+    # --- bookkeeping: log records, checkpoints, validation (files on rank 0 only)
+    log_file = open(out / "log.jsonl", "a", encoding="utf-8") if is_root else None
 
     def record(entry):
         state.history.append(entry)
-        log_file.write(json.dumps(entry) + "\n")
-        log_file.flush()
+        if log_file:
+            log_file.write(json.dumps(entry) + "\n")
+            log_file.flush()
 
     def save(name):
+        if not is_root:
+            return
         save_checkpoint(out / name, model, src_tok, tgt_tok, cfg.to_dict(), opt.state_dict(),
                         state.to_dict())
 
     def validate():
-        vloss = validation_loss(model, valid_examples, cfg.max_tokens)
-        result = evaluate(model, src_tok, tgt_tok, eval_pairs)
-        with ctrl_c.critical():  # the record, the state and both checkpoints, together
-            record({"type": "valid", "step": state.step, "valid_loss": vloss,
-                    "bleu": result["bleu"], "exact_match": result["exact_match"]})
-            improved = result["bleu"] > state.best_bleu
-            if improved:
-                state.best_bleu, state.evals_without_gain = result["bleu"], 0
-            else:
-                state.evals_without_gain += 1
-            state.validated_step = state.step
-            if improved:  # best before last: a kill in between leaves both consistent
-                save("best.npz")
-            save("last.npz")
-        log(f"valid step {state.step}: loss {vloss:.3f}, BLEU {result['bleu']:.1f}, exact "
-            f"match {100 * result['exact_match']:.1f}% ({len(eval_pairs)} sentences)"
-            + ("  [best, saved]" if improved else ""))
+        if is_root:
+            vloss = validation_loss(model, valid_examples, cfg.max_tokens)
+            result = evaluate(model, src_tok, tgt_tok, eval_pairs)
+            with ctrl_c.critical():  # the record, the state and both checkpoints, together
+                record({"type": "valid", "step": state.step, "valid_loss": vloss,
+                        "bleu": result["bleu"], "exact_match": result["exact_match"]})
+                improved = result["bleu"] > state.best_bleu
+                if improved:
+                    state.best_bleu, state.evals_without_gain = result["bleu"], 0
+                else:
+                    state.evals_without_gain += 1
+                state.validated_step = state.step
+                if improved:  # best before last: a kill in between leaves both consistent
+                    save("best.npz")
+                save("last.npz")
+            log(f"valid step {state.step}: loss {vloss:.3f}, BLEU {result['bleu']:.1f}, exact "
+                f"match {100 * result['exact_match']:.1f}% ({len(eval_pairs)} sentences)"
+                + ("  [best, saved]" if improved else ""))
+        # every rank takes rank 0's verdict (for early stopping)
+        shared = json.loads(world.broadcast(json.dumps(
+            [state.best_bleu, state.evals_without_gain, state.step]).encode()))
+        state.best_bleu, state.evals_without_gain, state.validated_step = shared
 
     def progress(epoch, loss, lr, now):
         elapsed = now - t_loop
@@ -428,23 +462,35 @@ def train(cfg, resume=False, log=None):
                 epoch, index = divmod(state.step, n_batches)
                 if epoch not in batches:
                     batches = {epoch: bucket_batches(examples, cfg.max_tokens, cfg.seed, epoch)}
-                batch = collate([examples[i] for i in batches[epoch][index]])
+                mine = distributed.shard(batches[epoch][index], world.rank, world.size)
+                batch = collate([examples[i] for i in mine]) if mine else None
                 lr = schedule(state.step + 1)
-                rng = dropout_rng(cfg.seed, state.step + 1)
+                rng = dropout_rng(cfg.seed, state.step + 1, world.rank)
+                over_time = cfg.max_minutes and time.perf_counter() - t_loop > cfg.max_minutes * 60
+                if sync:  # every rank learns whether any wants to stop after this step
+                    sync.votes[:] = [ctrl_c.stop_requested, bool(over_time and is_root)]
                 with ctrl_c.critical():
                     updating = True
                     try:
                         loss = train_step(model, opt, batch, lr, rng, cfg.label_smoothing,
-                                          cfg.clip_norm)
+                                          cfg.clip_norm, sync=sync)
                     except TrainingError as err:
                         raise TrainingError(
                             f"{err} at step {state.step + 1}; stopped without saving. The last "
                             f"good checkpoint (if any) is {out / 'last.npz'}. Try a lower --lr "
                             f"(now {cfg.lr:g}) or a longer --warmup-steps.") from None
+                    n_tokens = sync.n_tokens if sync else batch.n_tokens  # of the global batch
                     state.step += 1
-                    state.window_loss += loss * batch.n_tokens
-                    state.window_tokens += batch.n_tokens
+                    state.window_loss += loss * n_tokens
+                    state.window_tokens += n_tokens
                     updating = False
+                if sync:
+                    stop_votes, time_votes = sync.votes
+                    if stop_votes:
+                        ctrl_c.stop_requested = True
+                    over_time = bool(time_votes)
+                if state.step % CHECK_SAME_EVERY == 0:
+                    world.check_same(model.params.values(), "the parameters")
                 # reporting, validation, stopping
                 if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
                     now = time.perf_counter()
@@ -457,11 +503,12 @@ def train(cfg, resume=False, log=None):
                         break
                 if ctrl_c.stop_requested:
                     raise KeyboardInterrupt
-                if cfg.max_minutes and time.perf_counter() - t_loop > cfg.max_minutes * 60:
+                if over_time:
                     stop_reason = f"time budget of {cfg.max_minutes:g} min reached"
                     break
             if state.validated_step != state.step:
                 validate()
+            world.check_same(model.params.values(), "the parameters")
     except KeyboardInterrupt:
         if not updating:  # keep the work done so far
             save("last.npz")
@@ -469,10 +516,12 @@ def train(cfg, resume=False, log=None):
                 f"npformer train --resume --out-dir {out}")
         raise
     finally:
-        log_file.close()
+        if log_file:
+            log_file.close()
     log(f"stopped at step {state.step}: {stop_reason}; training took "
         f"{_clock(time.perf_counter() - t_start)}")
-    plot_history(state.history, out / "curves.png")
+    if is_root:
+        plot_history(state.history, out / "curves.png")
     return state.history
 
 
