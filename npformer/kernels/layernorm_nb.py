@@ -10,7 +10,7 @@ xhat is recomputed in backward from (x, mean, rstd) instead of being stored.
 Row statistics and the dgamma/dbeta sums are accumulated in float64; results are
 stored in the input dtype, like the twin.
 
-fastmath, with SAFE_FASTMATH below: 'reassoc' lets LLVM vectorise the row sums
+fastmath, with SAFE_FASTMATH (kernels/fastmath.py): 'reassoc' lets LLVM vectorise the row sums
 (forward ~4x, backward ~2x faster at C=256), changing only the order of float64
 sums of C terms (~C * 1e-16 relative, far inside the float32 and float64 test
 tolerances). 'nnan'/'ninf' are left out, so a NaN or inf input still shows up.
@@ -21,10 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-# fastmath without 'nnan'/'ninf': infinities and NaNs keep their IEEE meaning.
-# reassoc: reorder sums (vectorise them); contract: fuse a*b+c into one FMA;
-# arcp: x/y may become x*(1/y); nsz: ignore the sign of zero.
-SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+from .fastmath import SAFE_FASTMATH
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
