@@ -175,8 +175,11 @@ def routing_cases(rng):
 
 
 def run_routing(timing):
-    """BLAS (1 and 2 threads) versus the jitted loops. Two BLAS threads are timed on
-    the wall clock whatever --clock says: thread CPU time cannot see a second thread."""
+    """BLAS (1 and 2 threads) versus the jitted loops.
+
+    Two BLAS threads are timed on the wall clock whatever --clock says: thread CPU
+    time cannot see a second thread.
+    """
     rng = np.random.default_rng(1)
     loops_timing = timing._replace(repeats=max(3, timing.repeats // 3))  # the loops are slow
     print(f"\n| product (float32) | BLAS 1 thr ({timing.clock}) | BLAS 2 thr (wall) "

@@ -9,12 +9,11 @@ the jitted loops execute as plain Python.
 """
 import numpy as np
 import pytest
+from helpers import assert_close
 
 from npformer import kernels, masks
 from npformer.gradcheck import numerical_gradient
 from npformer.kernels import matmul_nb
-
-from helpers import assert_close
 
 NB = kernels.implementations("numba")
 NP = kernels.implementations("numpy")
