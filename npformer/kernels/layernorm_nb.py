@@ -26,8 +26,11 @@ from .fastmath import SAFE_FASTMATH
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _layernorm_forward_rows(x, gamma, beta, eps):
-    """Shapes: x (N,C), gamma (C,), beta (C,), C-contiguous, one dtype
-    -> y (N,C), mean (N,), rstd (N,)"""
+    """Normalise every row.
+
+    Shapes: x (N,C), gamma (C,), beta (C,), C-contiguous, one dtype
+            -> y (N,C), mean (N,), rstd (N,)
+    """
     N, C = x.shape
     y = np.empty_like(x)  # (N,C)
     mean = np.empty(N, dtype=x.dtype)  # (N,)
@@ -64,8 +67,11 @@ def layernorm_forward(x, gamma, beta, eps):
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _layernorm_backward_rows(dy, x, mean, rstd, gamma):
-    """Shapes: dy (N,C), x (N,C), mean (N,), rstd (N,), gamma (C,), C-contiguous,
-    one dtype -> dx (N,C), dgamma (C,) float64, dbeta (C,) float64"""
+    """Gradients of every row.
+
+    Shapes: dy (N,C), x (N,C), mean (N,), rstd (N,), gamma (C,), C-contiguous,
+            one dtype -> dx (N,C), dgamma (C,) float64, dbeta (C,) float64
+    """
     N, C = x.shape
     dx = np.empty_like(x)  # (N,C)
     dgamma = np.zeros(C, dtype=np.float64)  # (C,) summed over rows
