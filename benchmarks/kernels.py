@@ -8,8 +8,8 @@
 Sections (each prints a Markdown table):
   kernels   every kernel at transformer-typical shapes, float32, median of repeats
             (--stat min for best-of, when the machine is shared)
-  routing   matmul/bmm: OpenBLAS with 1 and 2 threads versus the jitted loops,
-            at the shapes that set the router's thresholds in matmul_nb.py
+  routing   matmul/bmm: OpenBLAS with 1 and 2 threads versus the jitted reference
+            loops (matmul_nb.matmul_loops), the table in docs/performance.md
   compile   cold JIT compile time of the whole kernel set (a subprocess with an
             empty NUMBA_CACHE_DIR: import + first call of every kernel at float32
             and float64) and warm load time (a second subprocess, same cache dir)
@@ -149,7 +149,7 @@ def run_kernels(config_names, timing):
 
 
 def routing_cases(rng):
-    """(label, function name, a, b) at the shapes that decide matmul_nb's router."""
+    """(label, function name, a, b): model-sized products and a few tiny ones."""
     f32 = np.float32
     cases = []
     for M, K, N in [(1024, 128, 512), (1024, 128, 4000), (2048, 256, 1024)]:
@@ -175,13 +175,16 @@ def routing_cases(rng):
 
 
 def run_routing(timing):
-    """BLAS (1 and 2 threads) versus the jitted loops. Two BLAS threads are timed on
-    the wall clock whatever --clock says: thread CPU time cannot see a second thread."""
+    """BLAS (1 and 2 threads) versus the jitted loops.
+
+    Two BLAS threads are timed on the wall clock whatever --clock says: thread CPU
+    time cannot see a second thread.
+    """
     rng = np.random.default_rng(1)
     loops_timing = timing._replace(repeats=max(3, timing.repeats // 3))  # the loops are slow
     print(f"\n| product (float32) | BLAS 1 thr ({timing.clock}) | BLAS 2 thr (wall) "
-          f"| jitted loops ({timing.clock}) | router picks |")
-    print("|---|---:|---:|---:|---|")
+          f"| jitted loops ({timing.clock}) |")
+    print("|---|---:|---:|---:|")
     for label, name, a, b in routing_cases(rng):
         loops = matmul_nb.matmul_loops if name == "matmul" else matmul_nb.bmm_loops
         with threadpool_limits(limits=1, user_api="blas"):
@@ -193,9 +196,8 @@ def run_routing(timing):
             lambda: loops(np.ascontiguousarray(a), np.ascontiguousarray(b)), loops_timing
         )
         flops = 2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (a.shape[0] if a.ndim == 3 else 1)
-        routed = a.shape[-2] * a.shape[-1] * b.shape[-1] <= matmul_nb.LOOPS_MAX_MACS
         cells = [f"{fmt_time(t)} ({flops / t / 1e9:.1f} GF/s)" for t in (t_blas1, t_blas2, t_loops)]
-        print(f"| {label} | {' | '.join(cells)} | {'loops' if routed else 'BLAS'} |")
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 def fmt_time(seconds):
@@ -221,8 +223,7 @@ for name in sys.argv[1].split(","):
     x2 = rng.standard_normal((3, 4)).astype(dt)  # (N,C)
     g = np.ones(4, dt)
     a3 = rng.standard_normal((2, 3, 3)).astype(dt)
-    impl["matmul"](x2.T, x2)  # tiny: the router's loops branch
-    impl["matmul"](np.ones((64, 64), dt), np.ones((64, 64), dt))  # the BLAS branch
+    impl["matmul"](x2.T, x2)
     impl["bmm"](a3, a3)
     matmul_nb.matmul_loops(np.ones((64, 64), dt), np.ones((64, 64), dt))
     y = impl["softmax_forward"](x4, mask, 0.5)

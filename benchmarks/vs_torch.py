@@ -17,10 +17,11 @@ Sections (--what), each a Markdown table:
   train    one training step: forward, loss, backward, AdamW (same param groups and
            hyper-parameters on both sides; no clipping). After warm-up, steps are
            timed one at a time, alternating npformer / PyTorch (A/B/A/B), so load
-           changes hit both alike; each side's worker process times its own call. Median and interquartile range of ms/step,
-           target tokens/s, the throughput ratio npformer / PyTorch, and model FLOP
-           utilisation (MFU) against a measured float32 BLAS peak (np.matmul 2048^3
-           at the same thread count).
+           changes hit both alike; each side's worker process times its own call.
+           Median and interquartile range of ms/step, target tokens/s, the
+           throughput ratio npformer / PyTorch, and model FLOP utilisation (MFU)
+           against a measured float32 BLAS peak (np.matmul 2048^3 at the same thread
+           count).
   decode   greedy decoding with a key/value cache (tiny, B=64, S=16, exactly 16
            steps: the EOS logit is biased to -1e9 in both copies of the model)
            against `torch_greedy_decode` below, the same algorithm in PyTorch.
@@ -272,9 +273,11 @@ def decode_source():
 
 
 def local_call(framework, what, name):
-    """() -> (seconds, result) for one training step (result: loss) or one greedy decode
-    (result: token lists) of `framework`, built here. Both frameworks start from the
-    same weights: npformer's seeded initialisation, copied into PyTorch."""
+    """() -> (seconds, result) for one training step or one greedy decode of `framework`.
+
+    The result is the loss or the token lists. Both frameworks start from the same
+    weights: npformer's seeded initialisation, copied into PyTorch.
+    """
     from npformer.model import Transformer
 
     model = Transformer(model_config(name))
@@ -294,7 +297,7 @@ def local_call(framework, what, name):
     if framework == "npformer":
         from npformer.decoding import greedy_decode
 
-        return timed(lambda: greedy_decode(model, src, max_len=DECODE_STEPS))
+        return timed(lambda: greedy_decode(model, src, max_new_tokens=DECODE_STEPS))
     import torch
 
     from npformer.torch_reference import from_npformer
@@ -435,9 +438,9 @@ def torch_greedy_decode(tm, src, max_len, bos_id=BOS, eos_id=EOS):
         cross_allowed = (src != pad)[:, None, None, :]  # (B,1,1,S)
         cross_kv = []
         for layer in tm.decoder:
-            a = layer.cross_attn
-            k = a.k_proj(memory).view(B, -1, H, D).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
-            v = a.v_proj(memory).view(B, -1, H, D).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
+            k, v = layer.cross_attn.kv_proj(memory).chunk(2, dim=-1)  # (B,S,2C) -> 2 x (B,S,C)
+            k = k.reshape(B, -1, H, D).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
+            v = v.reshape(B, -1, H, D).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
             cross_kv.append((k, v))
         buffers = [(memory.new_zeros(B, H, max_len, D), memory.new_zeros(B, H, max_len, D))
                    for _ in tm.decoder]  # per layer: self K, V (B,H,L',D)
@@ -455,9 +458,10 @@ def torch_greedy_decode(tm, src, max_len, bos_id=BOS, eos_id=EOS):
             for layer, (k_cache, v_cache), (k_mem, v_mem) in zip(tm.decoder, buffers, cross_kv):
                 a = layer.self_attn
                 h = layer.sub1.norm(y)  # (B,1,C)
-                q = a.q_proj(h).view(B, 1, H, D).transpose(1, 2)  # (B,1,C) -> (B,H,1,D)
-                k_cache[:, :, t] = a.k_proj(h).view(B, H, D)  # (B,1,C) -> (B,H,D)
-                v_cache[:, :, t] = a.v_proj(h).view(B, H, D)
+                q, k, v = a.qkv_proj(h).view(B, 3, H, D).unbind(1)  # (B,1,3C) -> 3 x (B,H,D)
+                q = q[:, :, None]  # (B,H,D) -> (B,H,1,D)
+                k_cache[:, :, t] = k
+                v_cache[:, :, t] = v
                 ctx = F.scaled_dot_product_attention(q, k_cache[:, :, : t + 1],
                                                      v_cache[:, :, : t + 1],
                                                      attn_mask=self_allowed)  # (B,H,1,D)

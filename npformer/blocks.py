@@ -1,10 +1,12 @@
 """Encoder and decoder layers and stacks, recorded op by op on a tape.
 
-These functions are compositions, not new forward/backward pairs: each one
-calls layers through `tape.call`, so the tape sees (and `tape.summary()` lists)
-every attention, norm, feed-forward, dropout and residual add.
-Every op's output is keyed by the op's name ("decoder.1.cross_attn"); a
-parameter's key is that name plus a suffix ("decoder.1.cross_attn.W_q").
+These functions are compositions, not new forward/backward pairs: each op goes
+through `tape.call`, so the tape sees (and a TimedTape's summary lists) every
+attention, norm, feed-forward, dropout and residual add. Activations are
+`Value`s (array + key) and an op's output is keyed by the op's name
+("decoder.1.cross_attn"); its parameters are that name plus a suffix
+("decoder.1.cross_attn.W_q"). So a call site only names the op, as in
+`feed_forward(run, "encoder.0.ffn", h)`.
 
 Where the norm goes (config.norm_position):
   pre-LN  (default):  x = x + Dropout(Sublayer(LayerNorm(x)))   + a final LayerNorm per stack
@@ -12,26 +14,29 @@ Where the norm goes (config.norm_position):
 Pre-LN keeps an identity path from the loss to every layer, which is why it
 trains without careful warmup; docs/faq.md and the notebooks compare the two.
 
+Generation runs these same functions under a NoTape with one `LayerCache` per
+decoder layer (key/value caches, see layers/attention.py); training passes none.
+
 Shapes: B batch, S source len, T target len, C d_model.
 """
 from typing import NamedTuple
 
-
 from .layers import (
+    KVCache,
     add_backward,
     add_forward,
+    cross_attention_backward,
+    cross_attention_forward,
     dropout_backward,
     dropout_forward,
     ffn_backward,
     ffn_forward,
     layernorm_backward,
     layernorm_forward,
-    mha_backward,
-    mha_forward,
+    self_attention_backward,
+    self_attention_forward,
 )
-
-ATTN_PARAMS = ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v", "W_o", "b_o")
-FFN_PARAMS = ("W_1", "b_1", "W_2", "b_2")
+from .tape import Value
 
 
 class Run(NamedTuple):
@@ -43,101 +48,116 @@ class Run(NamedTuple):
     train: bool  # dropout on?
     rng: object  # numpy Generator for dropout (None when not training)
 
+    def param(self, key):
+        """The parameter `key` as a Value (tape.param, inlined: called for every weight)."""
+        return Value(self.params[key], key)
 
-def norm(run, name, x, x_key):
+
+class LayerCache(NamedTuple):
+    """One decoder layer's key/value caches during generation."""
+
+    self_attn: KVCache  # keys and values of the positions generated so far
+    cross_attn: KVCache  # keys and values of the encoder memory (filled at the first step)
+
+
+# ------------------------------------------------------------------------ ops
+def norm(run, name, x):
     """LayerNorm op. Shapes: x (B,L,C) -> (B,L,C)"""
-    keys = (x_key, name + ".gamma", name + ".beta")
-    p = run.params
-    y = run.tape.call(name, layernorm_forward, layernorm_backward, keys, name,
-                      x, p[name + ".gamma"], p[name + ".beta"], run.cfg.ln_eps)
-    return y, name
+    return run.tape.call(name, layernorm_forward, layernorm_backward,
+                         x, run.param(name + ".gamma"), run.param(name + ".beta"), run.cfg.ln_eps)
 
 
-def dropout(run, name, x, x_key):
+def dropout(run, name, x):
     """Dropout op, or nothing at all outside training. Shapes: x (...) -> (...)"""
     if not run.train or run.cfg.dropout == 0.0:
-        return x, x_key
-    y = run.tape.call(name, dropout_forward, dropout_backward, (x_key,), name,
-                      x, run.cfg.dropout, run.rng)
-    return y, name
+        return x
+    return run.tape.call(name, dropout_forward, dropout_backward, x, run.cfg.dropout, run.rng)
 
 
-def add(run, name, a, a_key, b, b_key):
+def add(run, name, a, b):
     """Residual add op. Shapes: a (...), b (...) -> (...)"""
-    return run.tape.call(name, add_forward, add_backward, (a_key, b_key), name, a, b), name
+    return run.tape.call(name, add_forward, add_backward, a, b)
 
 
-def attention(run, name, x_q, q_key, x_kv, kv_key, mask):
-    """Multi-head attention op. Shapes: x_q (B,T,C), x_kv (B,S,C), mask (Bm,Tm,S) -> (B,T,C)"""
-    keys = [name + "." + n for n in ATTN_PARAMS]
-    y = run.tape.call(name, mha_forward, mha_backward, (q_key, kv_key, *keys), name,
-                      x_q, x_kv, *(run.params[k] for k in keys), mask, run.cfg.n_heads)
-    return y, name
+def self_attention(run, name, x, mask, cache=None):
+    """Multi-head self-attention op. Shapes: x (B,T,C), mask (Bm,Tm,S) -> (B,T,C)"""
+    return run.tape.call(name, self_attention_forward, self_attention_backward,
+                         x, run.param(name + ".W_qkv"), run.param(name + ".b_qkv"),
+                         run.param(name + ".W_o"), run.param(name + ".b_o"),
+                         mask, run.cfg.n_heads, cache)
 
 
-def feed_forward(run, name, x, x_key):
+def cross_attention(run, name, x, memory, mask, cache=None):
+    """Attention of x over the encoder memory. Shapes: x (B,T,C), memory (B,S,C) -> (B,T,C)"""
+    return run.tape.call(name, cross_attention_forward, cross_attention_backward,
+                         x, memory, run.param(name + ".W_q"), run.param(name + ".b_q"),
+                         run.param(name + ".W_kv"), run.param(name + ".b_kv"),
+                         run.param(name + ".W_o"), run.param(name + ".b_o"),
+                         mask, run.cfg.n_heads, cache)
+
+
+def feed_forward(run, name, x):
     """Feed-forward op. Shapes: x (B,L,C) -> (B,L,C)"""
-    keys = [name + "." + n for n in FFN_PARAMS]
-    y = run.tape.call(name, ffn_forward, ffn_backward, (x_key, *keys), name,
-                      x, *(run.params[k] for k in keys), run.cfg.activation)
-    return y, name
+    return run.tape.call(name, ffn_forward, ffn_backward,
+                         x, run.param(name + ".W_1"), run.param(name + ".b_1"),
+                         run.param(name + ".W_2"), run.param(name + ".b_2"), run.cfg.activation)
 
 
-def residual(run, name, norm_name, x, x_key, sublayer):
-    """One residual sub-block around `sublayer(h, h_key) -> (out, out_key)`.
+# --------------------------------------------------------------------- blocks
+def residual(run, name, norm_name, x, sublayer):
+    """One residual sub-block around `sublayer(h) -> out`: the only place the norm position matters.
 
+    pre-LN: x + Dropout(sublayer(LN(x)));  post-LN: LN(x + Dropout(sublayer(x))).
     Shapes: x (B,L,C) -> (B,L,C)
     """
     if run.cfg.norm_position == "pre":
-        h, h_key = norm(run, norm_name, x, x_key)
-        f, f_key = sublayer(h, h_key)
-        f, f_key = dropout(run, name + ".drop", f, f_key)
-        return add(run, name + ".residual", x, x_key, f, f_key)
-    f, f_key = sublayer(x, x_key)
-    f, f_key = dropout(run, name + ".drop", f, f_key)
-    s, s_key = add(run, name + ".residual", x, x_key, f, f_key)
-    return norm(run, norm_name, s, s_key)
+        f = dropout(run, name + ".drop", sublayer(norm(run, norm_name, x)))
+        return add(run, name + ".residual", x, f)
+    f = dropout(run, name + ".drop", sublayer(x))
+    return norm(run, norm_name, add(run, name + ".residual", x, f))
 
 
-def encoder_layer(run, i, x, x_key, src_mask):
-    """Self-attention then feed-forward. Shapes: x (B,S,C), src_mask (B,1,S) -> (B,S,C)"""
-    p = f"encoder.{i}."
-    x, x_key = residual(run, p + "self_attn", p + "norm1", x, x_key,
-                        lambda h, k: attention(run, p + "self_attn", h, k, h, k, src_mask))
-    x, x_key = residual(run, p + "ffn", p + "norm2", x, x_key,
-                        lambda h, k: feed_forward(run, p + "ffn", h, k))
-    return x, x_key
+def encoder_layer(run, i, x, mask):
+    """Self-attention then feed-forward. Shapes: x (B,S,C), mask (B,1,S) -> (B,S,C)"""
+    attn, ffn = f"encoder.{i}.self_attn", f"encoder.{i}.ffn"
+    x = residual(run, attn, f"encoder.{i}.norm1", x, lambda h: self_attention(run, attn, h, mask))
+    x = residual(run, ffn, f"encoder.{i}.norm2", x, lambda h: feed_forward(run, ffn, h))
+    return x
 
 
-def decoder_layer(run, i, y, y_key, memory, memory_key, self_mask, cross_mask):
+def decoder_layer(run, i, y, memory, self_mask, cross_mask, cache=None):
     """Causal self-attention, cross-attention over the encoder memory, feed-forward.
 
-    Shapes: y (B,T,C), memory (B,S,C), self_mask (B,T,T), cross_mask (B,1,S) -> (B,T,C)
+    Shapes: y (B,T,C), memory (B,S,C), self_mask (B,T,T'), cross_mask (B,1,S) -> (B,T,C)
+    (T' = T, or every position so far with a cache)
     """
-    p = f"decoder.{i}."
-    y, y_key = residual(run, p + "self_attn", p + "norm1", y, y_key,
-                        lambda h, k: attention(run, p + "self_attn", h, k, h, k, self_mask))
-    y, y_key = residual(run, p + "cross_attn", p + "norm2", y, y_key,
-                        lambda h, k: attention(run, p + "cross_attn", h, k, memory, memory_key,
-                                               cross_mask))
-    y, y_key = residual(run, p + "ffn", p + "norm3", y, y_key,
-                        lambda h, k: feed_forward(run, p + "ffn", h, k))
-    return y, y_key
+    self_kv, cross_kv = cache if cache is not None else (None, None)
+    attn, cross, ffn = f"decoder.{i}.self_attn", f"decoder.{i}.cross_attn", f"decoder.{i}.ffn"
+    y = residual(run, attn, f"decoder.{i}.norm1", y,
+                 lambda h: self_attention(run, attn, h, self_mask, self_kv))
+    y = residual(run, cross, f"decoder.{i}.norm2", y,
+                 lambda h: cross_attention(run, cross, h, memory, cross_mask, cross_kv))
+    y = residual(run, ffn, f"decoder.{i}.norm3", y, lambda h: feed_forward(run, ffn, h))
+    return y
 
 
-def encoder_stack(run, x, x_key, src_mask):
+def encoder_stack(run, x, mask):
     """All encoder layers (+ final norm for pre-LN). Shapes: (B,S,C) -> (B,S,C)"""
     for i in range(run.cfg.n_encoder_layers):
-        x, x_key = encoder_layer(run, i, x, x_key, src_mask)
+        x = encoder_layer(run, i, x, mask)
     if run.cfg.norm_position == "pre":
-        x, x_key = norm(run, "encoder.norm", x, x_key)
-    return x, x_key
+        x = norm(run, "encoder.norm", x)
+    return x
 
 
-def decoder_stack(run, y, y_key, memory, memory_key, self_mask, cross_mask):
-    """All decoder layers (+ final norm for pre-LN). Shapes: (B,T,C) -> (B,T,C)"""
+def decoder_stack(run, y, memory, self_mask, cross_mask, caches=None):
+    """All decoder layers (+ final norm for pre-LN). Shapes: (B,T,C) -> (B,T,C)
+
+    caches: None (training), or one LayerCache per layer (generation).
+    """
     for i in range(run.cfg.n_decoder_layers):
-        y, y_key = decoder_layer(run, i, y, y_key, memory, memory_key, self_mask, cross_mask)
+        y = decoder_layer(run, i, y, memory, self_mask, cross_mask,
+                          caches[i] if caches is not None else None)
     if run.cfg.norm_position == "pre":
-        y, y_key = norm(run, "decoder.norm", y, y_key)
-    return y, y_key
+        y = norm(run, "decoder.norm", y)
+    return y

@@ -7,9 +7,9 @@ backward that mixes up elements cannot pass by symmetry (an all-ones dy could).
   numerical dL/dx_i = (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
   relative error    = ||analytic - numerical|| / (||analytic|| + ||numerical||)
 
-`run_all()` returns one Row per check; `npformer gradcheck` prints them as a
-table and exits non-zero if any fails. tests/test_gradcheck.py runs the same
-checks. Derivations of each backward: docs/derivations/.
+`layer_checks()` and `model_checks()` return one Row per check; `npformer
+gradcheck` prints them as a table and exits non-zero if any fails.
+tests/test_gradcheck.py runs the same checks. Derivations of each backward: docs/derivations/.
 """
 import math
 from typing import NamedTuple
@@ -25,8 +25,9 @@ from .tape import Tape
 EPS = 1e-6  # finite-difference step in float64
 REL_TOL = 1e-7  # bound on the relative error of a float64 check
 ABS_TOL = 1e-8  # ...or both gradients below this everywhere: gradients that are zero in
-# theory (e.g. the key bias b_k: softmax ignores a constant added to every score of a
-# row), where the relative error compares rounding noise (~1e-10) with rounding noise
+# theory (e.g. the key bias, the K part of b_qkv: softmax ignores a constant added to
+# every score of a row), where the relative error compares rounding noise (~1e-10) with
+# rounding noise
 DIRECTIONS = 3  # random directions per parameter tensor in the whole-model check
 ENTRIES = 4  # single entries per parameter tensor in the whole-model check
 
@@ -58,8 +59,10 @@ def make_row(name, analytic, numeric, tol=REL_TOL, abs_tol=ABS_TOL):
 
 
 def numerical_gradient(f, x, eps=EPS, indices=None):
-    """Central differences of the scalar f() with respect to entries of x (changed in place
-    and restored). All entries by default, else only the flat `indices` (returns a 1-D array).
+    """Central differences of the scalar f() with respect to entries of x.
+
+    x is changed in place and restored. All entries by default, else only the flat
+    `indices` (returns a 1-D array).
     """
     flat = x.reshape(-1)  # a view: writing to it perturbs x
     wanted = range(flat.size) if indices is None else indices
@@ -94,17 +97,6 @@ def check_layer(name, forward, backward, args, grad_names, seed=0, kwargs=None):
             for i, label in grad_names.items()]
 
 
-def _self_attention(x, *rest):
-    """Self-attention as a function of one input (x feeds queries, keys and values)."""
-    *weights, mask, heads = rest
-    return L.mha_forward(x, x, *weights, mask, heads)
-
-
-def _self_attention_backward(dy, cache):
-    dx_q, dx_kv, *dweights = L.mha_backward(dy, cache)
-    return (dx_q if dx_kv is None else dx_q + dx_kv, *dweights)
-
-
 def layer_checks(seed=0):
     """Rows for every layer's backward (tiny float64 shapes)."""
     rng = np.random.default_rng(seed)
@@ -121,6 +113,8 @@ def layer_checks(seed=0):
                         [ids, r(V, C), math.sqrt(C), -1], {1: "dW"})
     rows += check_layer("positional (learned)", L.positional_forward, L.positional_backward,
                         [r(B, T, C), r(6, C)], {0: "dx", 1: "dP"})
+    rows += check_layer("positional (fixed)", L.positional_forward, L.fixed_positional_backward,
+                        [r(B, T, C), r(6, C)], {0: "dx"})
     rows += check_layer("positional (offset 2)", L.positional_forward, L.positional_backward,
                         [r(B, T, C), r(6, C), 2], {0: "dx", 1: "dP"})
     rows += check_layer("linear", L.linear_forward, L.linear_backward,
@@ -130,8 +124,8 @@ def layer_checks(seed=0):
     rows += check_layer("layernorm", L.layernorm_forward, L.layernorm_backward,
                         [r(B, T, C), 1 + 0.1 * r(C), r(C), 1e-5],
                         {0: "dx", 1: "dgamma", 2: "dbeta"})
-    p = 0.3
-    rows += check_layer("dropout", lambda x: L.dropout_forward(x, p, np.random.default_rng(7)),
+    rate = 0.3
+    rows += check_layer("dropout", lambda x: L.dropout_forward(x, rate, np.random.default_rng(7)),
                         L.dropout_backward, [r(B, T, C)], {0: "dx"})
     rows += check_layer("residual add", L.add_forward, L.add_backward,
                         [r(B, T, C), r(B, T, C)], {0: "da", 1: "db"})
@@ -140,21 +134,28 @@ def layer_checks(seed=0):
                             [r(B, T, C), r(C, F), r(F), r(F, C), r(C)],
                             {0: "dx", 1: "dW_1", 2: "db_1", 3: "dW_2", 4: "db_2"},
                             kwargs={"activation": act})
-    weights = [r(C, C) if i % 2 == 0 else r(C) for i in range(8)]
-    wnames = {i + 1: "d" + n for i, n in enumerate(("W_q", "b_q", "W_k", "b_k", "W_v", "b_v",
-                                                     "W_o", "b_o"))}
+    D = C // H
     src = np.array([[3, 4, 5, 0], [6, 0, 0, 0]])  # padded keys
+    cross = additive(padding_mask(src, 0), np.float64)  # (B,1,S)
+    rows += check_layer("attention core", L.attention_forward, L.attention_backward,
+                        [r(B, H, T, D), r(B, H, S, D), r(B, H, S, D), cross],
+                        {0: "dq", 1: "dk", 2: "dv"})
+    self_weights = [r(C, 3 * C), r(3 * C), r(C, C), r(C)]  # W_qkv, b_qkv, W_o, b_o
+    self_names = {1: "dW_qkv", 2: "db_qkv", 3: "dW_o", 4: "db_o"}
     pad = additive(padding_mask(src[:, :T], 0), np.float64)  # (B,1,T)
-    rows += check_layer("self-attention (padding)", _self_attention, _self_attention_backward,
-                        [r(B, T, C), *weights, pad, H], {0: "dx", **wnames})
+    rows += check_layer("self-attention (padding)", L.self_attention_forward,
+                        L.self_attention_backward, [r(B, T, C), *self_weights, pad, H],
+                        {0: "dx", **self_names})
     tgt = np.array([[3, 4, 5], [6, 7, 0]])
     causal = additive(combine(causal_mask(T), padding_mask(tgt, 0)), np.float64)  # (B,T,T)
-    rows += check_layer("causal self-attention", _self_attention, _self_attention_backward,
-                        [r(B, T, C), *weights, causal, H], {0: "dx", **wnames})
-    cross = additive(padding_mask(src, 0), np.float64)  # (B,1,S)
-    rows += check_layer("cross-attention", L.mha_forward, L.mha_backward,
-                        [r(B, T, C), r(B, S, C), *weights, cross, H],
-                        {0: "dx_q", 1: "dx_kv", **{k + 1: v for k, v in wnames.items()}})
+    rows += check_layer("causal self-attention", L.self_attention_forward,
+                        L.self_attention_backward, [r(B, T, C), *self_weights, causal, H],
+                        {0: "dx", **self_names})
+    cross_weights = [r(C, C), r(C), r(C, 2 * C), r(2 * C), r(C, C), r(C)]  # W_q .. b_o
+    rows += check_layer("cross-attention", L.cross_attention_forward, L.cross_attention_backward,
+                        [r(B, T, C), r(B, S, C), *cross_weights, cross, H],
+                        {0: "dx", 1: "dmemory", 2: "dW_q", 3: "db_q", 4: "dW_kv", 5: "db_kv",
+                         6: "dW_o", 7: "db_o"})
     targets = np.array([[1, 2, 0], [4, 4, 6]])  # one padding target (ignored)
     for smoothing in (0.0, 0.1):
         rows += check_layer(f"cross-entropy (smoothing {smoothing})",
@@ -217,11 +218,6 @@ def model_checks(seed=0):
                                  np.concatenate([analytic_dirs[-DIRECTIONS:], g.reshape(-1)[idx]]),
                                  np.concatenate([numeric_dirs[-DIRECTIONS:], num])))
     return rows
-
-
-def run_all(seed=0):
-    """All layer checks and all whole-model checks."""
-    return layer_checks(seed) + model_checks(seed)
 
 
 def format_table(rows, tol=REL_TOL):

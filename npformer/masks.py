@@ -19,12 +19,14 @@ def padding_mask(ids, pad_id):
     return (ids != pad_id)[:, None, :]  # (B,S) -> (B,1,S)
 
 
-def causal_mask(t):
-    """Query position i may attend to key positions 0..i (not the future).
+def causal_mask(t, offset=0):
+    """Query i (position offset+i) may attend to key positions 0..offset+i, not the future.
 
-    Shapes: -> mask (1,T,T) bool, lower triangular
+    offset > 0 is generation with a key/value cache: the keys are the offset
+    cached positions followed by the t new ones.
+    Shapes: -> mask (1,T,offset+T) bool, lower triangular (T = t)
     """
-    return np.tril(np.ones((t, t), dtype=bool))[None]  # (T,T) -> (1,T,T)
+    return np.tri(t, offset + t, k=offset, dtype=bool)[None]  # (T,T') -> (1,T,T')
 
 
 def combine(a, b):

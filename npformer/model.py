@@ -1,43 +1,58 @@
-"""The encoder-decoder transformer: parameters, initialisation, forward, loss.
+"""The encoder-decoder transformer: parameters, initialisation, forward, loss, generation cache.
 
-Shapes: B batch, S source len, T target len, C d_model, V vocab.
+Shapes: B batch, S source len, T target len, C d_model, V vocab, L max_len.
 
 Data flow (each arrow is one op on the tape, see blocks.py):
   src ids -> src_embed * sqrt(C) -> + positions -> dropout -> encoder stack -> memory
   tgt ids -> tgt_embed * sqrt(C) -> + positions -> dropout -> decoder stack
-          (self-attention, cross-attention over memory, feed-forward) -> logits -> loss
+          (self-attention, cross-attention over memory, feed-forward) -> out (logits) -> loss
 Training: `loss = model.loss(src, tgt_in, tgt_out, tape=tape, train=True, rng=rng)`,
 then `tape.backward(model.grads, "loss")` fills model.grads.
+Generation (decoding.py): `model.decode(new_tokens, memory, src, cache=cache)` runs
+the same blocks on the new positions only, with a key/value cache (`new_cache`).
+
+Parameter layout (one attention layer, C = d_model):
+  self_attn.W_qkv (C,3C), b_qkv (3C,)   [W_q|W_k|W_v] packed, as nanoGPT's c_attn
+  cross_attn.W_q (C,C), b_q (C,), W_kv (C,2C), b_kv (2C,)   [W_k|W_v] packed
+  *.W_o (C,C), b_o (C,)
+Parameter dicts saved before the packing (separate W_q/W_k/W_v) are converted
+by `upgrade_legacy_params`.
 
 Initialisation (documented in docs/architecture.md):
   embeddings      N(0, C^-1/2), padding row zero  (times sqrt(C) in forward: unit scale)
-  weight matrices Xavier/Glorot uniform, limit sqrt(6 / (fan_in + fan_out))
+  weight matrices Xavier/Glorot uniform, limit sqrt(6 / (fan_in + fan_out)); packed
+                  matrices are [W_q|W_k|W_v] of three (C,C) draws
   biases          zero
   layer norms     gamma = 1, beta = 0
   learned positions N(0, 0.02)
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from .blocks import ATTN_PARAMS, Run, decoder_stack, dropout, encoder_stack
+from .blocks import LayerCache, Run, decoder_stack, dropout, encoder_stack
 from .config import ModelConfig
 from .layers import (
+    KVCache,
+    cross_attention_backward,
     cross_entropy_backward,
     cross_entropy_forward,
     embedding_backward,
     embedding_forward,
+    fixed_positional_backward,
     linear_backward,
     linear_forward,
-    mha_backward,
     positional_backward,
     positional_forward,
+    self_attention_backward,
     sinusoidal_table,
     tied_linear_backward,
     tied_linear_forward,
 )
 from .masks import additive, causal_mask, combine, padding_mask
-from .tape import NoTape, Tape
+from .optim import zero_grads
+from .tape import NoTape, Tape, Value
 
 
 def embedding_keys(cfg):
@@ -45,6 +60,14 @@ def embedding_keys(cfg):
     if cfg.share_embeddings:
         return "embed.W", "embed.W"
     return "src_embed.W", "tgt_embed.W"
+
+
+def attention_prefixes(cfg):
+    """Names of the self-attention and cross-attention ops, e.g. "decoder.0.cross_attn"."""
+    self_attn = [f"encoder.{i}.self_attn" for i in range(cfg.n_encoder_layers)]
+    self_attn += [f"decoder.{i}.self_attn" for i in range(cfg.n_decoder_layers)]
+    cross_attn = [f"decoder.{i}.cross_attn" for i in range(cfg.n_decoder_layers)]
+    return self_attn, cross_attn
 
 
 def init_params(cfg):
@@ -71,9 +94,20 @@ def init_params(cfg):
         params["src_pos.W"] = rng.normal(0.0, 0.02, size=(cfg.max_len, C)).astype(dtype)
         params["tgt_pos.W"] = rng.normal(0.0, 0.02, size=(cfg.max_len, C)).astype(dtype)
 
-    def attention(prefix):
-        for name in ATTN_PARAMS:
-            params[prefix + name] = xavier(C, C) if name.startswith("W") else np.zeros(C, dtype)
+    def self_attention(prefix):
+        # Q, K, V, output: four (C,C) Xavier draws, the first three packed side by side
+        params[prefix + "W_qkv"] = np.concatenate([xavier(C, C) for _ in "qkv"], axis=1)
+        params[prefix + "b_qkv"] = np.zeros(3 * C, dtype)
+        params[prefix + "W_o"] = xavier(C, C)
+        params[prefix + "b_o"] = np.zeros(C, dtype)
+
+    def cross_attention(prefix):
+        params[prefix + "W_q"] = xavier(C, C)
+        params[prefix + "b_q"] = np.zeros(C, dtype)
+        params[prefix + "W_kv"] = np.concatenate([xavier(C, C) for _ in "kv"], axis=1)
+        params[prefix + "b_kv"] = np.zeros(2 * C, dtype)
+        params[prefix + "W_o"] = xavier(C, C)
+        params[prefix + "b_o"] = np.zeros(C, dtype)
 
     def norm(prefix):
         params[prefix + "gamma"] = np.ones(C, dtype)
@@ -86,14 +120,14 @@ def init_params(cfg):
         params[prefix + "b_2"] = np.zeros(C, dtype)
 
     for i in range(cfg.n_encoder_layers):
-        attention(f"encoder.{i}.self_attn.")
+        self_attention(f"encoder.{i}.self_attn.")
         norm(f"encoder.{i}.norm1.")
         ffn(f"encoder.{i}.ffn.")
         norm(f"encoder.{i}.norm2.")
     for i in range(cfg.n_decoder_layers):
-        attention(f"decoder.{i}.self_attn.")
+        self_attention(f"decoder.{i}.self_attn.")
         norm(f"decoder.{i}.norm1.")
-        attention(f"decoder.{i}.cross_attn.")
+        cross_attention(f"decoder.{i}.cross_attn.")
         norm(f"decoder.{i}.norm2.")
         ffn(f"decoder.{i}.ffn.")
         norm(f"decoder.{i}.norm3.")
@@ -104,6 +138,69 @@ def init_params(cfg):
         params["out.W"] = xavier(C, cfg.tgt_vocab_size)
     params["out.b"] = np.zeros(cfg.tgt_vocab_size, dtype)
     return params
+
+
+def upgrade_legacy_params(params, config):
+    """Convert a parameter dict saved before Q|K|V packing to today's layout.
+
+    Old layout: every attention op had separate W_q, b_q, W_k, b_k, W_v, b_v.
+    New layout: self-attention W_qkv = [W_q|W_k|W_v] (C,3C), b_qkv (3C,);
+    cross-attention keeps W_q, b_q and packs W_kv = [W_k|W_v] (C,2C), b_kv (2C,).
+    A dict already in the new layout is returned unchanged (the same object); a
+    legacy dict gives a new dict (the arrays of untouched keys are shared).
+    Raises ValueError if the keys fit neither layout for `config`.
+    """
+    want = set(init_params(config))
+    if set(params) == want:
+        return params
+    self_attn, cross_attn = attention_prefixes(config)
+    packs = [(prefix, "qkv") for prefix in self_attn] + [(prefix, "kv") for prefix in cross_attn]
+    new = dict(params)
+    try:
+        for prefix, parts in packs:
+            new[f"{prefix}.W_{parts}"] = np.concatenate(
+                [new.pop(f"{prefix}.W_{p}") for p in parts], axis=1)  # parts x (C,C) -> (C,parts*C)
+            new[f"{prefix}.b_{parts}"] = np.concatenate(
+                [new.pop(f"{prefix}.b_{p}") for p in parts])  # parts x (C,) -> (parts*C,)
+    except KeyError as missing:
+        raise ValueError(f"parameters fit neither the current nor the legacy layout: no {missing}")
+    if set(new) != want:
+        raise ValueError(f"parameters fit neither the current nor the legacy layout: missing "
+                         f"{sorted(want - set(new))[:5]}, unexpected {sorted(set(new) - want)[:5]}")
+    return new
+
+
+@dataclass
+class DecoderCache:
+    """What generation keeps from the past of one batch (decoding.py).
+
+    Filled in place by `Transformer.decode(..., cache=cache)`.
+    """
+
+    layers: list  # one LayerCache (self- and cross-attention KVCache) per decoder layer
+    key_ok: np.ndarray  # (B,L') bool: True where the token fed at that position is not PAD
+    length: int = 0  # positions fed so far (the next position's index)
+
+    def select(self, rows):
+        """A new cache holding batch rows `rows` (in that order, repeats allowed).
+
+        Used to give each beam of a source its own copy of the source's cache.
+        Shapes: rows (B',) indices into the batch -> cache of batch B'
+        """
+        layers = [LayerCache(c.self_attn.select(rows), c.cross_attn.select(rows))
+                  for c in self.layers]
+        return DecoderCache(layers, self.key_ok[rows], self.length)  # (B,L') -> (B',L')
+
+    def reorder(self, rows):
+        """In place: row b now holds the past of old row rows[b] (beam reordering).
+
+        Cross-attention keys and values are left alone: beam search only reorders
+        beams within one source, and they share its memory. Shapes: rows (B,)
+        """
+        for c in self.layers:
+            c.self_attn.reorder(rows)
+        n = self.length
+        self.key_ok[:, :n] = self.key_ok[rows, :n]  # (B,n)
 
 
 class Transformer:
@@ -131,8 +228,12 @@ class Transformer:
         missing = sorted(set(want) - set(params))
         extra = sorted(set(params) - set(want))
         if missing or extra:
+            hint = ""
+            if any(k.endswith(".self_attn.W_q") for k in extra):
+                hint = (" (separate W_q/W_k/W_v: a legacy layout; convert it with "
+                        "npformer.model.upgrade_legacy_params)")
             raise ValueError(f"parameters do not match the config: missing {missing[:5]}, "
-                             f"unexpected {extra[:5]}")
+                             f"unexpected {extra[:5]}{hint}")
         for k, shape in want.items():
             if params[k].shape != shape:
                 raise ValueError(f"parameter {k}: shape {params[k].shape}, config needs {shape}")
@@ -163,17 +264,15 @@ class Transformer:
         """Number of scalar parameters (a tied matrix counted once)."""
         return sum(v.size for v in self.params.values())
 
-    @property
-    def memory_key(self):
-        """Tape key of the encoder output (what cross-attention reads)."""
-        cfg = self.config
-        if cfg.norm_position == "pre":
-            return "encoder.norm"
-        return f"encoder.{cfg.n_encoder_layers - 1}.norm2"
-
     def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0)
+        """Zero model.grads in place (optim.zero_grads)."""
+        zero_grads(self.grads)
+
+    def new_cache(self, batch, max_steps):
+        """An empty key/value cache for generating up to `max_steps` positions (<= L)."""
+        layers = [LayerCache(KVCache(max_steps), KVCache(0))  # cross: sized by the memory
+                  for _ in range(self.config.n_decoder_layers)]
+        return DecoderCache(layers, np.zeros((batch, max_steps), dtype=bool))  # key_ok (B,L')
 
     def _run(self, tape, train, rng):
         if train and self.config.dropout > 0 and rng is None:
@@ -183,33 +282,62 @@ class Transformer:
     def _embed(self, run, ids, side, offset=0):
         """Token embedding * sqrt(C) + positions (+ dropout). Shapes: (B,L) -> (B,L,C)"""
         cfg = self.config
-        W_key = embedding_keys(cfg)[0 if side == "src" else 1]
-        name = f"{side}_embed"
-        x = run.tape.call(name, embedding_forward, embedding_backward, (None, W_key), name,
-                          ids, self.params[W_key], math.sqrt(cfg.d_model), cfg.pad_id)
+        W = run.param(embedding_keys(cfg)[0 if side == "src" else 1])
+        x = run.tape.call(f"{side}_embed", embedding_forward, embedding_backward,
+                          ids, W, math.sqrt(cfg.d_model), cfg.pad_id)  # (B,L) -> (B,L,C)
         if cfg.positional == "learned":
-            P, P_key = self.params[f"{side}_pos.W"], f"{side}_pos.W"
+            x = run.tape.call(f"{side}_pos", positional_forward, positional_backward,
+                              x, run.param(f"{side}_pos.W"), offset)  # + learned rows
         else:
-            P, P_key = self.pos_table, None
-        pos_name = f"{side}_pos"
-        x = run.tape.call(pos_name, positional_forward, positional_backward, (name, P_key),
-                          pos_name, x, P, offset)
-        return dropout(run, f"{side}_embed.drop", x, pos_name)
+            x = run.tape.call(f"{side}_pos", positional_forward, fixed_positional_backward,
+                              x, self.pos_table, offset)  # + sinusoids (a constant)
+        return dropout(run, f"{side}_embed.drop", x)
+
+    def _encode(self, run, src):
+        """Shapes: src (B,S) -> memory Value (B,S,C)"""
+        src_mask = additive(padding_mask(src, self.config.pad_id), self.config.dtype)  # (B,1,S)
+        return encoder_stack(run, self._embed(run, src, "src"), src_mask)
+
+    def _decode(self, run, tgt_in, memory, src, cache=None):
+        """Shapes: tgt_in (B,T), memory Value (B,S,C), src (B,S) -> logits Value (B,T,V)
+
+        With a cache, tgt_in holds positions cache.length .. cache.length+T-1 only.
+        """
+        cfg = self.config
+        T = tgt_in.shape[1]
+        offset = 0 if cache is None else cache.length
+        if offset + T > cfg.max_len:
+            raise ValueError(f"positions {offset}..{offset + T - 1} exceed max_len={cfg.max_len}")
+        key_ok = tgt_in != cfg.pad_id  # (B,T) keys that are real tokens
+        if cache is not None:
+            cache.key_ok[:, offset: offset + T] = key_ok
+            key_ok = cache.key_ok[:, : offset + T]  # (B,offset+T) every position so far
+            cache.length += T
+        self_mask = additive(combine(causal_mask(T, offset), key_ok[:, None, :]),
+                             cfg.dtype)  # (1,T,T') & (B,1,T') -> (B,T,T')
+        cross_mask = additive(padding_mask(src, cfg.pad_id), cfg.dtype)  # (B,1,S)
+        y = self._embed(run, tgt_in, "tgt", offset)
+        y = decoder_stack(run, y, memory, self_mask, cross_mask,
+                          cache.layers if cache is not None else None)
+        if cfg.tie_output:
+            E = run.param(embedding_keys(cfg)[1])
+            return run.tape.call("out", tied_linear_forward, tied_linear_backward,
+                                 y, E, run.param("out.b"))  # (B,T,C) -> (B,T,V)
+        return run.tape.call("out", linear_forward, linear_backward,
+                             y, run.param("out.W"), run.param("out.b"))  # (B,T,C) -> (B,T,V)
 
     # ------------------------------------------------------------------- API
     def encode(self, src, tape=None, train=False, rng=None):
         """Source ids -> encoder memory. Shapes: src (B,S) -> (B,S,C)"""
         src = self.check_ids(src, "src", self.config.src_vocab_size)
-        run = self._run(tape, train, rng)
-        src_mask = additive(padding_mask(src, self.config.pad_id), self.config.dtype)  # (B,1,S)
-        x, x_key = self._embed(run, src, "src")
-        memory, memory_key = encoder_stack(run, x, x_key, src_mask)
-        assert memory_key == self.memory_key
-        return memory
+        return self._encode(self._run(tape, train, rng), src).data
 
-    def decode(self, tgt_in, memory, src, tape=None, train=False, rng=None):
+    def decode(self, tgt_in, memory, src, tape=None, train=False, rng=None, cache=None):
         """Target ids (shifted right, starting with BOS) + memory -> logits.
 
+        On a tape, the gradient of `memory` is collected under the key "memory".
+        cache: a DecoderCache from `new_cache` (generation, no tape); tgt_in then
+        holds only the new positions, and the cache is updated in place.
         Shapes: tgt_in (B,T), memory (B,S,C), src (B,S) -> logits (B,T,V)
         """
         cfg = self.config
@@ -218,31 +346,28 @@ class Transformer:
         if memory.shape[:2] != src.shape or tgt_in.shape[0] != src.shape[0]:
             raise ValueError(f"batch mismatch: tgt_in {tgt_in.shape}, memory {memory.shape}, "
                              f"src {src.shape}")
+        if cache is not None and tape is not None:
+            raise ValueError("a key/value cache is for generation: decode without a tape")
         run = self._run(tape, train, rng)
-        T = tgt_in.shape[1]
-        self_mask = additive(combine(causal_mask(T), padding_mask(tgt_in, cfg.pad_id)),
-                             cfg.dtype)  # (1,T,T) & (B,1,T) -> (B,T,T)
-        cross_mask = additive(padding_mask(src, cfg.pad_id), cfg.dtype)  # (B,1,S)
-        y, y_key = self._embed(run, tgt_in, "tgt")
-        y, y_key = decoder_stack(run, y, y_key, memory, self.memory_key, self_mask, cross_mask)
-        if cfg.tie_output:
-            W_key = embedding_keys(cfg)[1]
-            return run.tape.call("out", tied_linear_forward, tied_linear_backward,
-                                 (y_key, W_key, "out.b"), "logits",
-                                 y, self.params[W_key], self.params["out.b"])  # (B,T,V)
-        return run.tape.call("out", linear_forward, linear_backward, (y_key, "out.W", "out.b"),
-                             "logits", y, self.params["out.W"], self.params["out.b"])  # (B,T,V)
+        return self._decode(run, tgt_in, Value(memory, "memory"), src, cache).data
 
     def forward(self, src, tgt_in, tape=None, train=False, rng=None):
         """Shapes: src (B,S), tgt_in (B,T) -> logits (B,T,V)"""
-        src = self.check_ids(src, "src", self.config.src_vocab_size)
-        memory = self.encode(src, tape, train, rng)
-        return self.decode(tgt_in, memory, src, tape, train, rng)
+        return self._forward(self._run(tape, train, rng), src, tgt_in).data
+
+    def _forward(self, run, src, tgt_in):
+        """Shapes: src (B,S), tgt_in (B,T) -> logits Value (B,T,V)"""
+        cfg = self.config
+        src = self.check_ids(src, "src", cfg.src_vocab_size)
+        tgt_in = self.check_ids(tgt_in, "tgt_in", cfg.tgt_vocab_size)
+        if tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"batch mismatch: tgt_in {tgt_in.shape}, src {src.shape}")
+        return self._decode(run, tgt_in, self._encode(run, src), src)
 
     def loss(self, src, tgt_in, tgt_out, tape=None, train=False, rng=None, label_smoothing=0.0):
         """Mean cross-entropy of tgt_out (next tokens) given src and tgt_in.
 
-        Records the op "loss" (key "loss") so `tape.backward(model.grads, "loss")` works.
+        Records the op "loss" so `tape.backward(model.grads, "loss")` works.
         Shapes: src (B,S), tgt_in (B,T), tgt_out (B,T) -> loss (float)
         """
         tgt_out = self.check_ids(tgt_out, "tgt_out", self.config.tgt_vocab_size)
@@ -250,12 +375,11 @@ class Transformer:
             raise ValueError(f"tgt_out shape {tgt_out.shape} != tgt_in shape {np.shape(tgt_in)}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={label_smoothing}: must be in [0, 1)")
-        logits = self.forward(src, tgt_in, tape, train, rng)
-        run_tape = tape if tape is not None else NoTape()
-        loss = run_tape.call("loss", cross_entropy_forward, cross_entropy_backward,
-                             ("logits", None), "loss",
+        run = self._run(tape, train, rng)
+        logits = self._forward(run, src, tgt_in)
+        loss = run.tape.call("loss", cross_entropy_forward, cross_entropy_backward,
                              logits, tgt_out, self.config.pad_id, label_smoothing)
-        return float(loss)
+        return float(loss.data)
 
     def attention_maps(self, src, tgt_in):
         """Attention weights of every attention op for one forward pass (no dropout).
@@ -264,4 +388,5 @@ class Transformer:
         """
         tape = Tape()
         self.forward(src, tgt_in, tape=tape)
-        return {r.name: r.cache.P for r in tape.records if r.backward is mha_backward}
+        attention = (self_attention_backward, cross_attention_backward)
+        return {r.name: r.cache.core.P for r in tape.records if r.backward in attention}

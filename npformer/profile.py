@@ -18,7 +18,7 @@ share is its part of the step's wall time, so the shares sum to 1.
     print(format_profile(rows))
     plot_profile(rows, "profile.png")
 
-The per-op numbers behind the rows are `tape.summary(times=True)`; the kernels
+The per-op numbers behind the rows are `TimedTape.summary(times=True)`; the kernels
 behind them are discussed in docs/performance.md.
 Shapes: B batch, S source len, T target len.
 """
@@ -30,20 +30,22 @@ import numpy as np
 
 from .layers import (
     add_backward,
+    cross_attention_backward,
     cross_entropy_backward,
     dropout_backward,
     embedding_backward,
     ffn_backward,
+    fixed_positional_backward,
     layernorm_backward,
     linear_backward,
-    mha_backward,
     positional_backward,
+    self_attention_backward,
     tied_linear_backward,
 )
 from .model import Transformer
 from .optim import AdamW
-from .tape import Tape
 from .threads import get_blas_threads, set_blas_threads
+from .timed_tape import TimedTape
 
 # Kinds of taped ops, in data-flow order. Attention is split by its name below.
 KINDS = ("embedding", "positional", "dropout", "layernorm", "self-attention",
@@ -55,9 +57,11 @@ OUTSIDE_TAPE = ("optimizer", "other")  # rows measured around the tape, not by i
 KIND_OF_BACKWARD = {
     embedding_backward: "embedding",
     positional_backward: "positional",
+    fixed_positional_backward: "positional",
     dropout_backward: "dropout",
     layernorm_backward: "layernorm",
-    mha_backward: "self-attention",  # or cross-attention, see op_kind
+    self_attention_backward: "self-attention",
+    cross_attention_backward: "cross-attention",
     ffn_backward: "feed-forward",
     add_backward: "residual",
     linear_backward: "output projection",
@@ -125,7 +129,7 @@ def profile_step(config, batch, src_len, tgt_len, steps=5, threads=1, *,
     try:
         for step, (src, tgt_in, tgt_out) in enumerate(batches):
             t0 = time.perf_counter()
-            tape = Tape(timed=True)
+            tape = TimedTape()
             model.zero_grad()
             model.loss(src, tgt_in, tgt_out, tape=tape, train=True, rng=dropout_rng,
                        label_smoothing=label_smoothing)
@@ -137,9 +141,10 @@ def profile_step(config, batch, src_len, tgt_len, steps=5, threads=1, *,
                 continue  # warm-up: compiles (or loads) the jitted kernels
             wall_s += t2 - t0
             optimizer_s += t2 - t1
-            for record, backward_s in zip(tape.records, tape.backward_seconds):
+            for record, forward_s, backward_s in zip(tape.records, tape.forward_seconds,
+                                                     tape.backward_seconds):
                 kind = op_kind(record)
-                forward[kind] = forward.get(kind, 0.0) + record.forward_seconds
+                forward[kind] = forward.get(kind, 0.0) + forward_s
                 backward[kind] = backward.get(kind, 0.0) + backward_s
     finally:
         if previous_threads is not None:

@@ -1,64 +1,106 @@
-"""The tape: a flat list of (backward, cache, input keys, output key) records.
+"""The tape: a flat list of (name, backward, cache, input keys) records.
 
 During the forward pass every layer call goes through `Tape.call`, which runs
 the layer's forward function and appends one record. Forward order is already
 a topological order, so `Tape.backward` simply walks the list with
 `reversed()`: no recursion, no sorting, no graph library.
 
-Values are named by string keys. A parameter's key is its name in the model's
-parameter dict ("encoder.0.ffn.W_1"); an activation's key is chosen by the
-code that records it ("encoder.0.attn_out"). When a key appears as an input
-to several records (the encoder output feeds every decoder layer; a tied
+Values carry their names. A `Value` is an array plus the key its gradient is
+collected under:
+  - a parameter's key is its name in the model's parameter dict
+    ("encoder.0.ffn.W_1"), see `param`;
+  - an op's output is keyed by the op's name: `tape.call("encoder.0.ffn", ...)`
+    returns `Value(y, "encoder.0.ffn")`;
+  - a constant (token ids, a mask, a fixed table) is a plain array: no key, no
+    gradient.
+`tape.call` unwraps the Values it is given, so the layer functions see plain
+arrays and stay pure forward/backward pairs. When a key appears as an input to
+several records (the encoder output feeds every decoder layer; a tied
 embedding is used at the bottom and the top), each record's gradient is added
 to the same slot, so the key receives the SUM of its gradients.
 """
-import time
 from typing import Any, Callable, NamedTuple
 
 
+class Value:
+    """An array and the tape key its gradient is collected under.
+
+    A plain class with two slots rather than a NamedTuple: one is made for every
+    op and every weight of every forward pass, and this is the cheapest to make.
+    """
+
+    __slots__ = ("data", "key")
+
+    def __init__(self, data, key):
+        self.data = data  # np.ndarray
+        self.key = key  # str: the op that produced it, or the parameter's name
+
+    def __repr__(self):
+        return f"Value({self.key!r}, shape {getattr(self.data, 'shape', ())})"
+
+
+def param(params, key):
+    """The parameter `params[key]` as a Value keyed by its name."""
+    return Value(params[key], key)
+
+
 class Record(NamedTuple):
-    name: str  # what ran, e.g. "decoder.1.cross_attn"
+    """One op of the forward pass; its output is keyed by `name`."""
+
+    name: str  # what ran and the key of its output, e.g. "decoder.1.cross_attn"
     backward: Callable  # backward(d_output, cache) -> tuple of input gradients
     cache: Any  # whatever the forward saved for the backward (a NamedTuple)
-    input_keys: tuple  # one key (or None: no gradient wanted) per backward output
-    output_key: str  # key of the value this op produced
-    input_shapes: tuple
-    output_shape: tuple
-    forward_seconds: float
+    input_keys: tuple  # one key (None: a constant) per positional argument of the forward
+
+
+def _unwrap(args):
+    """Values -> (arrays, keys); any other argument is passed through with key None."""
+    arrays, keys = [], []
+    for a in args:
+        if type(a) is Value:
+            arrays.append(a.data)
+            keys.append(a.key)
+        else:
+            arrays.append(a)
+            keys.append(None)
+    return arrays, tuple(keys)
 
 
 class Tape:
     """Records layer calls in forward order and replays their backwards in reverse."""
 
-    def __init__(self, timed=False):
+    def __init__(self):
         self.records = []
-        self.timed = timed  # measure backward time per record too (for summary)
-        self.backward_seconds = []
+        self.names = set()  # op names used so far: each must be unique
         self.replayed = False
 
-    def call(self, name, forward, backward, input_keys, output_key, *args, **kwargs):
-        """Run `forward(*args, **kwargs) -> (out, cache)` and record it; return out.
+    def call(self, name, forward, backward, *args, **kwargs):
+        """Run `forward(*args, **kwargs) -> (out, cache)`, record it, return Value(out, name).
 
-        `input_keys` name the gradients `backward` returns, in order.
+        Arguments that are Values are passed to `forward` as arrays; their keys
+        name the gradients `backward` returns, in the order of the arguments.
         """
         if self.replayed:
             raise RuntimeError("this tape was already replayed; record a new forward pass on a new Tape")
-        t0 = time.perf_counter()
-        out, cache = forward(*args, **kwargs)
-        seconds = time.perf_counter() - t0
-        shapes = tuple(getattr(a, "shape", ()) for a in args[: len(input_keys)])
-        self.records.append(
-            Record(name, backward, cache, tuple(input_keys), output_key, shapes,
-                   getattr(out, "shape", ()), seconds)
-        )
-        return out
+        if name in self.names:
+            raise ValueError(f"op name {name!r} was already recorded on this tape; "
+                             "every op needs its own name (it is the key of its output)")
+        self.names.add(name)
+        arrays, keys = _unwrap(args)
+        out, cache = forward(*arrays, **kwargs)
+        self.records.append(Record(name, backward, cache, keys))
+        return Value(out, name)
+
+    def run_backward(self, record, d_out):
+        """One record's backward; the profiler overrides this to time it."""
+        return record.backward(d_out, record.cache)
 
     def backward(self, param_grads, seed_key, seed=1.0, keep_activation_grads=False):
         """Replay the records in reverse, accumulating gradients.
 
         param_grads: dict {parameter key: gradient array}; gradients for these
-            keys are ADDED in place (zero them first with `zero_grads`).
-        seed_key: key of the value to differentiate (usually the scalar loss);
+            keys are ADDED in place (zero them first with `optim.zero_grads`).
+        seed_key: key of the value to differentiate (usually the scalar "loss");
             its gradient is `seed`.
         Returns the dict of activation gradients that were not consumed (inputs
         no record produced), or all of them if keep_activation_grads is True.
@@ -69,19 +111,16 @@ class Tape:
         self.replayed = True
         act_grads = {seed_key: seed}
         kept = {}
-        self.backward_seconds = [0.0] * len(self.records)
-        for index in reversed(range(len(self.records))):
-            rec = self.records[index]
+        for rec in reversed(self.records):
             if keep_activation_grads:
-                d_out = act_grads.get(rec.output_key)
+                d_out = act_grads.get(rec.name)
                 if d_out is not None:
-                    kept[rec.output_key] = d_out
+                    kept[rec.name] = d_out
             else:
-                d_out = act_grads.pop(rec.output_key, None)  # consumed: free it
+                d_out = act_grads.pop(rec.name, None)  # consumed: free it
             if d_out is None:
                 continue  # nothing downstream depends on this output
-            t0 = time.perf_counter() if self.timed else 0.0
-            d_inputs = rec.backward(d_out, rec.cache)
+            d_inputs = self.run_backward(rec, d_out)
             for key, grad in zip(rec.input_keys, d_inputs):
                 if key is None or grad is None:
                     continue
@@ -91,44 +130,16 @@ class Tape:
                     act_grads[key] = act_grads[key] + grad  # second use: sum, new buffer
                 else:
                     act_grads[key] = grad
-            if self.timed:
-                self.backward_seconds[index] = time.perf_counter() - t0
         if keep_activation_grads:
             kept.update(act_grads)
             return kept
         return act_grads
 
-    def summary(self, times=False):
-        """A table of the recorded ops: name, input shapes, output shape (and times)."""
-        width = max([len(r.name) for r in self.records] + [2])
-        head = f"{'#':>3}  {'op':<{width}} {'inputs':<44} {'output':<16}"
-        if times:
-            head += f" {'fwd ms':>8} {'bwd ms':>8}"
-        lines = [head, "-" * len(head)]
-        for i, rec in enumerate(self.records):
-            ins = ", ".join("x".join(map(str, s)) or "scalar" for s in rec.input_shapes)
-            if len(ins) > 44:
-                ins = ins[:41] + "..."
-            out = "x".join(map(str, rec.output_shape)) or "scalar"
-            line = f"{i:>3}  {rec.name:<{width}} {ins:<44} {out:<16}"
-            if times:
-                bwd = self.backward_seconds[i] * 1e3 if self.backward_seconds else float("nan")
-                line += f" {rec.forward_seconds * 1e3:8.3f} {bwd:8.3f}"
-            lines.append(line)
-        return "\n".join(lines)
-
 
 class NoTape:
     """Stands in for a Tape when no gradients are needed (inference): runs forwards only."""
 
-    records = ()
-
-    def call(self, name, forward, backward, input_keys, output_key, *args, **kwargs):
-        out, _ = forward(*args, **kwargs)
-        return out
-
-
-def zero_grads(grads):
-    """Set every gradient array to zero in place (zeroing is always explicit)."""
-    for g in grads.values():
-        g.fill(0)
+    def call(self, name, forward, backward, *args, **kwargs):
+        """Run `forward` on the arrays of the arguments; return Value(out, name)."""
+        out, _ = forward(*[a.data if type(a) is Value else a for a in args], **kwargs)
+        return Value(out, name)

@@ -61,31 +61,53 @@ def sinusoid_positions(max_len, d_model):
     return table
 
 
-class MultiHeadAttention(nn.Module):
-    """Queries from x, keys/values from `memory` (= x for self-attention)."""
+def attend(q, k, v, allowed, n_heads):
+    """Multi-head scaled dot-product attention over projected q, k, v.
+
+    Shapes: q (B,T,C), k (B,S,C), v (B,S,C), allowed (B,1|T,S) bool -> ctx (B,T,C)
+    """
+    B, T, C = q.shape
+    S, H = k.shape[1], n_heads
+    q = q.reshape(B, T, H, C // H).transpose(1, 2)  # (B,T,C) -> (B,H,T,D)
+    k = k.reshape(B, S, H, C // H).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
+    v = v.reshape(B, S, H, C // H).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
+    # bool mask, True = may attend (npformer's convention too); a row with
+    # nothing allowed gives zeros, as npformer's softmax does
+    ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])  # (B,H,T,D)
+    return ctx.transpose(1, 2).reshape(B, T, C)  # (B,H,T,D) -> (B,T,C)
+
+
+class SelfAttention(nn.Module):
+    """Queries, keys and values from x, with one packed [Q|K|V] projection (nanoGPT's c_attn)."""
+
+    def __init__(self, cfg, **factory):
+        super().__init__()
+        C = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.qkv_proj = nn.Linear(C, 3 * C, **factory)
+        self.out_proj = nn.Linear(C, C, **factory)
+
+    def forward(self, x, allowed):
+        """Shapes: x (B,T,C), allowed (B,1|T,T) bool -> (B,T,C)"""
+        q, k, v = self.qkv_proj(x).chunk(3, dim=-1)  # (B,T,3C) -> 3 x (B,T,C)
+        return self.out_proj(attend(q, k, v, allowed, self.n_heads))
+
+
+class CrossAttention(nn.Module):
+    """Queries from x, keys and values from the encoder memory (one packed [K|V] projection)."""
 
     def __init__(self, cfg, **factory):
         super().__init__()
         C = cfg.d_model
         self.n_heads = cfg.n_heads
         self.q_proj = nn.Linear(C, C, **factory)
-        self.k_proj = nn.Linear(C, C, **factory)
-        self.v_proj = nn.Linear(C, C, **factory)
+        self.kv_proj = nn.Linear(C, 2 * C, **factory)
         self.out_proj = nn.Linear(C, C, **factory)
 
     def forward(self, x, memory, allowed):
         """Shapes: x (B,T,C), memory (B,S,C), allowed (B,1|T,S) bool -> (B,T,C)"""
-        B, T, C = x.shape
-        S = memory.shape[1]
-        H = self.n_heads
-        q = self.q_proj(x).view(B, T, H, C // H).transpose(1, 2)  # (B,T,C) -> (B,H,T,D)
-        k = self.k_proj(memory).view(B, S, H, C // H).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
-        v = self.v_proj(memory).view(B, S, H, C // H).transpose(1, 2)  # (B,S,C) -> (B,H,S,D)
-        # bool mask, True = may attend (npformer's convention too); a row with
-        # nothing allowed gives zeros, as npformer's softmax does
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])  # (B,H,T,D)
-        ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B,H,T,D) -> (B,T,C)
-        return self.out_proj(ctx)
+        k, v = self.kv_proj(memory).chunk(2, dim=-1)  # (B,S,2C) -> 2 x (B,S,C)
+        return self.out_proj(attend(self.q_proj(x), k, v, allowed, self.n_heads))
 
 
 class FeedForward(nn.Module):
@@ -120,28 +142,28 @@ class Sublayer(nn.Module):
 class EncoderLayer(nn.Module):
     def __init__(self, cfg, **factory):
         super().__init__()
-        self.self_attn = MultiHeadAttention(cfg, **factory)
+        self.self_attn = SelfAttention(cfg, **factory)
         self.ffn = FeedForward(cfg, **factory)
         self.sub1 = Sublayer(cfg, **factory)  # norm1
         self.sub2 = Sublayer(cfg, **factory)  # norm2
 
     def forward(self, x, src_allowed):
-        x = self.sub1(x, lambda h: self.self_attn(h, h, src_allowed))
+        x = self.sub1(x, lambda h: self.self_attn(h, src_allowed))
         return self.sub2(x, self.ffn)
 
 
 class DecoderLayer(nn.Module):
     def __init__(self, cfg, **factory):
         super().__init__()
-        self.self_attn = MultiHeadAttention(cfg, **factory)
-        self.cross_attn = MultiHeadAttention(cfg, **factory)
+        self.self_attn = SelfAttention(cfg, **factory)
+        self.cross_attn = CrossAttention(cfg, **factory)
         self.ffn = FeedForward(cfg, **factory)
         self.sub1 = Sublayer(cfg, **factory)  # norm1
         self.sub2 = Sublayer(cfg, **factory)  # norm2
         self.sub3 = Sublayer(cfg, **factory)  # norm3
 
     def forward(self, y, memory, self_allowed, cross_allowed):
-        y = self.sub1(y, lambda h: self.self_attn(h, h, self_allowed))
+        y = self.sub1(y, lambda h: self.self_attn(h, self_allowed))
         y = self.sub2(y, lambda h: self.cross_attn(h, memory, cross_allowed))
         return self.sub3(y, self.ffn)
 
@@ -236,7 +258,7 @@ def as_ids(ids):
 
 
 # --------------------------------------------------------------- npformer bridge
-_ATTN = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "out_proj": "o"}
+_ATTN = {"qkv_proj": "qkv", "q_proj": "q", "kv_proj": "kv", "out_proj": "o"}  # -> W_qkv, ...
 
 
 def npformer_keys(tm):
@@ -249,7 +271,9 @@ def npformer_keys(tm):
 
     def attention(prefix, mha):
         for module_name, s in _ATTN.items():
-            linear = getattr(mha, module_name)
+            linear = getattr(mha, module_name, None)
+            if linear is None:
+                continue  # self-attention has no q_proj/kv_proj, cross-attention no qkv_proj
             keys[f"{prefix}.W_{s}"] = (linear.weight, True)
             keys[f"{prefix}.b_{s}"] = (linear.bias, False)
 

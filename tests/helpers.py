@@ -9,13 +9,22 @@ RTOL = {np.dtype("float32"): 1e-4, np.dtype("float64"): 1e-10}
 
 
 def assert_close(name, actual, expected, rtol, atol=0.0):
-    """assert_allclose with a message naming the tensor and its max / mean difference."""
+    """Elementwise |actual - expected| <= atol + rtol * |expected|, NaN never close.
+
+    The one comparison of the suite; the message names the tensor and gives the
+    number of bad entries and the max / mean difference. For a bound relative to
+    the tensor's largest entry (where elementwise relative error is meaningless,
+    e.g. values that cancel to ~0) pass rtol=0, atol=tol * max|expected|.
+    """
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
-    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    ok = np.all(diff <= atol + rtol * np.abs(expected))
-    assert ok, (f"{name}: max abs diff {diff.max():.3e}, mean abs diff {diff.mean():.3e} "
-                f"(rtol={rtol:g}, atol={atol:g})")
+    expected64 = expected.astype(np.float64)
+    diff = np.abs(actual.astype(np.float64) - expected64)
+    bad = ~(diff <= atol + rtol * np.abs(expected64))  # NaN compares False: bad
+    assert not bad.any(), (
+        f"{name}: {bad.sum()} of {bad.size} entries differ; max abs diff {np.nanmax(diff):.3e}, "
+        f"mean abs diff {np.nanmean(diff):.3e}, NaN {np.isnan(actual).sum()} "
+        f"(rtol={rtol:g}, atol={atol:g})")
 
 
 def tiny_model(dtype="float64", **changes):

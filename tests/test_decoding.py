@@ -7,20 +7,17 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import assert_close, tiny_model
 
 from npformer.decoding import (
     beam_search,
-    decode_step,
     draw_tokens,
     filter_logits,
     greedy_decode,
-    init_cache,
     length_penalty_factor,
     sample,
     translate_ids,
 )
-
-from helpers import assert_close, tiny_model
 
 BOS, EOS, PAD = 1, 2, 0
 LOGITS_RTOL = 1e-10  # float64: cached and full decoding differ only in summation order
@@ -74,20 +71,46 @@ def normalised_score(model, src_row, hyp, max_len, alpha):
 # --------------------------------------------------------------------- the cache
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_cached_step_logits_equal_full_forward(arch):
-    """Each decode_step's logits equal model.forward(src, prefix)[:, -1] (float64)."""
+    """Each cached step's logits equal model.forward(src, prefix)[:, -1] (float64)."""
     model = tiny_model(**ARCHITECTURES[arch])
     src = padded_sources(lengths=(7, 4, 2))
     T = model.config.max_len
     prefix = np.random.default_rng(2).integers(3, 19, size=(3, T))  # (B,T)
     prefix[:, 0] = BOS
     prefix[1, 5] = PAD  # a padded position must be hidden from later queries in both paths
-    cache = init_cache(model, model.encode(src), src, T)
+    memory = model.encode(src)
+    cache = model.new_cache(3, T)
     for t in range(T):
-        step = decode_step(model, cache, prefix[:, t])  # (B,V)
+        step = model.decode(prefix[:, t: t + 1], memory, src, cache=cache)[:, -1]  # (B,V)
         full = model.forward(src, prefix[:, : t + 1])[:, -1]  # (B,V)
         assert_close(f"{arch}: logits at step {t}", step, full, LOGITS_RTOL, LOGITS_ATOL)
-    with pytest.raises(ValueError, match="full"):
-        decode_step(model, cache, prefix[:, 0])
+    with pytest.raises(ValueError, match="max_len"):
+        model.decode(prefix[:, :1], memory, src, cache=cache)
+
+
+def test_cache_takes_several_positions_at_once():
+    """A prompt of 4 positions, then steps of 1 and 3: the same logits as one full pass."""
+    model = tiny_model(norm_position="post", positional="learned")
+    src = padded_sources(lengths=(7, 4, 2))
+    prefix = np.random.default_rng(3).integers(3, 19, size=(3, 8))  # (B,T)
+    prefix[2, 2] = PAD
+    memory = model.encode(src)
+    cache = model.new_cache(3, 8)
+    pieces = [model.decode(prefix[:, a:b], memory, src, cache=cache) for a, b in
+              ((0, 4), (4, 5), (5, 8))]
+    assert_close("logits", np.concatenate(pieces, axis=1), model.forward(src, prefix),
+                 LOGITS_RTOL, LOGITS_ATOL)
+    assert cache.length == 8
+
+
+def test_cache_is_for_generation_only():
+    from npformer.tape import Tape
+
+    model = tiny_model()
+    src = padded_sources(lengths=(3, 2))
+    with pytest.raises(ValueError, match="without a tape"):
+        model.decode(np.array([[BOS], [BOS]]), model.encode(src), src, tape=Tape(),
+                     cache=model.new_cache(2, 4))
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -108,7 +131,7 @@ def test_rows_finish_independently():
     assert len({len(row) for row in out}) >= 3, f"test needs varied lengths, got {out}"
     assert out == greedy_decode(model, src, use_cache=False)
     assert out == [greedy_decode(model, src[i: i + 1])[0] for i in range(len(src))]
-    assert greedy_decode(model, src, max_len=2) == [row[:2] for row in out]
+    assert greedy_decode(model, src, max_new_tokens=2) == [row[:2] for row in out]
 
 
 # ------------------------------------------------------------------- beam search
@@ -145,7 +168,8 @@ def test_wide_beam_finds_the_exact_best_hypothesis(seed, eos_bias, alpha):
     max_len = 4
     words = [BOS, 3, 4]  # tokens a hypothesis may contain
     every = [list(h) for n in range(max_len + 1) for h in itertools.product(words, repeat=n)]
-    found = beam_search(model, src, beam_size=128, length_penalty=alpha, max_len=max_len)
+    found = beam_search(model, src, beam_size=128, length_penalty=alpha,
+                        max_new_tokens=max_len)
     assert any(len(hyp) == max_len and len(set(hyp)) > 1 for hyp in found), found  # exercised
     for row in range(len(src)):
         scores = [normalised_score(model, src[row], h, max_len, alpha) for h in every]
@@ -175,8 +199,8 @@ def test_outputs_stop_at_max_len_or_eos(decode):
     src = padded_sources()
     model.params["out.b"][7] = 50.0  # token 7 always wins: nothing stops before max_len
     assert decode(model, src) == [[7] * model.config.max_len] * len(src)
-    assert decode(model, src, max_len=3) == [[7] * 3] * len(src)
-    assert decode(model, src, max_len=0) == [[]] * len(src)
+    assert decode(model, src, max_new_tokens=3) == [[7] * 3] * len(src)
+    assert decode(model, src, max_new_tokens=0) == [[]] * len(src)
     model.params["out.b"][EOS] = 100.0  # EOS always wins: every output is empty
     assert decode(model, src) == [[]] * len(src)
     model.params["out.b"][:] = 0.0
@@ -262,8 +286,8 @@ def test_source_length_limits():
         greedy_decode(model, [[3] * 13])
     with pytest.raises(ValueError, match="max_len=12"):
         beam_search(model, np.full((2, 13), 3))
-    with pytest.raises(ValueError, match="max_len=12"):
-        greedy_decode(model, [[3, 4]], max_len=13)
+    with pytest.raises(ValueError, match="max_new_tokens=13 exceeds the model's max_len=12"):
+        greedy_decode(model, [[3, 4]], max_new_tokens=13)
     long_padding = np.zeros((1, 20), dtype=int)  # trailing PAD is not part of the source
     long_padding[0, :12] = 4
     assert greedy_decode(model, long_padding) == greedy_decode(model, long_padding[:, :12])

@@ -12,9 +12,11 @@ def _failures(rows):
 def test_every_layer_backward_matches_finite_differences():
     rows = gradcheck.layer_checks(seed=0)
     names = {r.name.split(":")[0] for r in rows}
-    for layer in ("embedding", "positional (learned)", "linear", "tied output", "layernorm",
-                  "dropout", "residual add", "feed-forward (relu)", "feed-forward (gelu)",
-                  "self-attention (padding)", "causal self-attention", "cross-attention",
+    for layer in ("embedding", "positional (learned)", "positional (fixed)", "linear",
+                  "tied output", "layernorm", "dropout", "residual add",
+                  "feed-forward (relu)", "feed-forward (gelu)",
+                  "attention core", "self-attention (padding)", "causal self-attention",
+                  "cross-attention",
                   "cross-entropy (smoothing 0.1)"):
         assert layer in names, f"no gradient check for {layer}"
     assert all(r.passed for r in rows), _failures(rows)

@@ -1,11 +1,10 @@
 """The model boundary: config validation, input checks, masks doing their job."""
 import numpy as np
 import pytest
+from helpers import assert_close, tiny_model, toy_batch
 
 from npformer.config import ConfigError, ModelConfig
-from npformer.model import Transformer, init_params
-
-from helpers import assert_close, tiny_model, toy_batch
+from npformer.model import Transformer, init_params, upgrade_legacy_params
 
 
 @pytest.mark.parametrize("changes,field", [
@@ -35,13 +34,17 @@ def test_parameter_names_shapes_and_count():
                       n_encoder_layers=2, n_decoder_layers=3)
     params = init_params(cfg)
     C, F = 16, 32
-    attn = 4 * (C * C + C)
+    attn = 4 * (C * C + C)  # Q, K, V and output projections, packed or not
     norm = 2 * C
     ffn = C * F + F + F * C + C
     expected = (50 * C + 60 * C + 2 * (attn + ffn + 2 * norm) + 3 * (2 * attn + ffn + 3 * norm)
                 + 2 * norm + 60)  # final norms, output bias (output weight tied)
     assert Transformer(cfg).n_params == expected
+    assert params["encoder.0.self_attn.W_qkv"].shape == (C, 3 * C)
+    assert params["encoder.0.self_attn.b_qkv"].shape == (3 * C,)
     assert params["decoder.2.cross_attn.W_q"].shape == (C, C)
+    assert params["decoder.2.cross_attn.W_kv"].shape == (C, 2 * C)
+    assert params["decoder.2.self_attn.W_o"].shape == (C, C)
     assert params["encoder.1.ffn.W_1"].shape == (C, F)
     assert "out.W" not in params and params["out.b"].shape == (60,)
     assert all(v.dtype == np.float32 for v in params.values())
@@ -135,3 +138,50 @@ def test_training_mode_needs_rng_and_dropout_is_seeded():
     c = model.loss(src, tgt_in, tgt_out, train=True, rng=np.random.default_rng(6))
     d = model.loss(src, tgt_in, tgt_out)  # eval mode: no dropout
     assert a == b and a != c and a != d
+
+
+def legacy_params(cfg):
+    """A parameter dict in the layout before Q|K|V packing (separate W_q/b_q/W_k/...).
+
+    Built by splitting today's packed matrices, so the two must give the same model.
+    """
+    old = {}
+    for key, value in init_params(cfg).items():
+        prefix, name = key.rsplit(".", 1)
+        packed = {"W_qkv": "qkv", "b_qkv": "qkv", "W_kv": "kv", "b_kv": "kv"}.get(name)
+        if packed is None:
+            old[key] = value
+            continue
+        for part, piece in zip(packed, np.split(value, len(packed), axis=-1)):
+            old[f"{prefix}.{name[0]}_{part}"] = np.ascontiguousarray(piece)
+    return old
+
+
+def test_legacy_parameters_are_upgraded_to_the_packed_layout():
+    model = tiny_model(dtype="float64", norm_position="post", tie_output=False)
+    cfg = model.config
+    old = legacy_params(cfg)
+    assert "encoder.0.self_attn.W_k" in old and "decoder.1.cross_attn.b_v" in old
+    assert "encoder.0.self_attn.W_qkv" not in old
+    with pytest.raises(ValueError, match="upgrade_legacy_params"):
+        Transformer(cfg, old)  # strict: the model itself does not convert
+    new = upgrade_legacy_params(old, cfg)
+    assert set(new) == set(model.params)
+    for key, value in model.params.items():
+        assert_close(key, new[key], value, 0.0)  # exactly the packed arrays
+    src, tgt_in, _ = toy_batch()
+    assert_close("logits", Transformer(cfg, new).forward(src, tgt_in),
+                 model.forward(src, tgt_in), 0.0)
+    assert upgrade_legacy_params(model.params, cfg) is model.params  # already new: unchanged
+
+
+def test_upgrade_rejects_parameters_of_neither_layout():
+    cfg = tiny_model().config
+    old = legacy_params(cfg)
+    del old["decoder.0.cross_attn.W_v"]
+    with pytest.raises(ValueError, match="cross_attn.W_v"):
+        upgrade_legacy_params(old, cfg)
+    with pytest.raises(ValueError, match="neither"):
+        upgrade_legacy_params({"encoder.0.ffn.W_1": np.zeros((16, 24))}, cfg)
+    with pytest.raises(ValueError, match="neither"):
+        upgrade_legacy_params({**init_params(cfg), "extra.W": np.zeros(3)}, cfg)

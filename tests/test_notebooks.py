@@ -46,8 +46,11 @@ def test_learning_path_lists_every_notebook_in_order():
 
 @pytest.fixture(scope="module")
 def fresh_cache(tmp_path_factory):
-    """One empty tutorial cache for all notebooks: the first that needs the trained toy
-    model trains it (as on a new machine), the others reuse it."""
+    """One empty tutorial cache for all notebooks.
+
+    The first notebook that needs the trained toy model trains it (as on a new
+    machine), the others reuse it.
+    """
     return tmp_path_factory.mktemp("npformer-cache")
 
 

@@ -47,14 +47,13 @@ def test_times_are_positive_and_consistent(rows):
 
 
 def test_attention_kind_follows_the_op_name():
-    from npformer.layers import mha_backward
+    from npformer.layers import cross_attention_backward, self_attention_backward
 
-    def record(name):
-        return Record(name, mha_backward, None, (), name, (), (), 0.0)
-
-    assert op_kind(record("decoder.1.self_attn")) == "self-attention"
-    assert op_kind(record("decoder.1.cross_attn")) == "cross-attention"
-    unknown = Record("my_op", lambda dy, cache: (dy,), None, ("x",), "my_op", (), (), 0.0)
+    assert op_kind(Record("decoder.1.self_attn", self_attention_backward, None, ())) \
+        == "self-attention"
+    assert op_kind(Record("decoder.1.cross_attn", cross_attention_backward, None, ())) \
+        == "cross-attention"
+    unknown = Record("my_op", lambda dy, cache: (dy,), None, ("x",))
     assert op_kind(unknown) == "my_op"
 
 

@@ -89,7 +89,7 @@ def test_incremental_training_matches_naive_recount():
 
 
 def test_pair_between_two_merges_is_uncounted_once():
-    """ "abab" -> "C C" removes one (b,a), not two; so (b,a) still beats (C,C) next."""
+    """Merging "abab" -> "C C" removes one (b,a), not two; so (b,a) still beats (C,C) next."""
     texts = ["abab"] * 10 + ["ab"] * 10 + ["ba"] * 15
     # counts: (a,b) 30, (b,a) 25 -> merge (a,b); then (b,a) 15 > (C,C) 10
     tok = BPETokenizer.train(texts, vocab_size=N_BASE + 2)

@@ -223,8 +223,10 @@ def _unique_splits(draw, n_train, n_valid, n_test, seed):
 
 
 def make_toy_corpus(n_train=40000, n_valid=1000, n_test=1000, seed=0):
-    """The toy English-like -> Velan corpus as {"train","valid","test"} lists of
-    (source, target) strings; deterministic given the seed."""
+    """The toy English-like -> Velan corpus, deterministic given the seed.
+
+    Returns {"train", "valid", "test"} lists of (source, target) strings.
+    """
     return _unique_splits(toy_sentence_pair, n_train, n_valid, n_test, seed)
 
 

@@ -5,10 +5,12 @@ truth) and as a Numba `@njit(cache=True)` function with the same signature
 (`*_nb.py`). This package takes arrays and ints only and imports nothing else
 from npformer.
 
-The backend is chosen by the environment variable NPFORMER_BACKEND
-("numba", the default, or "numpy") or at run time with `set_backend(name)`.
-Callers always go through this module (`kernels.softmax_forward(...)`), so a
-switch takes effect immediately.
+The backend is chosen once, when npformer is imported, by the environment
+variable NPFORMER_BACKEND: "numba" (the default) or "numpy". The imports below
+are the whole selection, so go-to-definition on `kernels.softmax_forward` leads
+to both versions. To switch, set the variable and start a new process (or
+restart the notebook kernel). Tests compare the two side by side through
+`implementations(name)`.
 
 Kernel list (see each module for shapes):
   matmul, bmm                                     matmul_np / matmul_nb
@@ -18,54 +20,61 @@ Kernel list (see each module for shapes):
   relu_forward, relu_backward, gelu_forward, gelu_backward   activation_np / activation_nb
   embedding_backward                              embedding_np / embedding_nb
 """
-import importlib
 import os
 
+from . import (
+    activation_nb,
+    activation_np,
+    cross_entropy_nb,
+    cross_entropy_np,
+    embedding_nb,
+    embedding_np,
+    layernorm_nb,
+    layernorm_np,
+    matmul_nb,
+    matmul_np,
+    softmax_nb,
+    softmax_np,
+)
+
+BACKENDS = ("numba", "numpy")
+backend = os.environ.get("NPFORMER_BACKEND", "numba").strip().lower() or "numba"
+
+if backend == "numba":
+    from .activation_nb import gelu_backward, gelu_forward, relu_backward, relu_forward
+    from .cross_entropy_nb import cross_entropy_forward_backward
+    from .embedding_nb import embedding_backward
+    from .layernorm_nb import layernorm_backward, layernorm_forward
+    from .matmul_nb import bmm, matmul
+    from .softmax_nb import softmax_backward, softmax_forward
+elif backend == "numpy":
+    from .activation_np import gelu_backward, gelu_forward, relu_backward, relu_forward
+    from .cross_entropy_np import cross_entropy_forward_backward
+    from .embedding_np import embedding_backward
+    from .layernorm_np import layernorm_backward, layernorm_forward
+    from .matmul_np import bmm, matmul
+    from .softmax_np import softmax_backward, softmax_forward
+else:
+    raise ValueError(f"unknown kernel backend {backend!r}; choose one of {', '.join(BACKENDS)} "
+                     "(environment variable NPFORMER_BACKEND)")
+
 KERNEL_NAMES = (
-    "matmul",
-    "bmm",
-    "softmax_forward",
-    "softmax_backward",
-    "layernorm_forward",
-    "layernorm_backward",
+    "matmul", "bmm",
+    "softmax_forward", "softmax_backward",
+    "layernorm_forward", "layernorm_backward",
     "cross_entropy_forward_backward",
-    "relu_forward",
-    "relu_backward",
-    "gelu_forward",
-    "gelu_backward",
+    "relu_forward", "relu_backward", "gelu_forward", "gelu_backward",
     "embedding_backward",
 )
-_MODULES = ("matmul", "softmax", "layernorm", "cross_entropy", "activation", "embedding")
-BACKENDS = ("numba", "numpy")
-_SUFFIX = {"numba": "_nb", "numpy": "_np"}
-
-backend = None  # name of the active backend, set by set_backend below
+_MODULES = {
+    "numba": (matmul_nb, softmax_nb, layernorm_nb, cross_entropy_nb, activation_nb, embedding_nb),
+    "numpy": (matmul_np, softmax_np, layernorm_np, cross_entropy_np, activation_np, embedding_np),
+}
 
 
 def implementations(name):
-    """Return {kernel name: function} for one backend, without activating it."""
+    """{kernel name: function} of one backend, whichever is active (for tests and benchmarks)."""
     if name not in BACKENDS:
-        raise ValueError(
-            f"unknown kernel backend {name!r}; choose one of {', '.join(BACKENDS)} "
-            "(environment variable NPFORMER_BACKEND)"
-        )
-    table = {}
-    for module_name in _MODULES:
-        module = importlib.import_module(f"{__name__}.{module_name}{_SUFFIX[name]}")
-        for kernel in KERNEL_NAMES:
-            if hasattr(module, kernel):
-                table[kernel] = getattr(module, kernel)
-    missing = set(KERNEL_NAMES) - set(table)
-    if missing:
-        raise ImportError(f"backend {name!r} lacks kernels: {sorted(missing)}")
-    return table
-
-
-def set_backend(name):
-    """Make `name` ("numba" or "numpy") the backend used by every layer."""
-    global backend
-    globals().update(implementations(name))
-    backend = name
-
-
-set_backend(os.environ.get("NPFORMER_BACKEND", "numba").strip().lower() or "numba")
+        raise ValueError(f"unknown kernel backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return {kernel: getattr(module, kernel)
+            for module in _MODULES[name] for kernel in KERNEL_NAMES if hasattr(module, kernel)}

@@ -20,8 +20,11 @@ from numba import njit
 
 @njit(cache=True)
 def _cross_entropy_rows(logits, targets, ignore_id, smoothing):
-    """Shapes: logits (N,V) C-contiguous, targets (N,) int64
-    -> loss (float64), n_valid (int), dlogits (N,V)"""
+    """Loss and dlogits of every row.
+
+    Shapes: logits (N,V) C-contiguous, targets (N,) int64
+            -> loss (float64), n_valid (int), dlogits (N,V)
+    """
     N, V = logits.shape
     n_valid = 0
     for i in range(N):

@@ -10,7 +10,7 @@ xhat is recomputed in backward from (x, mean, rstd) instead of being stored.
 Row statistics and the dgamma/dbeta sums are accumulated in float64; results are
 stored in the input dtype, like the twin.
 
-fastmath, with SAFE_FASTMATH below: 'reassoc' lets LLVM vectorise the row sums
+fastmath, with SAFE_FASTMATH (kernels/fastmath.py): 'reassoc' lets LLVM vectorise the row sums
 (forward ~4x, backward ~2x faster at C=256), changing only the order of float64
 sums of C terms (~C * 1e-16 relative, far inside the float32 and float64 test
 tolerances). 'nnan'/'ninf' are left out, so a NaN or inf input still shows up.
@@ -21,16 +21,16 @@ import math
 import numpy as np
 from numba import njit
 
-# fastmath without 'nnan'/'ninf': infinities and NaNs keep their IEEE meaning.
-# reassoc: reorder sums (vectorise them); contract: fuse a*b+c into one FMA;
-# arcp: x/y may become x*(1/y); nsz: ignore the sign of zero.
-SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+from .fastmath import SAFE_FASTMATH
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _layernorm_forward_rows(x, gamma, beta, eps):
-    """Shapes: x (N,C), gamma (C,), beta (C,), C-contiguous, one dtype
-    -> y (N,C), mean (N,), rstd (N,)"""
+    """Normalise every row.
+
+    Shapes: x (N,C), gamma (C,), beta (C,), C-contiguous, one dtype
+            -> y (N,C), mean (N,), rstd (N,)
+    """
     N, C = x.shape
     y = np.empty_like(x)  # (N,C)
     mean = np.empty(N, dtype=x.dtype)  # (N,)
@@ -67,8 +67,11 @@ def layernorm_forward(x, gamma, beta, eps):
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _layernorm_backward_rows(dy, x, mean, rstd, gamma):
-    """Shapes: dy (N,C), x (N,C), mean (N,), rstd (N,), gamma (C,), C-contiguous,
-    one dtype -> dx (N,C), dgamma (C,) float64, dbeta (C,) float64"""
+    """Gradients of every row.
+
+    Shapes: dy (N,C), x (N,C), mean (N,), rstd (N,), gamma (C,), C-contiguous,
+            one dtype -> dx (N,C), dgamma (C,) float64, dbeta (C,) float64
+    """
     N, C = x.shape
     dx = np.empty_like(x)  # (N,C)
     dgamma = np.zeros(C, dtype=np.float64)  # (C,) summed over rows

@@ -1,65 +1,25 @@
-"""Jitted matmul family, and the router that decides who does the work.
+"""Matrix products for the "numba" backend: OpenBLAS, plus a jitted reference loop.
 
 Shapes: M, K, N matrix sizes; G a batch of independent products
 (in attention G = B*H).
 
     out[i, j] = sum_k a[i, k] * b[k, j]
 
-Two ways to compute it live here:
+`matmul` and `bmm`, what the backend exports, are np.matmul: OpenBLAS, whose
+hand-written micro-kernels keep a tile of `out` in registers, pack `a` and `b`
+into cache-sized panels and use FMA. On every product a transformer of this
+project makes, OpenBLAS is 1.6x to 15x faster than jitted loops (the measured
+table is in docs/performance.md, "Matrix products"), so the model never runs
+the loops; only matrices of at most ~64 multiply-adds, smaller than any model
+shape, were faster in them.
 
-* `matmul_loops` / `bmm_loops`: a readable Numba triple loop in i-k-j order,
-  out[i, :] += a[i, k] * b[k, :]. The innermost loop walks one row of `b` and
-  one row of `out`, both contiguous, so LLVM turns it into AVX2 SIMD code.
-* `np.matmul`: OpenBLAS, whose hand-written micro-kernels keep a tile of `out`
-  in registers, pack `a` and `b` into cache-sized panels and use FMA.
-
-`matmul` and `bmm` (what the "numba" backend exports) pick one by shape.
-
-Why almost everything goes to BLAS. Measured with `python benchmarks/kernels.py
---sections routing --clock cpu` on this project's machine (AMD EPYC, 2 cores,
-AVX2, OpenBLAS 0.3.31 Haswell kernels), float32, 1 BLAS thread, median of 9;
-"loops" includes the copy that makes a transposed view contiguous:
-
-    product                                   BLAS       loops     BLAS faster by
-    linear (1024,128) @ (128,512)             2.5 ms     6.3 ms    2.5x
-    grad   (128,1024) @ (1024,512)   x.T@dy   1.8 ms     6.0 ms    3.4x
-    linear (1024,128) @ (128,4000)             19 ms      64 ms    3.3x
-    grad   (128,1024) @ (1024,4000)            17 ms     254 ms     15x
-    linear (2048,256) @ (256,1024)             16 ms      47 ms    3.0x
-    attn   G=256 (16,32) @ (32,16)            191 us    1200 us    6.3x
-    attn   G=256 (16,16) @ (16,32)            216 us     349 us    1.6x
-    attn   G=256 (32,32) @ (32,32)            339 us    1170 us    3.5x
-    attn   G=512 (8,16) @ (16,8)              148 us     246 us    1.7x
-    tiny   (8,8) @ (8,8)                      1.5 us     1.4 us    tie (call overhead)
-    tiny   G=64 (6,6) @ (6,6)                  10 us      15 us    1.4x
-    tiny   G=64 (4,4) @ (4,4)                  12 us     3.7 us    0.3x: loops win
-
-* Linear layers: OpenBLAS runs at 55-75 GFLOP/s on one core, the loops at
-  5-22. A second BLAS thread can only widen that gap for these big products
-  (OpenBLAS threads a GEMM only above ~64^3 multiply-adds); jitted code stays
-  single-threaded by project policy.
-* Attention products (T, S in 8..32, D in 16..32): BLAS still wins 1.6-6x, and
-  a second thread changes nothing (each matrix is far below the threading
-  threshold). LLVM vectorises the j loop 8 floats wide and unrolls it 4 times,
-  so rows shorter than 32 run mostly in the scalar remainder loop, and out[i, :]
-  goes through memory once per k; np.matmul's cost per matrix (~0.2 us) is
-  small next to that.
-* Only matrices of at most LOOPS_MAX_MACS = 64 multiply-adds, where the fixed
-  cost of a NumPy/BLAS call dominates, are faster in the loops. No transformer
-  shape in this project is that small, so in practice every product goes to
-  BLAS; the loops stay as the readable reference (and serve toy shapes).
-Inputs the loops do not handle (mixed or non-float dtypes, other ranks) also go
-to np.matmul, so the router then returns exactly what the NumPy twin returns.
+`matmul_loops` / `bmm_loops` are the readable reference: a Numba triple loop in
+i-k-j order, out[i, :] += a[i, k] * b[k, :]. The innermost loop walks one row of
+`b` and one row of `out`, both contiguous, so LLVM turns it into SIMD code. The
+tests check them against np.matmul; benchmarks/kernels.py times them.
 """
 import numpy as np
 from numba import njit
-
-# A product whose matrices have at most this many multiply-adds each (M*K*N) runs
-# in the jitted loops, anything larger in OpenBLAS (see the table above: at 4x4x4
-# the loops win, at 6x6x6 and up BLAS is as fast or faster).
-LOOPS_MAX_MACS = 64
-
-_LOOP_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @njit(cache=True)
@@ -97,34 +57,17 @@ def bmm_loops(a, b):
     return out
 
 
-def _loops_can_do(a, b, ndim):
-    """True when a and b are ndim-dimensional float32 or float64 arrays of one dtype."""
-    return a.ndim == ndim and b.ndim == ndim and a.dtype == b.dtype and a.dtype in _LOOP_DTYPES
-
-
 def matmul(a, b):
-    """Plain matrix product, routed to OpenBLAS or the jitted loops by size.
+    """Plain matrix product (OpenBLAS).
 
     Shapes: a (M,K), b (K,N) -> (M,N)
     """
-    if _loops_can_do(a, b, 2) and a.shape[1] == b.shape[0]:
-        M, K = a.shape
-        N = b.shape[1]
-        if M * K * N <= LOOPS_MAX_MACS:
-            # transposed views (x.T @ dy) are copied: only 'C' layouts get compiled
-            return matmul_loops(np.ascontiguousarray(a), np.ascontiguousarray(b))
     return a @ b  # (M,K) @ (K,N) -> (M,N)
 
 
 def bmm(a, b):
-    """Batched matrix product, routed to OpenBLAS or the jitted loops by size.
+    """Batched matrix product (OpenBLAS, one call per matrix).
 
     Shapes: a (G,M,K), b (G,K,N) -> (G,M,N)
     """
-    if _loops_can_do(a, b, 3) and a.shape[0] == b.shape[0] and a.shape[2] == b.shape[1]:
-        G, M, K = a.shape
-        N = b.shape[2]
-        if M * K * N <= LOOPS_MAX_MACS:
-            # .transpose(0,2,1) views are copied: only 'C' layouts get compiled
-            return bmm_loops(np.ascontiguousarray(a), np.ascontiguousarray(b))
     return np.matmul(a, b)  # (G,M,K) @ (G,K,N) -> (G,M,N)

@@ -11,7 +11,7 @@ A row whose keys are all masked (max z = -inf) gives all-zero probabilities.
 Backward: dx = scale * y * (dy - sum(dy * y, last axis)).
 Row sums are accumulated in float64.
 
-fastmath: only the backward uses it, with SAFE_FASTMATH below: 'reassoc' lets
+fastmath: only the backward uses it, with SAFE_FASTMATH (kernels/fastmath.py): 'reassoc' lets
 LLVM vectorise the row sum (about 2x faster), changing the order of a float64
 sum of S terms (~1e-16 relative). The 'nnan'/'ninf' flags are left out on
 purpose: they would let LLVM assume the -inf mask entries never occur. The
@@ -23,10 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-# fastmath without 'nnan'/'ninf': infinities and NaNs keep their IEEE meaning.
-# reassoc: reorder sums (vectorise them); contract: fuse a*b+c into one FMA;
-# arcp: x/y may become x*(1/y); nsz: ignore the sign of zero.
-SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+from .fastmath import SAFE_FASTMATH
 
 
 @njit(cache=True)

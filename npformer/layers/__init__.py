@@ -10,11 +10,20 @@ Shape legend used in every docstring:
   H heads, D head dim (C = H*D), F d_ff, V vocab, N = B*T rows.
 Derivations: docs/derivations/.
 """
-from .attention import mha_backward, mha_forward
+from .attention import (
+    KVCache,
+    attention_backward,
+    attention_forward,
+    cross_attention_backward,
+    cross_attention_forward,
+    self_attention_backward,
+    self_attention_forward,
+)
 from .dropout import dropout_backward, dropout_forward
 from .embedding import (
     embedding_backward,
     embedding_forward,
+    fixed_positional_backward,
     positional_backward,
     positional_forward,
     sinusoidal_table,

@@ -1,21 +1,24 @@
-"""Multi-head scaled dot-product attention, forward and backward.
+"""Multi-head attention = linear -> attention core -> linear, forward and backward.
 
 Shapes: B batch, T query length, S key/value length, C d_model, H heads,
 D head dim (C = H*D), G = B*H independent attention problems.
 
-One function serves all three uses in a transformer:
-  encoder self-attention:  x_q = x_kv = encoder stream, mask = source padding
-  decoder self-attention:  x_q = x_kv = decoder stream, mask = causal & target padding
-  cross-attention:         x_q = decoder stream, x_kv = encoder memory, mask = source padding
-For self-attention the caller passes the same array (and the same tape key) as
-x_q and x_kv; the tape then adds the two input gradients.
+  self-attention:   [Q|K|V] = x W_qkv + b_qkv             one product, W_qkv (C,3C)
+  cross-attention:  Q = x W_q + b_q,  [K|V] = memory W_kv + b_kv      W_kv (C,2C)
+  split into H heads, then the attention core
+                    P = softmax(Q K^T / sqrt(D) + mask)     (B,H,T,S)
+                    ctx = P V                               (B,H,T,D)
+  merge the heads,  y = ctx W_o + b_o
+The projections are the linear layer (layers/linear.py) and its backward; the
+packed weights are stored as ONE parameter, as nanoGPT's `c_attn` and llm.c's
+`qkvw` are, so Q, K and V come out of one larger (faster) matrix product.
+`mask` is the ADDITIVE (Bm,Tm,S) mask from npformer.masks.additive. There is no
+dropout on the attention weights (dropout is applied to the block outputs). The
+weights P are kept in the cache so they can be plotted.
 
-  Q = x_q W_q + b_q, K = x_kv W_k + b_k, V = x_kv W_v + b_v   split into H heads
-  P = softmax(Q K^T / sqrt(D) + mask)                           (B,H,T,S)
-  ctx = P V, heads merged back,  y = ctx W_o + b_o
-`mask` is the ADDITIVE (Bm,Tm,S) mask from npformer.masks.additive. There is
-no dropout on the attention weights (dropout is applied to the block outputs).
-The weights P are kept in the cache so they can be plotted.
+Generation passes a `KVCache`: self-attention appends the new positions' keys
+and values and attends over every position so far; cross-attention projects
+the memory at the first step and reuses it after. Only the forward is used then.
 Derivation: docs/derivations/attention.md.
 """
 import math
@@ -23,164 +26,206 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels as K
+from .. import kernels
+from .linear import LinearCache, linear_backward, linear_forward
 
 
-def split_heads(x, n_heads):
-    """Shapes: x (B,T,C) -> (G,T,D) contiguous, G = B*H"""
-    B, T, C = x.shape
-    D = C // n_heads
-    x = x.reshape(B, T, n_heads, D).transpose(0, 2, 1, 3)  # (B,T,C) -> (B,H,T,D)
-    return np.ascontiguousarray(x).reshape(B * n_heads, T, D)  # (B,H,T,D) -> (G,T,D)
+def split_heads(x, n_heads, parts=1):
+    """Split a (packed) projection into its parts and each part into heads.
 
-
-def merge_heads(x, batch):
-    """Shapes: x (G,T,D) -> (B,T,C), inverse of split_heads"""
-    G, T, D = x.shape
-    H = G // batch
-    x = x.reshape(batch, H, T, D).transpose(0, 2, 1, 3)  # (G,T,D) -> (B,T,H,D)
-    return x.reshape(batch, T, H * D)  # (B,T,H,D) -> (B,T,C) (copies)
-
-
-def project(x, W, b):
-    """Shapes: x (B,T,C), W (C,C), b (C,) -> (B,T,C)"""
-    B, T, C = x.shape
-    y = K.matmul(x.reshape(B * T, C), W)  # (B*T,C) @ (C,C) -> (B*T,C)
-    y += b
-    return y.reshape(B, T, W.shape[1])  # (B*T,C) -> (B,T,C)
-
-
-def attend(q, k, v, mask, batch):
-    """Scaled dot-product attention over already split heads.
-
-    Shapes: q (G,T,D), k (G,S,D), v (G,S,D), mask (Bm,Tm,S) -> ctx (G,T,D), P (B,H,T,S)
-    """
-    G, T, D = q.shape
-    S = k.shape[1]
-    scores = K.bmm(q, k.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
-    scores = scores.reshape(batch, G // batch, T, S)  # (G,T,S) -> (B,H,T,S)
-    P = K.softmax_forward(scores, mask, 1.0 / math.sqrt(D))  # (B,H,T,S)
-    ctx = K.bmm(P.reshape(G, T, S), v)  # (G,T,S) @ (G,S,D) -> (G,T,D)
-    return ctx, P
-
-
-def split_packed_heads(x, n_heads, parts):
-    """Split a packed projection [Q | K | V] (or [K | V]) into per-head arrays.
-
-    Shapes: x (B,T,parts*C) -> parts arrays (G,T,D), each contiguous
+    parts=3 splits [Q|K|V], parts=2 splits [K|V], parts=1 a single projection.
+    Shapes: x (B,T,parts*C) -> parts arrays (B,H,T,D), each contiguous
     """
     B, T, PC = x.shape
-    D = PC // parts // n_heads
+    D = PC // (parts * n_heads)
     x = x.reshape(B, T, parts, n_heads, D).transpose(2, 0, 3, 1, 4)  # -> (parts,B,H,T,D)
-    x = np.ascontiguousarray(x).reshape(parts, B * n_heads, T, D)  # -> (parts,G,T,D), one copy
-    return tuple(x)  # parts x (G,T,D) views
+    return tuple(np.ascontiguousarray(x))  # parts x (B,H,T,D), one copy
 
 
-def merge_packed_heads(arrays, batch):
-    """Inverse of split_packed_heads, flattened for the weight gradient.
+def merge_heads(*parts):
+    """Inverse of split_heads: heads side by side, then the parts side by side.
 
-    Shapes: parts arrays (G,T,D) -> (B*T, parts*C)
+    Shapes: parts arrays (B,H,T,D) -> (B,T,parts*C)
     """
-    parts = len(arrays)
-    G, T, D = arrays[0].shape
-    H = G // batch
-    x = np.stack(arrays).reshape(parts, batch, H, T, D)  # -> (parts,B,H,T,D)
+    x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # (parts,B,H,T,D)
+    n_parts, B, H, T, D = x.shape
     x = x.transpose(1, 3, 0, 2, 4)  # (parts,B,H,T,D) -> (B,T,parts,H,D)
-    return x.reshape(batch * T, parts * H * D)  # -> (B*T, parts*C), copies
+    return x.reshape(B, T, n_parts * H * D)  # (B,T,parts,H,D) -> (B,T,parts*C), copies
 
 
-class AttentionCache(NamedTuple):
-    x_q: np.ndarray  # (B,T,C)
-    x_kv: np.ndarray  # (B,S,C); the same array as x_q for self-attention
-    q: np.ndarray  # (G,T,D) queries, heads split
-    k: np.ndarray  # (G,S,D)
-    v: np.ndarray  # (G,S,D)
+# ------------------------------------------------------------------ attention core
+class AttentionCoreCache(NamedTuple):
+    q: np.ndarray  # (B,H,T,D)
+    k: np.ndarray  # (B,H,S,D)
+    v: np.ndarray  # (B,H,S,D)
     P: np.ndarray  # (B,H,T,S) attention weights (also what notebooks plot)
-    ctx: np.ndarray  # (B,T,C) heads merged, input of the output projection
-    W_in: np.ndarray  # (C,3C) [W_q|W_k|W_v] for self-attention, else (C,2C) [W_k|W_v]
-    W_q: np.ndarray  # (C,C)
-    W_o: np.ndarray  # (C,C)
-    is_self: bool  # x_q is x_kv: Q, K and V came from one packed product
 
 
-def mha_forward(x_q, x_kv, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o, mask, n_heads):
-    """Multi-head attention of the queries x_q over the keys/values x_kv.
+def attention_forward(q, k, v, mask):
+    """Scaled dot-product attention over already split heads: ctx = softmax(Q K^T / sqrt(D) + mask) V.
 
-    The input projections are computed as ONE matrix product with the weights
-    side by side ([W_q|W_k|W_v] for self-attention, [W_k|W_v] for the keys and
-    values of cross-attention): the same numbers as three separate products,
-    but fewer and larger products run faster.
-    Shapes: x_q (B,T,C), x_kv (B,S,C), W_* (C,C), b_* (C,), mask (Bm,Tm,S) -> y (B,T,C)
+    Shapes: q (B,H,T,D), k (B,H,S,D), v (B,H,S,D), mask (Bm,Tm,S) -> ctx (B,H,T,D)
     """
-    B = x_q.shape[0]
-    is_self = x_q is x_kv
-    if is_self:
-        W_in = np.concatenate([W_q, W_k, W_v], axis=1)  # 3 x (C,C) -> (C,3C)
-        qkv = project(x_q, W_in, np.concatenate([b_q, b_k, b_v]))  # (B,T,C) -> (B,T,3C)
-        q, k, v = split_packed_heads(qkv, n_heads, 3)  # 3 x (G,T,D)
-    else:
-        W_in = np.concatenate([W_k, W_v], axis=1)  # 2 x (C,C) -> (C,2C)
-        q = split_heads(project(x_q, W_q, b_q), n_heads)  # (B,T,C) -> (G,T,D)
-        kv = project(x_kv, W_in, np.concatenate([b_k, b_v]))  # (B,S,C) -> (B,S,2C)
-        k, v = split_packed_heads(kv, n_heads, 2)  # 2 x (G,S,D)
-    ctx, P = attend(q, k, v, mask, B)  # (G,T,D), (B,H,T,S)
-    ctx = merge_heads(ctx, B)  # (G,T,D) -> (B,T,C)
-    y = project(ctx, W_o, b_o)  # (B,T,C)
-    return y, AttentionCache(x_q, x_kv, q, k, v, P, ctx, W_in, W_q, W_o, is_self)
+    B, H, T, D = q.shape
+    S, G = k.shape[2], B * H
+    k3 = k.reshape(G, S, D)  # (B,H,S,D) -> (G,S,D), a view
+    scores = kernels.bmm(q.reshape(G, T, D), k3.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
+    scores = scores.reshape(B, H, T, S)  # (G,T,S) -> (B,H,T,S)
+    P = kernels.softmax_forward(scores, mask, 1.0 / math.sqrt(D))  # (B,H,T,S)
+    ctx = kernels.bmm(P.reshape(G, T, S), v.reshape(G, S, D))  # (G,T,S) @ (G,S,D) -> (G,T,D)
+    return ctx.reshape(B, H, T, D), AttentionCoreCache(q, k, v, P)  # (G,T,D) -> (B,H,T,D)
 
 
-def _input_projection_backward(d_packed, x, W):
-    """Gradients of the packed projection y = x W + b.
+def attention_backward(dctx, cache):
+    """Gradients of the attention core.
 
-    Shapes: d_packed (N,P), x (B,L,C), W (C,P) -> dx (B,L,C), dW (C,P), db (P,)
+    Shapes: dctx (B,H,T,D) -> dq (B,H,T,D), dk (B,H,S,D), dv (B,H,S,D)
     """
-    B, L, C = x.shape
-    dW = K.matmul(x.reshape(B * L, C).T, d_packed)  # (C,N) @ (N,P) -> (C,P)
-    db = d_packed.sum(axis=0)  # (N,P) -> (P,)
-    dx = K.matmul(d_packed, W.T).reshape(B, L, C)  # (N,P) @ (P,C) -> (N,C) -> (B,L,C)
-    return dx, dW, db
-
-
-def mha_backward(dy, cache):
-    """Gradients of multi-head attention.
-
-    For self-attention the whole input gradient is returned as dx_q and dx_kv is
-    None (the tape adds both to the same key anyway).
-    Shapes: dy (B,T,C) -> dx_q (B,T,C), dx_kv (B,S,C) or None,
-            dW_q, db_q, dW_k, db_k, dW_v, db_v, dW_o, db_o
-    """
-    x_q, x_kv, q, k, v, P, ctx, W_in, W_q, W_o, is_self = cache
-    B, T, C = x_q.shape
-    S = x_kv.shape[1]
-    G, _, D = q.shape
-    n_heads = G // B
-    dy2 = dy.reshape(B * T, C)  # (B,T,C) -> (B*T,C)
-    # output projection y = ctx W_o + b_o
-    dW_o = K.matmul(ctx.reshape(B * T, C).T, dy2)  # (C,B*T) @ (B*T,C) -> (C,C)
-    db_o = dy2.sum(axis=0)  # (C,)
-    dctx = K.matmul(dy2, W_o.T).reshape(B, T, C)  # (B*T,C) @ (C,C) -> (B,T,C)
-    dctx = split_heads(dctx, n_heads)  # (B,T,C) -> (G,T,D)
-    # ctx = P V
+    q, k, v, P = cache
+    B, H, T, D = q.shape
+    S, G = k.shape[2], B * H
+    q3, k3, v3 = q.reshape(G, T, D), k.reshape(G, S, D), v.reshape(G, S, D)  # (G,.,D) views
+    dctx = dctx.reshape(G, T, D)  # (B,H,T,D) -> (G,T,D)
     P3 = P.reshape(G, T, S)  # (B,H,T,S) -> (G,T,S)
-    dP = K.bmm(dctx, v.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
-    dv = K.bmm(P3.transpose(0, 2, 1), dctx)  # (G,S,T) @ (G,T,D) -> (G,S,D)
+    # ctx = P V
+    dP = kernels.bmm(dctx, v3.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
+    dv = kernels.bmm(P3.transpose(0, 2, 1), dctx)  # (G,S,T) @ (G,T,D) -> (G,S,D)
     # P = softmax(Q K^T / sqrt(D) + mask)
-    dscores = K.softmax_backward(dP.reshape(P.shape), P, 1.0 / math.sqrt(D))  # (B,H,T,S)
+    dscores = kernels.softmax_backward(dP.reshape(P.shape), P, 1.0 / math.sqrt(D))  # (B,H,T,S)
     dscores = dscores.reshape(G, T, S)  # (B,H,T,S) -> (G,T,S)
-    dq = K.bmm(dscores, k)  # (G,T,S) @ (G,S,D) -> (G,T,D)
-    dk = K.bmm(dscores.transpose(0, 2, 1), q)  # (G,S,T) @ (G,T,D) -> (G,S,D)
-    # the input projections, packed as in the forward pass
-    if is_self:
-        d_qkv = merge_packed_heads((dq, dk, dv), B)  # 3 x (G,T,D) -> (B*T,3C)
-        dx_q, dW_in, db_in = _input_projection_backward(d_qkv, x_q, W_in)
-        dx_kv = None
-        dW_q, dW_k, dW_v = np.split(dW_in, 3, axis=1)  # (C,3C) -> 3 x (C,C)
-        db_q, db_k, db_v = np.split(db_in, 3)  # (3C,) -> 3 x (C,)
+    dq = kernels.bmm(dscores, k3)  # (G,T,S) @ (G,S,D) -> (G,T,D)
+    dk = kernels.bmm(dscores.transpose(0, 2, 1), q3)  # (G,S,T) @ (G,T,D) -> (G,S,D)
+    return dq.reshape(B, H, T, D), dk.reshape(B, H, S, D), dv.reshape(B, H, S, D)
+
+
+# ---------------------------------------------------------------- key/value cache
+class KVCache:
+    """Keys and values of the positions one attention layer has seen (generation only).
+
+    Preallocated for `capacity` positions at the first append and filled in
+    place, so no step copies the past (as np.concatenate would). Cross-attention
+    uses capacity 0: the first append (the memory's keys and values) sizes it.
+    Shapes: k, v (B,H,L',D), positions 0..length-1 filled
+    """
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.k = None  # (B,H,L',D), allocated by the first append
+        self.v = None  # (B,H,L',D)
+        self.length = 0  # number of positions stored
+
+    def append(self, k, v):
+        """Store the keys and values of T new positions; return those of all positions so far.
+
+        Shapes: k, v (B,H,T,D) -> k, v (B,H,length,D) views
+        """
+        B, H, T, D = k.shape
+        if self.k is None:
+            size = max(self.capacity, T)
+            self.k = np.empty((B, H, size, D), k.dtype)  # (B,H,L',D)
+            self.v = np.empty((B, H, size, D), v.dtype)
+        start, end = self.length, self.length + T
+        if end > self.k.shape[2]:
+            raise ValueError(f"key/value cache is full ({self.k.shape[2]} positions)")
+        self.k[:, :, start:end] = k  # (B,H,T,D) into slots start..end-1
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]  # (B,H,end,D) views
+
+    def keys_values(self):
+        """Shapes: -> k, v (B,H,length,D) views of the filled slots"""
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def select(self, rows):
+        """A new cache holding batch rows `rows` (in that order, repeats allowed).
+
+        Shapes: rows (B',) -> cache of batch B'
+        """
+        out = KVCache(self.capacity)
+        if self.k is not None:
+            out.k, out.v, out.length = self.k[rows], self.v[rows], self.length  # (B',H,L',D)
+        return out
+
+    def reorder(self, rows):
+        """In place: row b now holds the past of old row rows[b]. Shapes: rows (B,)"""
+        n = self.length
+        self.k[:, :, :n] = self.k[rows, :, :n]  # (B,H,n,D) gathered, then written back
+        self.v[:, :, :n] = self.v[rows, :, :n]
+
+
+# ------------------------------------------------------------------ the two layers
+class SelfAttentionCache(NamedTuple):
+    qkv: LinearCache  # input projection: x and W_qkv
+    core: AttentionCoreCache  # q, k, v, P
+    out: LinearCache  # output projection: merged ctx and W_o
+
+
+def self_attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask, n_heads, kv_cache=None):
+    """Multi-head self-attention: queries, keys and values all come from x.
+
+    Shapes: x (B,T,C), W_qkv (C,3C), b_qkv (3C,), W_o (C,C), b_o (C,), mask (Bm,Tm,S)
+            -> y (B,T,C)   (S = T, or every position so far with a kv_cache)
+    """
+    qkv, qkv_cache = linear_forward(x, W_qkv, b_qkv)  # (B,T,C) -> (B,T,3C)
+    q, k, v = split_heads(qkv, n_heads, parts=3)  # (B,T,3C) -> 3 x (B,H,T,D)
+    if kv_cache is not None:
+        k, v = kv_cache.append(k, v)  # -> (B,H,S,D): the past positions and these
+    ctx, core_cache = attention_forward(q, k, v, mask)  # (B,H,T,D)
+    y, out_cache = linear_forward(merge_heads(ctx), W_o, b_o)  # (B,H,T,D) -> (B,T,C) -> (B,T,C)
+    return y, SelfAttentionCache(qkv_cache, core_cache, out_cache)
+
+
+def self_attention_backward(dy, cache):
+    """Shapes: dy (B,T,C) -> dx (B,T,C), dW_qkv (C,3C), db_qkv (3C,), dW_o (C,C), db_o (C,)"""
+    n_heads = cache.core.q.shape[1]
+    dctx, dW_o, db_o = linear_backward(dy, cache.out)  # (B,T,C)
+    (dctx,) = split_heads(dctx, n_heads)  # (B,T,C) -> (B,H,T,D)
+    dq, dk, dv = attention_backward(dctx, cache.core)  # 3 x (B,H,T,D)
+    d_qkv = merge_heads(dq, dk, dv)  # 3 x (B,H,T,D) -> (B,T,3C)
+    dx, dW_qkv, db_qkv = linear_backward(d_qkv, cache.qkv)  # (B,T,C)
+    return dx, dW_qkv, db_qkv, dW_o, db_o
+
+
+class CrossAttentionCache(NamedTuple):
+    q: LinearCache  # query projection: x and W_q
+    kv: LinearCache  # key/value projection: memory and W_kv
+    core: AttentionCoreCache  # q, k, v, P
+    out: LinearCache  # output projection: merged ctx and W_o
+
+
+def cross_attention_forward(x, memory, W_q, b_q, W_kv, b_kv, W_o, b_o, mask, n_heads,
+                            kv_cache=None):
+    """Multi-head attention of the queries x over the keys/values of the encoder memory.
+
+    With a kv_cache the memory is projected at the first call only.
+    Shapes: x (B,T,C), memory (B,S,C), W_q (C,C), b_q (C,), W_kv (C,2C), b_kv (2C,),
+            W_o (C,C), b_o (C,), mask (Bm,Tm,S) -> y (B,T,C)
+    """
+    q, q_cache = linear_forward(x, W_q, b_q)  # (B,T,C) -> (B,T,C)
+    (q,) = split_heads(q, n_heads)  # (B,T,C) -> (B,H,T,D)
+    if kv_cache is not None and kv_cache.length:
+        k, v = kv_cache.keys_values()  # (B,H,S,D) projected at the first step
+        kv_cache_lin = None
     else:
-        d_q = merge_packed_heads((dq,), B)  # (G,T,D) -> (B*T,C)
-        dx_q, dW_q, db_q = _input_projection_backward(d_q, x_q, W_q)
-        d_kv = merge_packed_heads((dk, dv), B)  # 2 x (G,S,D) -> (B*S,2C)
-        dx_kv, dW_in, db_in = _input_projection_backward(d_kv, x_kv, W_in)
-        dW_k, dW_v = np.split(dW_in, 2, axis=1)  # (C,2C) -> 2 x (C,C)
-        db_k, db_v = np.split(db_in, 2)  # (2C,) -> 2 x (C,)
-    return dx_q, dx_kv, dW_q, db_q, dW_k, db_k, dW_v, db_v, dW_o, db_o
+        kv, kv_cache_lin = linear_forward(memory, W_kv, b_kv)  # (B,S,C) -> (B,S,2C)
+        k, v = split_heads(kv, n_heads, parts=2)  # (B,S,2C) -> 2 x (B,H,S,D)
+        if kv_cache is not None:
+            kv_cache.append(k, v)
+    ctx, core_cache = attention_forward(q, k, v, mask)  # (B,H,T,D)
+    y, out_cache = linear_forward(merge_heads(ctx), W_o, b_o)  # (B,H,T,D) -> (B,T,C) -> (B,T,C)
+    return y, CrossAttentionCache(q_cache, kv_cache_lin, core_cache, out_cache)
+
+
+def cross_attention_backward(dy, cache):
+    """Gradients of cross-attention.
+
+    Shapes: dy (B,T,C) -> dx (B,T,C), dmemory (B,S,C), dW_q (C,C), db_q (C,),
+            dW_kv (C,2C), db_kv (2C,), dW_o (C,C), db_o (C,)
+    """
+    n_heads = cache.core.q.shape[1]
+    dctx, dW_o, db_o = linear_backward(dy, cache.out)  # (B,T,C)
+    (dctx,) = split_heads(dctx, n_heads)  # (B,T,C) -> (B,H,T,D)
+    dq, dk, dv = attention_backward(dctx, cache.core)  # (B,H,T,D), 2 x (B,H,S,D)
+    dx, dW_q, db_q = linear_backward(merge_heads(dq), cache.q)  # (B,H,T,D) -> (B,T,C)
+    dmemory, dW_kv, db_kv = linear_backward(merge_heads(dk, dv), cache.kv)  # -> (B,S,2C) -> (B,S,C)
+    return dx, dmemory, dW_q, db_q, dW_kv, db_kv, dW_o, db_o

@@ -7,14 +7,15 @@ Its gradient scatters rows of dy back to the ids that were looked up; a token
 used twice receives both contributions (np.add.at, or the jitted scatter).
 The padding id's row is used like any other row; its gradient is set to zero by
 the model so padding never learns (see model.py).
-Positional encoding: y = x + P[:T], with P the fixed sinusoid table or a
-learned (L,C) parameter. Derivation: docs/derivations/embedding.md.
+Positional encoding: y = x + table[offset:offset+T], with the table a learned
+(L,C) parameter (backward: dx, dtable) or the fixed sinusoid table (a constant:
+`fixed_positional_backward` returns dx only). Derivation: docs/derivations/embedding.md.
 """
 from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels as K
+from .. import kernels
 
 
 class EmbeddingCache(NamedTuple):
@@ -45,7 +46,7 @@ def embedding_backward(dy, cache):
     dy2 = dy.reshape(-1, C)  # (B,T,C) -> (N,C)
     if cache.scale != 1.0:
         dy2 = dy2 * dy.dtype.type(cache.scale)
-    K.embedding_backward(dW, cache.ids.reshape(-1), dy2)  # (V,C) += scatter of (N,C)
+    kernels.embedding_backward(dW, cache.ids.reshape(-1), dy2)  # (V,C) += scatter of (N,C)
     if cache.pad_id >= 0:
         dW[cache.pad_id] = 0  # the padding row never receives gradient
     return None, dW
@@ -54,8 +55,8 @@ def embedding_backward(dy, cache):
 def sinusoidal_table(max_len, d_model, dtype=np.float32):
     """The fixed positional encodings of "Attention Is All You Need".
 
-    P[pos, 2i] = sin(pos / 10000^(2i/C)), P[pos, 2i+1] = cos(pos / 10000^(2i/C)).
-    Shapes: -> P (L,C)
+    table[pos, 2i] = sin(pos / 10000^(2i/C)), table[pos, 2i+1] = cos(pos / 10000^(2i/C)).
+    Shapes: -> table (L,C)
     """
     pos = np.arange(max_len)[:, None]  # (L,1)
     i = np.arange(0, d_model, 2)[None, :]  # (1,C/2) even feature indices
@@ -68,21 +69,30 @@ def sinusoidal_table(max_len, d_model, dtype=np.float32):
 
 class PositionalCache(NamedTuple):
     offset: int  # first position used
-    length: int  # T, how many rows of P were used
+    length: int  # T, how many rows of the table were used
     table_shape: tuple  # (L,C)
 
 
-def positional_forward(x, P, offset=0):
+def positional_forward(x, table, offset=0):
     """Add the encodings of positions offset..offset+T-1.
 
-    Shapes: x (B,T,C), P (L,C) -> y (B,T,C)
+    Shapes: x (B,T,C), table (L,C) -> y (B,T,C)
     """
     T = x.shape[1]
-    return x + P[offset: offset + T], PositionalCache(offset, T, P.shape)  # (B,T,C) + (T,C)
+    y = x + table[offset: offset + T]  # (B,T,C) + (T,C)
+    return y, PositionalCache(offset, T, table.shape)
 
 
 def positional_backward(dy, cache):
-    """Shapes: dy (B,T,C) -> dx (B,T,C), dP (L,C) (zero outside the rows used)"""
-    dP = np.zeros(cache.table_shape, dtype=dy.dtype)  # (L,C)
-    dP[cache.offset: cache.offset + cache.length] = dy.sum(axis=0)  # (B,T,C) -> (T,C)
-    return dy, dP
+    """Gradients for a learned table.
+
+    Shapes: dy (B,T,C) -> dx (B,T,C), dtable (L,C) (zero outside the rows used)
+    """
+    dtable = np.zeros(cache.table_shape, dtype=dy.dtype)  # (L,C)
+    dtable[cache.offset: cache.offset + cache.length] = dy.sum(axis=0)  # (B,T,C) -> (T,C)
+    return dy, dtable
+
+
+def fixed_positional_backward(dy, cache):
+    """Gradient for a fixed table (a constant): the input's only. Shapes: dy (B,T,C) -> dx"""
+    return (dy,)

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels as K
+from .. import kernels
 
 
 class LayerNormCache(NamedTuple):
@@ -24,7 +24,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     Shapes: x (...,C), gamma (C,), beta (C,) -> y (...,C)
     """
     x2 = x.reshape(-1, x.shape[-1])  # (...,C) -> (N,C)
-    y, mean, rstd = K.layernorm_forward(x2, gamma, beta, eps)  # (N,C), (N,), (N,)
+    y, mean, rstd = kernels.layernorm_forward(x2, gamma, beta, eps)  # (N,C), (N,), (N,)
     return y.reshape(x.shape), LayerNormCache(x2, mean, rstd, gamma)
 
 
@@ -34,5 +34,5 @@ def layernorm_backward(dy, cache):
     Shapes: dy (...,C) -> dx (...,C), dgamma (C,), dbeta (C,)
     """
     dy2 = dy.reshape(cache.x.shape)  # (...,C) -> (N,C)
-    dx, dgamma, dbeta = K.layernorm_backward(dy2, cache.x, cache.mean, cache.rstd, cache.gamma)
+    dx, dgamma, dbeta = kernels.layernorm_backward(dy2, cache.x, cache.mean, cache.rstd, cache.gamma)
     return dx.reshape(dy.shape), dgamma, dbeta

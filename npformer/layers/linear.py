@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels as K
+from .. import kernels
 
 
 class LinearCache(NamedTuple):
@@ -22,7 +22,7 @@ def linear_forward(x, W, b):
     Shapes: x (...,Cin), W (Cin,Cout), b (Cout,) -> y (...,Cout)
     """
     x2 = x.reshape(-1, x.shape[-1])  # (...,Cin) -> (N,Cin)
-    y = K.matmul(x2, W)  # (N,Cin) @ (Cin,Cout) -> (N,Cout)
+    y = kernels.matmul(x2, W)  # (N,Cin) @ (Cin,Cout) -> (N,Cout)
     y += b
     return y.reshape(x.shape[:-1] + (W.shape[1],)), LinearCache(x, W)  # (N,Cout) -> (...,Cout)
 
@@ -35,8 +35,8 @@ def linear_backward(dy, cache):
     x, W = cache
     dy2 = dy.reshape(-1, dy.shape[-1])  # (...,Cout) -> (N,Cout)
     x2 = x.reshape(-1, x.shape[-1])  # (...,Cin) -> (N,Cin)
-    dx = K.matmul(dy2, W.T).reshape(x.shape)  # (N,Cout) @ (Cout,Cin) -> (N,Cin) -> (...,Cin)
-    dW = K.matmul(x2.T, dy2)  # (Cin,N) @ (N,Cout) -> (Cin,Cout)
+    dx = kernels.matmul(dy2, W.T).reshape(x.shape)  # (N,Cout) @ (Cout,Cin) -> (N,Cin) -> (...,Cin)
+    dW = kernels.matmul(x2.T, dy2)  # (Cin,N) @ (N,Cout) -> (Cin,Cout)
     db = dy2.sum(axis=0)  # (N,Cout) -> (Cout,)
     return dx, dW, db
 
@@ -47,7 +47,7 @@ def tied_linear_forward(x, E, b):
     Shapes: x (...,C), E (V,C), b (V,) -> y (...,V)
     """
     x2 = x.reshape(-1, x.shape[-1])  # (...,C) -> (N,C)
-    y = K.matmul(x2, E.T)  # (N,C) @ (C,V) -> (N,V)
+    y = kernels.matmul(x2, E.T)  # (N,C) @ (C,V) -> (N,V)
     y += b
     return y.reshape(x.shape[:-1] + (E.shape[0],)), LinearCache(x, E)  # (N,V) -> (...,V)
 
@@ -60,7 +60,7 @@ def tied_linear_backward(dy, cache):
     x, E = cache
     dy2 = dy.reshape(-1, dy.shape[-1])  # (...,V) -> (N,V)
     x2 = x.reshape(-1, x.shape[-1])  # (...,C) -> (N,C)
-    dx = K.matmul(dy2, E).reshape(x.shape)  # (N,V) @ (V,C) -> (N,C) -> (...,C)
-    dE = K.matmul(dy2.T, x2)  # (V,N) @ (N,C) -> (V,C)
+    dx = kernels.matmul(dy2, E).reshape(x.shape)  # (N,V) @ (V,C) -> (N,C) -> (...,C)
+    dE = kernels.matmul(dy2.T, x2)  # (V,N) @ (N,C) -> (V,C)
     db = dy2.sum(axis=0)  # (N,V) -> (V,)
     return dx, dE, db

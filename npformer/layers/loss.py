@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels as K
+from .. import kernels
 
 
 class CrossEntropyCache(NamedTuple):
@@ -23,7 +23,7 @@ def cross_entropy_forward(logits, targets, ignore_id=0, smoothing=0.0):
     Shapes: logits (B,T,V), targets (B,T) int -> loss () 0-d array
     """
     V = logits.shape[-1]
-    loss, n_valid, dlogits = K.cross_entropy_forward_backward(
+    loss, n_valid, dlogits = kernels.cross_entropy_forward_backward(
         logits.reshape(-1, V), targets.reshape(-1), ignore_id, smoothing
     )  # (N,V), (N,) -> scalar, int, (N,V)
     return np.asarray(loss, dtype=logits.dtype), CrossEntropyCache(dlogits.reshape(logits.shape), n_valid)

@@ -12,6 +12,10 @@ def add_forward(a, b):
 
 
 def add_backward(dy, cache):
-    """Shapes: dy (...) -> da (...), db (...). Both are the same array: the tape
-    never modifies gradients of activations in place, so sharing is safe."""
+    """Both branches get dy itself.
+
+    Both are the same array: the tape never modifies gradients of activations in
+    place, so sharing is safe.
+    Shapes: dy (...) -> da (...), db (...)
+    """
     return dy, dy

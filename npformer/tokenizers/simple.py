@@ -40,8 +40,11 @@ class _PieceTokenizer(Tokenizer):
 
     @classmethod
     def train(cls, texts, vocab_size=None, min_freq=1):
-        """Keep the most frequent pieces: at most `vocab_size` ids (specials included)
-        and only pieces seen at least `min_freq` times. vocab_size=None: no cap."""
+        """Keep the most frequent pieces.
+
+        At most `vocab_size` ids (specials included) and only pieces seen at least
+        `min_freq` times. vocab_size=None: no cap.
+        """
         if vocab_size is not None and vocab_size <= N_SPECIAL:
             raise ValueError(f"vocab_size must exceed the {N_SPECIAL} special tokens, got {vocab_size}")
         counts = Counter()
