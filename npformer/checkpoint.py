@@ -11,6 +11,9 @@ Layout of the file (a plain NumPy .npz, loaded with allow_pickle=False):
 Saving is atomic: the file is written next to its destination, flushed to disk,
 then renamed over it, so an interrupted save never corrupts the last good one.
 
+Checkpoints written before attention packed Q|K|V into one matrix (separate
+W_q/W_k/W_v) are converted on load (model.upgrade_legacy_params), moments too.
+
 Loading trusts nothing in the file. Before an array is read, its header is
 checked (a plain numeric dtype, no objects, a size that fits in the file), so
 a corrupt or hostile file cannot make it allocate more than its own size. Then
@@ -29,7 +32,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .config import ConfigError, ModelConfig, TrainConfig
-from .model import Transformer
+from .model import Transformer, param_specs, upgrade_legacy_params
 from .tokenizers import TokenizerError, tokenizer_from_dict
 
 FORMAT = "npformer-checkpoint"
@@ -236,6 +239,8 @@ def load_checkpoint(path):
         for k, v in params.items():
             if not np.isfinite(v).all():
                 raise CheckpointError(f"{path}: parameter {k} holds NaN or infinite values")
+        legacy = set(params) != set(param_specs(config))
+        params = upgrade_legacy_params(params, config)  # separate W_q/W_k/W_v -> packed
         model = Transformer(config, params)
         src_tok = tokenizer_from_dict(meta["src_tokenizer"], where=f"{path} (source tokenizer)")
         tgt_tok = tokenizer_from_dict(meta["tgt_tokenizer"], where=f"{path} (target tokenizer)")
@@ -248,6 +253,17 @@ def load_checkpoint(path):
         if tok.vocab_size != size:
             raise CheckpointError(f"{path}: the {side} tokenizer has {tok.vocab_size} ids but "
                                   f"the model's {side} vocabulary has {size}")
+    if legacy:  # the optimizer moments have the parameters' layout: convert them alike
+        for moment in ("exp_avg", "exp_avg_sq"):
+            prefix = f"opt/{moment}/"
+            found = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+            if found:
+                try:
+                    found = upgrade_legacy_params(found, config)
+                except ValueError as err:
+                    raise CheckpointError(f"{path}: optimizer {moment}: {err}") from None
+                data = {k: v for k, v in data.items() if not k.startswith(prefix)}
+                data.update({prefix + k: v for k, v in found.items()})
     optimizer_state = _check_optimizer(meta, data, model.params, path)
     return Checkpoint(model, src_tok, tgt_tok, meta.get("train_config"), optimizer_state,
                       meta["state"])

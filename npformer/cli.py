@@ -109,6 +109,14 @@ def _set_threads(n):
     set_blas_threads(n)
 
 
+def _check_environment():
+    """Environment variables npformer reads, checked before a command starts."""
+    try:
+        from . import kernels  # noqa: F401  (NPFORMER_BACKEND chooses the kernels at import)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def _check_writable(path, flag):
     """Make sure `path` can be written (creating its directory) before long work starts."""
     try:
@@ -548,6 +556,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.argv = argv  # --workers starts the same command again under mpiexec
     try:
+        _check_environment()
         return args.func(args)
     except UsageError as err:
         from .distributed import rank_from_env

@@ -28,6 +28,7 @@ Initialisation (documented in docs/architecture.md):
 """
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,54 +71,50 @@ def attention_prefixes(cfg):
     return self_attn, cross_attn
 
 
-def init_params(cfg):
-    """Create the parameter dict {dotted key: array} for a config (see module docstring)."""
-    rng = np.random.default_rng(cfg.seed)
-    dtype = np.dtype(cfg.dtype)
+class ParamSpec(NamedTuple):
+    """How one parameter is shaped and initialised (see the module docstring)."""
+
+    shape: tuple
+    init: str  # "embedding", "position", "xavier", "zeros" or "ones"
+    parts: int = 1  # xavier: `parts` draws of (fan_in, fan_out / parts), side by side
+
+
+def param_specs(cfg):
+    """{dotted key: ParamSpec} of a config, in initialisation order; allocates nothing.
+
+    Checkpoint loading compares a file's arrays with these shapes before it
+    builds a model, so a config cannot make it allocate what the file does not hold.
+    """
     C, F = cfg.d_model, cfg.d_ff
-    params = {}
-
-    def xavier(fan_in, fan_out):
-        limit = math.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
-
-    def embedding(vocab):
-        W = rng.normal(0.0, C ** -0.5, size=(vocab, C)).astype(dtype)
-        W[cfg.pad_id] = 0.0
-        return W
-
+    specs = {}
     src_key, tgt_key = embedding_keys(cfg)
-    params[src_key] = embedding(cfg.src_vocab_size)
+    specs[src_key] = ParamSpec((cfg.src_vocab_size, C), "embedding")
     if tgt_key != src_key:
-        params[tgt_key] = embedding(cfg.tgt_vocab_size)
+        specs[tgt_key] = ParamSpec((cfg.tgt_vocab_size, C), "embedding")
     if cfg.positional == "learned":
-        params["src_pos.W"] = rng.normal(0.0, 0.02, size=(cfg.max_len, C)).astype(dtype)
-        params["tgt_pos.W"] = rng.normal(0.0, 0.02, size=(cfg.max_len, C)).astype(dtype)
+        specs["src_pos.W"] = ParamSpec((cfg.max_len, C), "position")
+        specs["tgt_pos.W"] = ParamSpec((cfg.max_len, C), "position")
 
-    def self_attention(prefix):
-        # Q, K, V, output: four (C,C) Xavier draws, the first three packed side by side
-        params[prefix + "W_qkv"] = np.concatenate([xavier(C, C) for _ in "qkv"], axis=1)
-        params[prefix + "b_qkv"] = np.zeros(3 * C, dtype)
-        params[prefix + "W_o"] = xavier(C, C)
-        params[prefix + "b_o"] = np.zeros(C, dtype)
+    def linear(prefix, fan_in, fan_out, parts=1, suffix=""):
+        specs[f"{prefix}W{suffix}"] = ParamSpec((fan_in, parts * fan_out), "xavier", parts)
+        specs[f"{prefix}b{suffix}"] = ParamSpec((parts * fan_out,), "zeros")
 
-    def cross_attention(prefix):
-        params[prefix + "W_q"] = xavier(C, C)
-        params[prefix + "b_q"] = np.zeros(C, dtype)
-        params[prefix + "W_kv"] = np.concatenate([xavier(C, C) for _ in "kv"], axis=1)
-        params[prefix + "b_kv"] = np.zeros(2 * C, dtype)
-        params[prefix + "W_o"] = xavier(C, C)
-        params[prefix + "b_o"] = np.zeros(C, dtype)
+    def self_attention(prefix):  # Q, K, V packed side by side (as nanoGPT's c_attn), then out
+        linear(prefix, C, C, 3, "_qkv")
+        linear(prefix, C, C, 1, "_o")
+
+    def cross_attention(prefix):  # Q from the decoder, K and V packed, from the memory
+        linear(prefix, C, C, 1, "_q")
+        linear(prefix, C, C, 2, "_kv")
+        linear(prefix, C, C, 1, "_o")
 
     def norm(prefix):
-        params[prefix + "gamma"] = np.ones(C, dtype)
-        params[prefix + "beta"] = np.zeros(C, dtype)
+        specs[prefix + "gamma"] = ParamSpec((C,), "ones")
+        specs[prefix + "beta"] = ParamSpec((C,), "zeros")
 
     def ffn(prefix):
-        params[prefix + "W_1"] = xavier(C, F)
-        params[prefix + "b_1"] = np.zeros(F, dtype)
-        params[prefix + "W_2"] = xavier(F, C)
-        params[prefix + "b_2"] = np.zeros(C, dtype)
+        linear(prefix, C, F, 1, "_1")
+        linear(prefix, F, C, 1, "_2")
 
     for i in range(cfg.n_encoder_layers):
         self_attention(f"encoder.{i}.self_attn.")
@@ -135,9 +132,33 @@ def init_params(cfg):
         norm("encoder.norm.")
         norm("decoder.norm.")
     if not cfg.tie_output:
-        params["out.W"] = xavier(C, cfg.tgt_vocab_size)
-    params["out.b"] = np.zeros(cfg.tgt_vocab_size, dtype)
-    return params
+        specs["out.W"] = ParamSpec((C, cfg.tgt_vocab_size), "xavier")
+    specs["out.b"] = ParamSpec((cfg.tgt_vocab_size,), "zeros")
+    return specs
+
+
+def init_params(cfg):
+    """Create the parameter dict {dotted key: array} for a config (see module docstring)."""
+    rng = np.random.default_rng(cfg.seed)
+    dtype = np.dtype(cfg.dtype)
+    C = cfg.d_model
+
+    def make(spec):
+        if spec.init == "embedding":
+            W = rng.normal(0.0, C ** -0.5, size=spec.shape).astype(dtype)
+            W[cfg.pad_id] = 0.0
+            return W
+        if spec.init == "position":
+            return rng.normal(0.0, 0.02, size=spec.shape).astype(dtype)
+        if spec.init == "xavier":  # packed: `parts` independent (fan_in, fan_out) draws
+            fan_in, fan_out = spec.shape[0], spec.shape[1] // spec.parts
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            draws = [rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
+                     for _ in range(spec.parts)]
+            return np.concatenate(draws, axis=1)  # parts x (fan_in,fan_out) -> (fan_in,parts*fan_out)
+        return (np.ones if spec.init == "ones" else np.zeros)(spec.shape, dtype)
+
+    return {key: make(spec) for key, spec in param_specs(cfg).items()}
 
 
 def upgrade_legacy_params(params, config):
@@ -150,7 +171,7 @@ def upgrade_legacy_params(params, config):
     legacy dict gives a new dict (the arrays of untouched keys are shared).
     Raises ValueError if the keys fit neither layout for `config`.
     """
-    want = set(init_params(config))
+    want = set(param_specs(config))
     if set(params) == want:
         return params
     self_attn, cross_attn = attention_prefixes(config)
@@ -224,7 +245,7 @@ class Transformer:
     # ------------------------------------------------------------------ checks
     def _check_params(self, params):
         """Loaded parameters must match this config exactly (names, shapes, dtype)."""
-        want = {k: v.shape for k, v in init_params(self.config).items()}
+        want = {k: spec.shape for k, spec in param_specs(self.config).items()}
         missing = sorted(set(want) - set(params))
         extra = sorted(set(params) - set(want))
         if missing or extra:

@@ -181,7 +181,9 @@ def produced_numbers(nb):
 
 def _appears(token, produced):
     """Is the prose number among the produced ones, as printed or rounded as written?
-    "2.3" matches a printed 2.31; "25%" matches 25 or 0.25 (and 0.2496)."""
+
+    "2.3" matches a printed 2.31; "25%" matches 25 or 0.25 (and 0.2496).
+    """
     value, decimals = _value(token)
     candidates = [(value, decimals)]
     if token.endswith("%"):

@@ -1,5 +1,7 @@
-"""Data-parallel training over MPI (2 processes): same losses as one process, identical
-copies, resume with another number of processes, a dead rank fails the job.
+"""Data-parallel training over MPI with 2 processes.
+
+Same losses as one process, identical copies, resume with another number of
+processes, a dead rank fails the job.
 
 Equality with one process: with dropout off, a 2-rank step computes the same
 global-batch gradient as one process, but as a sum of two half-batch gradients,
@@ -16,7 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from npformer.checkpoint import load_checkpoint

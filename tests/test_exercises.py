@@ -51,7 +51,8 @@ def test_a_small_error_fails():
     result = check("linear", verbose=False, forward=forward, backward=S.linear_backward)
     assert not result and result.status == "fail"
     line = next(line for line in result.cases[0].lines if line.what == "y")
-    assert "largest error" in line.detail and "relative error 5.0e-06" in line.detail  # ||a-b|| / (||a|| + ||b||)
+    # relative error = ||a-b|| / (||a|| + ||b||)
+    assert "largest error" in line.detail and "relative error 5.0e-06" in line.detail
 
 
 def test_compare_reports_where():
@@ -440,8 +441,10 @@ def test_mha_reference_matches_torch():
 
 # ----------------------------------------------------------------- the notebook's stubs
 def test_stubs_as_shipped_say_not_implemented_yet():
-    """Run the notebook's code cells in one namespace (no kernel needed): every exercise
-    is reported as not implemented yet, and nothing raises."""
+    """The notebook's code cells, run in one namespace: every exercise is not implemented yet.
+
+    No kernel is needed, and nothing raises.
+    """
     nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     namespace, out = {}, io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -1,5 +1,7 @@
-"""Fault injection: training killed (SIGKILL) or interrupted (SIGINT, Ctrl-C) at seeded
-random moments, then resumed, must end exactly where an uninterrupted run ends.
+"""Fault injection: killed or interrupted training, resumed, ends as if never stopped.
+
+Training is killed (SIGKILL) or interrupted (SIGINT, Ctrl-C) at seeded random
+moments, then resumed; it must end exactly where an uninterrupted run ends.
 
 Each campaign runs `npformer train` in subprocesses (tests/fault_driver.py injects
 the faults from outside), restarting after every fault: with --resume when a

@@ -20,7 +20,8 @@ of npformer/exercises/solutions.py, which holds the model answers):
   embedding      embedding_forward(ids, W, P, pad_id)          embedding_backward(dy, cache)
   attention      attention_forward(q, k, v, mask)              attention_backward(dout, cache)
   mha            mha_forward(x_q, x_kv, W_q, W_k, W_v, W_o, mask, n_heads)   mha_backward(dy, cache)
-  cross_entropy  cross_entropy_forward(logits, targets, pad_id, smoothing)  cross_entropy_backward(dloss, cache)
+  cross_entropy  cross_entropy_forward(logits, targets, pad_id, smoothing)
+                 cross_entropy_backward(dloss, cache)
   adamw          adamw_step(p, g, m, v, t, lr, betas, eps, weight_decay) -> (p, m, v)
 
 A forward returns (output, cache); a backward returns the gradients of the
@@ -56,8 +57,10 @@ def check(name, *, verbose=True, seed=0, **functions):
 
 
 def check_functions(namespace, names=None, verbose=True):
-    """Check every exercise whose functions `namespace` (a dict, e.g. a module's vars())
-    defines, by their conventional names (softmax_forward, ...). -> {name: CheckResult}
+    """Check every exercise whose functions `namespace` defines; returns {name: CheckResult}.
+
+    `namespace` is a dict (e.g. a module's vars()); functions are found by their
+    conventional names (softmax_forward, ...).
     """
     results = {}
     for name, exercise in EXERCISES.items():

@@ -1,5 +1,7 @@
-"""The AdamW exercise: one optimizer step, checked over three steps against
-npformer.optim.AdamW (the same update as torch.optim.AdamW).
+"""The AdamW exercise: one optimizer step.
+
+It is checked over three steps against npformer.optim.AdamW (the same update as
+torch.optim.AdamW).
 
 Shapes: every array has the parameter's shape.
 """

@@ -292,7 +292,8 @@ def run(exercise, functions, seed=0):
     names = dict(zip(exercise.roles, exercise.functions))
     if not results:
         todo_names = [names[r] for r in exercise.roles]
-        notes = [f"Fill in {' and '.join(todo_names)} ({'they raise' if len(todo_names) > 1 else 'it raises'} "
+        raises = "they raise" if len(todo_names) > 1 else "it raises"
+        notes = [f"Fill in {' and '.join(todo_names)} ({raises} "
                  f"NotImplementedError), then run the check again."]
         return CheckResult(exercise.name, exercise.title, "not implemented", notes=notes)
     notes = [f"{names[role]}: not implemented yet" for role in sorted(not_yet)]
@@ -306,8 +307,11 @@ def run(exercise, functions, seed=0):
 
 
 def _shows(hint, case, got, want):
-    """Does the answer show the hint's mistake? A test that cannot tell says no, and so
-    does a test that the right answer would pass too (no repeated token: no scatter hint)."""
+    """Does the answer show the hint's mistake?
+
+    A test that cannot tell says no, and so does a test that the right answer
+    would pass too (no repeated token: no scatter hint).
+    """
     try:
         return bool(hint.test(case, got, want)) and not hint.test(case, dict(want), want)
     except Exception:
