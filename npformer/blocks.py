@@ -117,11 +117,16 @@ def residual(run, name, norm_name, x, sublayer):
     return norm(run, norm_name, add(run, name + ".residual", x, f))
 
 
-def encoder_layer(run, i, x, mask):
-    """Self-attention then feed-forward. Shapes: x (B,S,C), mask (B,1,S) -> (B,S,C)"""
-    attn, ffn = f"encoder.{i}.self_attn", f"encoder.{i}.ffn"
-    x = residual(run, attn, f"encoder.{i}.norm1", x, lambda h: self_attention(run, attn, h, mask))
-    x = residual(run, ffn, f"encoder.{i}.norm2", x, lambda h: feed_forward(run, ffn, h))
+def self_attention_block(run, prefix, x, mask, cache=None):
+    """Self-attention then feed-forward: an encoder layer, or with a causal mask a GPT layer.
+
+    Shapes: x (B,T,C), mask (Bm,Tm,T') -> (B,T,C)   (T' = T, or every position so far
+    with a key/value cache)
+    """
+    attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+    x = residual(run, attn, f"{prefix}.norm1", x,
+                 lambda h: self_attention(run, attn, h, mask, cache))
+    x = residual(run, ffn, f"{prefix}.norm2", x, lambda h: feed_forward(run, ffn, h))
     return x
 
 
@@ -141,13 +146,24 @@ def decoder_layer(run, i, y, memory, self_mask, cross_mask, cache=None):
     return y
 
 
+def self_attention_stack(run, name, n_layers, x, mask, caches=None):
+    """`n_layers` self-attention blocks "name.0", "name.1", ... (+ final norm "name.norm" for pre-LN).
+
+    The encoder of a translator or classifier (padding mask), and the whole of a
+    decoder-only language model (causal mask; with one KVCache per layer when generating).
+    Shapes: (B,T,C) -> (B,T,C)
+    """
+    for i in range(n_layers):
+        x = self_attention_block(run, f"{name}.{i}", x, mask,
+                                 caches[i] if caches is not None else None)
+    if run.cfg.norm_position == "pre":
+        x = norm(run, f"{name}.norm", x)
+    return x
+
+
 def encoder_stack(run, x, mask):
     """All encoder layers (+ final norm for pre-LN). Shapes: (B,S,C) -> (B,S,C)"""
-    for i in range(run.cfg.n_encoder_layers):
-        x = encoder_layer(run, i, x, mask)
-    if run.cfg.norm_position == "pre":
-        x = norm(run, "encoder.norm", x)
-    return x
+    return self_attention_stack(run, "encoder", run.cfg.n_encoder_layers, x, mask)
 
 
 def decoder_stack(run, y, memory, self_mask, cross_mask, caches=None):

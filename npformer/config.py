@@ -7,12 +7,14 @@ bounds far above anything this CPU project can train, so that a typo or a
 corrupt checkpoint cannot ask for terabytes.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 ACTIVATIONS = ("relu", "gelu")
 NORM_POSITIONS = ("pre", "post")
 POSITIONALS = ("sinusoidal", "learned")
 DTYPES = ("float32", "float64")
+KINDS = ("encoder-decoder", "decoder-only", "encoder-only")
+POOLINGS = ("mean", "first", "last")
 
 
 class ConfigError(ValueError):
@@ -92,6 +94,9 @@ class ModelConfig(_DictRoundTrip):
     ln_eps: float = 1e-5  # layer-norm epsilon
     dtype: str = "float32"  # "float32" for training, "float64" for gradient checks
     seed: int = 0  # seed of the parameter initialisation
+    kind: str = "encoder-decoder"  # or "decoder-only" (GPT-style LM), "encoder-only" (BERT-style)
+    n_classes: int = 0  # > 0: a classification head on the pooled body (not encoder-decoder)
+    pooling: str = "last"  # what the head reads: "last" real token, "first" (BOS), or "mean"
 
     def __post_init__(self):
         def need(cond, field, msg):
@@ -101,9 +106,23 @@ class ModelConfig(_DictRoundTrip):
         _check_types(self)
         for name, most in (("src_vocab_size", MAX_VOCAB), ("tgt_vocab_size", MAX_VOCAB),
                            ("d_model", MAX_WIDTH), ("n_heads", MAX_WIDTH), ("d_ff", MAX_WIDTH),
-                           ("max_len", MAX_LEN), ("n_encoder_layers", MAX_LAYERS),
-                           ("n_decoder_layers", MAX_LAYERS)):
+                           ("max_len", MAX_LEN)):
             need(1 <= getattr(self, name) <= most, name, f"must be an integer in [1, {most}]")
+        need(self.kind in KINDS, "kind", f"choose one of {KINDS}")
+        for name, stack in (("n_encoder_layers", "encoder"), ("n_decoder_layers", "decoder")):
+            low = 1 if stack in self.kind else 0
+            need(low <= getattr(self, name) <= (MAX_LAYERS if low else 0), name,
+                 f"must be in [1, {MAX_LAYERS}]" if low else f"must be 0: a {self.kind} model "
+                                                            f"has no {stack}")
+        need(0 <= self.n_classes <= MAX_VOCAB and self.n_classes != 1, "n_classes",
+             "must be 0 (no head) or at least 2")
+        if self.kind == "encoder-decoder":
+            need(self.n_classes == 0, "n_classes", "an encoder-decoder model has no "
+                                                   "classification head")
+        if self.kind == "encoder-only":
+            need(self.n_classes >= 2, "n_classes", "an encoder-only model is a classifier: "
+                                                   "it needs n_classes >= 2")
+        need(self.pooling in POOLINGS, "pooling", f"choose one of {POOLINGS}")
         need(self.d_model % self.n_heads == 0, "d_model",
              f"must be divisible by n_heads={self.n_heads} (head size = d_model / n_heads)")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
@@ -126,58 +145,101 @@ class ModelConfig(_DictRoundTrip):
         return self.d_model // self.n_heads
 
 
-DATA_KINDS = ("toy", "copy", "reverse")  # built-in corpora; anything else is a file path
+DATA_KINDS = ("toy", "copy", "reverse")  # built-in translation corpora; else a file path
 TOKENIZERS = ("word", "char", "bpe")
 SCHEDULES = ("warmup_cosine", "inverse_sqrt", "constant")
+TASKS = ("translate", "lm", "classify")  # what a run trains: see npformer/tasks.py
+TEXT_MODES = ("lines", "whole")
+ALL = TASKS
+
+
+def option(default, help, tasks=ALL):
+    """A TrainConfig field with its help text (the CLI's) and the tasks it applies to."""
+    return field(default=default, metadata={"help": help, "tasks": tasks})
 
 
 @dataclass(frozen=True)
 class TrainConfig(_DictRoundTrip):
-    """Everything `npformer train` needs; each CLI flag sets one field.
+    """Everything a training run needs: `npformer train`, `pretrain` and `finetune`.
 
-    The defaults train the built-in toy translator in about three minutes on a
-    2-core laptop CPU. Presets (PRESETS below) change a few fields at once.
+    Each field is one CLI flag (--field-name) of the commands whose task it
+    applies to; its help text is the `help` below. The defaults train the
+    built-in toy translator in about three minutes on a 2-core laptop CPU.
+    Presets (PRESETS below) change a few fields at once.
     """
 
+    task: str = option("translate", "what the run trains: translate, lm or classify "
+                                    "(set by the command)")
     # data
-    data: str = "toy"  # "toy", "copy", "reverse", or a .tsv file (source<TAB>target)
-    tgt_file: str = ""  # with data = a source .txt file: the line-aligned target file
-    valid_frac: float = 0.02  # share of a user corpus held out for validation
-    test_frac: float = 0.02  # share of a user corpus held out for testing
-    data_seed: int = 0  # seed of the toy corpus / of the user corpus split
+    data: str = option("toy", "training data: toy, copy, reverse, or a .tsv file of "
+                              "source<TAB>target lines (or a source .txt file together with "
+                              "--tgt-file); pretrain: toy, toy-english, toy-velan, toy-icl or a "
+                              "text file; finetune: a task name or a text<TAB>label .tsv file")
+    tgt_file: str = option("", "target side of a line-aligned pair of text files (source file "
+                               "in --data)", ("translate",))
+    text_mode: str = option("lines", "a text file is one document per line (lines) or one "
+                                     "stream (whole)", ("lm",))
+    data_size: int = option(0, "tokens of generated toy text (0 = the task's default)",
+                            ("lm", "classify"))
+    valid_frac: float = option(0.02, "fraction of a user corpus held out for validation")
+    test_frac: float = option(0.02, "fraction of a user corpus held out for testing")
+    data_seed: int = option(0, "seed of the toy corpus and of the user corpus split")
     # tokenizer
-    tokenizer: str = "word"  # "word", "char" or "bpe" (byte-level BPE, word parts)
-    vocab_size: int = 0  # cap per vocabulary incl. specials; 0 = all tokens seen (bpe: 8000)
-    shared_vocab: bool = False  # one vocabulary for source and target (needed to share embeddings)
+    tokenizer: str = option("word", "word, char, or bpe (byte-level BPE: word parts)")
+    vocab_size: int = option(0, "vocabulary size per side incl. specials; 0 = every token seen "
+                                "(bpe: 8000)")
+    shared_vocab: bool = option(False, "one vocabulary (and embedding) for source and target",
+                                ("translate",))
     # model (see ModelConfig for what each one means)
-    d_model: int = 64
-    n_heads: int = 4
-    d_ff: int = 256
-    n_layers: int = 2  # encoder layers = decoder layers = n_layers
-    max_len: int = 32  # longest sequence incl. BOS/EOS; longer training pairs are dropped
-    dropout: float = 0.1
-    activation: str = "relu"
-    norm_position: str = "pre"
-    positional: str = "sinusoidal"
-    tie_output: bool = True
+    d_model: int = option(64, "width of the model (C)")
+    n_heads: int = option(4, "attention heads (d_model must be divisible by it)")
+    d_ff: int = option(256, "hidden width of the feed-forward networks (F)")
+    n_layers: int = option(2, "layers of each stack (translate: encoder and decoder each)")
+    max_len: int = option(32, "longest sequence in tokens incl. BOS/EOS; longer training pairs "
+                              "are left out (pretrain: longer lines are cut into pieces)")
+    dropout: float = option(0.1, "dropout probability")
+    activation: str = option("relu", "relu or gelu")
+    norm_position: str = option("pre", "pre (pre-LN, default) or post (post-LN as in the "
+                                       "original paper)")
+    positional: str = option("sinusoidal", "sinusoidal or learned position encodings")
+    tie_output: bool = option(True, "output projection shares the target embedding matrix",
+                              ("translate", "lm"))
+    body: str = option("decoder-only", "classifier body when not started from a checkpoint: "
+                                       "decoder-only (causal, GPT-style) or encoder-only "
+                                       "(bidirectional)", ("classify",))
+    pooling: str = option("last", "what the classifier head reads: the last real token, the "
+                                  "first (BOS), or the mean", ("classify",))
+    init_from: str = option("", "start from this checkpoint's weights (finetune: a pretrained "
+                                "LM's body; train: an LM for the encoder and/or decoder)",
+                            ("translate", "classify"))
+    init_parts: str = option("encoder,decoder", "with --init-from: which stacks of the "
+                                                "translator start from the LM", ("translate",))
+    freeze_body: bool = option(False, "train the classification head only", ("classify",))
+    body_lr_scale: float = option(1.0, "learning rate of the pretrained body relative to the "
+                                       "head's", ("classify",))
     # optimisation
-    max_tokens: int = 2048  # padded tokens per batch: batch size = max_tokens / longest
-    lr: float = 2e-3  # peak learning rate
-    warmup_steps: int = 150  # linear warm-up steps
-    schedule: str = "warmup_cosine"  # "warmup_cosine", "inverse_sqrt" or "constant"
-    max_steps: int = 1000  # optimizer steps (the cosine schedule decays over them)
-    max_minutes: float = 2.6  # wall-clock budget of the training loop (0 = none)
-    weight_decay: float = 0.01  # AdamW decoupled weight decay (matrices only)
-    clip_norm: float = 1.0  # clip the global gradient norm to this (0 = off)
-    label_smoothing: float = 0.1
+    max_tokens: int = option(2048, "padded tokens per batch")
+    lr: float = option(2e-3, "peak learning rate")
+    warmup_steps: int = option(150, "learning-rate warm-up steps")
+    schedule: str = option("warmup_cosine", "warmup_cosine, inverse_sqrt or constant")
+    max_steps: int = option(1000, "optimizer steps")
+    max_minutes: float = option(2.6, "wall-clock budget of the training loop in minutes "
+                                     "(0 = none)")
+    weight_decay: float = option(0.01, "AdamW weight decay (weight matrices only)")
+    clip_norm: float = option(1.0, "clip the global gradient norm (0 = off)")
+    label_smoothing: float = option(0.1, "label smoothing of the target distribution")
     # evaluation, checkpoints, logging
-    eval_every: int = 250  # steps between validations (loss + BLEU on a sample)
-    eval_sentences: int = 200  # validation sentences decoded for BLEU at each validation
-    patience: int = 0  # stop after this many validations without a better BLEU (0 = off)
-    out_dir: str = "runs/toy"  # checkpoints, log.jsonl and curves.png go here
-    log_every: int = 50  # steps between progress lines / log records
-    seed: int = 0  # seed of initialisation, batch order and dropout
-    threads: int = 1  # BLAS threads; 1 is fastest for small models (docs/performance.md)
+    eval_every: int = option(250, "steps between validations")
+    eval_sentences: int = option(200, "validation sentences translated for BLEU at each "
+                                      "validation", ("translate",))
+    patience: int = option(0, "early stop after this many validations without a better score "
+                              "(0 = off)")
+    out_dir: str = option("runs/toy", "directory for checkpoints (best.npz, last.npz), "
+                                      "log.jsonl and curves.png")
+    log_every: int = option(50, "steps between progress lines")
+    seed: int = option(0, "seed of initialisation, batch order and dropout")
+    threads: int = option(1, "BLAS threads (1 is fastest for small models, see "
+                             "docs/performance.md)")
 
     def __post_init__(self):
         def need(cond, field, msg):
@@ -210,22 +272,45 @@ class TrainConfig(_DictRoundTrip):
         need(4 <= self.max_len <= MAX_LEN, "max_len", f"must be in [4, {MAX_LEN}]")
         need(1 <= self.n_layers <= MAX_LAYERS, "n_layers", f"must be in [1, {MAX_LAYERS}]")
         need(bool(self.out_dir), "out_dir", "must not be empty")
-        if self.data not in DATA_KINDS and not self.data.endswith(".tsv"):
+        need(self.task in TASKS, "task", f"choose one of {TASKS}")
+        need(self.text_mode in TEXT_MODES, "text_mode", f"choose one of {TEXT_MODES}")
+        need(self.body in ("decoder-only", "encoder-only"), "body",
+             "choose decoder-only or encoder-only")
+        need(self.pooling in POOLINGS, "pooling", f"choose one of {POOLINGS}")
+        need(0 <= self.data_size <= 1 << 30, "data_size", "must be in [0, 2**30]")
+        need(0.0 < self.body_lr_scale <= 1e3, "body_lr_scale", "must be in (0, 1000]")
+        parts = self.init_parts.split(",")
+        need(bool(parts) and set(parts) <= {"encoder", "decoder"}, "init_parts",
+             "a comma-separated subset of encoder,decoder")
+        if self.task == "translate" and self.data not in DATA_KINDS \
+                and not self.data.endswith(".tsv"):
             need(bool(self.tgt_file), "data",
                  "a file that is not .tsv needs --tgt-file (two line-aligned text files)")
-        self.model_config(10, 10)  # validates d_model/n_heads/... with ModelConfig's messages
+        self.model_config(10, 10, 2)  # validates d_model/n_heads/... with ModelConfig's messages
 
-    def model_config(self, src_vocab_size, tgt_vocab_size):
-        """The ModelConfig this training run builds, given the vocabulary sizes."""
+    def model_config(self, src_vocab_size, tgt_vocab_size, n_classes=0):
+        """The ModelConfig this training run builds, given the vocabulary sizes.
+
+        translate: an encoder-decoder; lm: a decoder-only model over tgt_vocab_size;
+        classify: the `body` kind over src_vocab_size with an n_classes head.
+        """
+        kind = {"translate": "encoder-decoder", "lm": "decoder-only"}.get(self.task, self.body)
+        if self.task == "lm":
+            src_vocab_size = tgt_vocab_size
+        if kind != "encoder-decoder":  # one vocabulary
+            tgt_vocab_size = src_vocab_size = max(src_vocab_size, tgt_vocab_size)
         return ModelConfig(
             src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
             d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff,
-            n_encoder_layers=self.n_layers, n_decoder_layers=self.n_layers,
+            n_encoder_layers=self.n_layers if "encoder" in kind else 0,
+            n_decoder_layers=self.n_layers if "decoder" in kind else 0,
             max_len=self.max_len, dropout=self.dropout, activation=self.activation,
             norm_position=self.norm_position, positional=self.positional,
             tie_output=self.tie_output,
-            share_embeddings=self.shared_vocab and src_vocab_size == tgt_vocab_size,
-            seed=self.seed)
+            share_embeddings=self.shared_vocab and src_vocab_size == tgt_vocab_size
+            and kind == "encoder-decoder",
+            seed=self.seed, kind=kind, n_classes=n_classes if self.task == "classify" else 0,
+            pooling=self.pooling)
 
 
 # Presets: named starting points; explicit flags override them.
