@@ -17,9 +17,10 @@ docs/toy_corpus.md ("Classification tasks").
   "agreement", ...): no word, and no count of words, tells the classes apart.
 - plural_subject: in "SUBJ says that CLAUSE .", is the subject of CLAUSE plural?
   The four combinations of main and inner subject number are equally frequent,
-  so spotting a plural noun anywhere is worth nothing; but the inner verb agrees
-  with its subject ("sleeps"/"sleep"), so a bag of words does solve it: it
-  teaches how agreement helps, the acceptability task is the hard one.
+  so the first subject's number is worth nothing (and "a plural subject
+  anywhere" is right only 3 times in 4); but the inner verb agrees with its
+  subject ("sleeps"/"sleep"), so a bag of words does solve it: it shows how
+  agreement gives a number away; the acceptability task is the hard one.
 - sentence_type (easy, for comparison): intransitive, transitive or reported.
 """
 import random

@@ -59,7 +59,8 @@ TASKS = _lexicon_tasks()
 def split_words(seed=0):
     """Each pretraining task's pairs -> {"train": {task: pairs}, "heldout": {task: pairs}}.
 
-    Held-out tasks have all their pairs under "heldout" and none under "train".
+    Held-out tasks have all their pairs under "heldout" and none under "train"; a
+    held-out pair is under "train" for no task.
     """
     splits = {"train": {}, "heldout": {}}
     for name, pairs in TASKS.items():
@@ -71,6 +72,11 @@ def split_words(seed=0):
         n_heldout = math.ceil(HELDOUT_WORD_FRACTION * len(pairs))
         splits["heldout"][name] = shuffled[:n_heldout]
         splits["train"][name] = shuffled[n_heldout:]
+    # A pair can belong to two tasks ("has -> have" is plain form and Velan singular):
+    # held out in one, it is kept out of every task's pretraining lines.
+    heldout_pairs = {pair for pairs in splits["heldout"].values() for pair in pairs}
+    for name, pairs in splits["train"].items():
+        splits["train"][name] = [pair for pair in pairs if pair not in heldout_pairs]
     return splits
 
 
