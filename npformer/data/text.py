@@ -18,7 +18,7 @@ train set that starts with the smaller one's lines, which is what a
 data-scaling study needs.
 
 `load_text` reads a user's UTF-8 file with the same errors as the translation
-loaders (npformer.data.io). Format notes: docs/toy_corpus.md, docs/data_formats.md.
+loaders (npformer.data.io). Details: docs/toy_corpus.md.
 """
 import math
 import random
