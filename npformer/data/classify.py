@@ -49,19 +49,19 @@ def _velan_chunks(words):
     chunks, i = [], 0
     while i < len(words):
         w = words[i]
-        noun = next((v for v, _ in grammar._VE_NOUN.get(w, []) if words[i:i + len(v)] == v), None)
+        noun = next((v for v, _ in grammar.VELAN_NOUNS.get(w, []) if words[i:i + len(v)] == v), None)
         if noun is not None:
-            after_article = chunks and chunks[-1][1] in ([a] for a in grammar._GENDER_OF_ARTICLE)
+            after_article = chunks and chunks[-1][1] in ([a] for a in grammar.GENDER_OF_ARTICLE)
             if not after_article:
                 chunks.append(["np", []])
             chunks[-1][1].extend(noun)  # all words of a two-word noun ("lern domo")
             i += len(noun)
             continue
-        if w in grammar._GENDER_OF_ARTICLE:
+        if w in grammar.GENDER_OF_ARTICLE:
             chunks.append(["np", [w]])
-        elif w == toy.NEGATION or (w in grammar._VE_VERB and chunks[-1][1] != [toy.NEGATION]):
+        elif w == toy.NEGATION or (w in grammar.VELAN_VERBS and chunks[-1][1] != [toy.NEGATION]):
             chunks.append(["verb", [w]])
-        elif w in grammar._POSTPOSITION:
+        elif w in grammar.POSTPOSITIONS:
             chunks.append(["post", [w]])
         elif w in (toy.COMPLEMENTIZER, "."):
             chunks.append(["ke" if w == toy.COMPLEMENTIZER else ".", [w]])
@@ -73,8 +73,8 @@ def _velan_chunks(words):
 
 def _noun_end(np_words):
     """Index just after the noun's last word in a noun-phrase chunk."""
-    k = 1 if np_words[0] in grammar._GENDER_OF_ARTICLE else 0
-    noun_words = next(v for v, _ in grammar._VE_NOUN[np_words[k]] if np_words[k:k + len(v)] == v)
+    k = 1 if np_words[0] in grammar.GENDER_OF_ARTICLE else 0
+    noun_words = next(v for v, _ in grammar.VELAN_NOUNS[np_words[k]] if np_words[k:k + len(v)] == v)
     return k + len(noun_words)
 
 
@@ -98,7 +98,7 @@ def _corrupt_agreement(rng, chunks):
 
 def _corrupt_gender(rng, chunks):
     """Swap the articles of two noun phrases that have different ones; None if impossible."""
-    nps = [c for c in chunks if c[0] == "np" and c[1][0] in grammar._GENDER_OF_ARTICLE]
+    nps = [c for c in chunks if c[0] == "np" and c[1][0] in grammar.GENDER_OF_ARTICLE]
     pairs = [(a, b) for i, a in enumerate(nps) for b in nps[i + 1:] if a[1][0] != b[1][0]]
     if not pairs:
         return None
@@ -112,7 +112,7 @@ def _corrupt_order(rng, chunks):
     options = ["verb"]
     if any(c[0] == "post" for c in chunks):
         options.append("post")
-    adjective_nps = [c for c in chunks if c[0] == "np" and c[1][-1] in grammar._VE_ADJECTIVE]
+    adjective_nps = [c for c in chunks if c[0] == "np" and c[1][-1] in grammar.VELAN_ADJECTIVES]
     if adjective_nps:
         options.append("adjective")
     option = rng.choice(options)
@@ -126,7 +126,7 @@ def _corrupt_order(rng, chunks):
         words = rng.choice(adjective_nps)[1]
         end = _noun_end(words)
         first_adjective = end + (words[end] == toy.PLURAL_MARKER)
-        noun_start = 1 if words[0] in grammar._GENDER_OF_ARTICLE else 0
+        noun_start = 1 if words[0] in grammar.GENDER_OF_ARTICLE else 0
         words.insert(noun_start, words.pop(first_adjective))
     return chunks
 

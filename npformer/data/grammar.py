@@ -20,32 +20,33 @@ from typing import NamedTuple
 
 from . import toy
 
-# --- lexicon lookups (built once from toy.py, the one home of the words) ---------
+# --- lexicon lookups (built once from toy.py, the one home of the words; the
+# VELAN_* and other public tables are also what classify.py reads Velan with) -------
 _NOUN_LISTS = {"animate": toy.ANIMATE_NOUNS, "thing": toy.THING_NOUNS,
                "place": toy.PLACE_NOUNS}
 _ALL_NOUNS = toy.ANIMATE_NOUNS + toy.THING_NOUNS + toy.PLACE_NOUNS
 _EN_NOUN = {}  # English word -> (noun entry, plural)
-_VE_NOUN = {}  # first Velan word -> [(Velan words, noun entry)], longest first
+VELAN_NOUNS = {}  # first Velan word -> [(Velan words, noun entry)], longest first
 for _entry in _ALL_NOUNS:
     _EN_NOUN[_entry[0]] = (_entry, False)
     _EN_NOUN[_entry[1]] = (_entry, True)
-    _VE_NOUN.setdefault(_entry[2].split()[0], []).append((_entry[2].split(), _entry))
-for _options in _VE_NOUN.values():
+    VELAN_NOUNS.setdefault(_entry[2].split()[0], []).append((_entry[2].split(), _entry))
+for _options in VELAN_NOUNS.values():
     _options.sort(key=lambda option: -len(option[0]))
 
 _VERB_LISTS = {"transitive": toy.TRANSITIVE_VERBS, "intransitive": toy.INTRANSITIVE_VERBS,
                "say": toy.SAY_VERBS}
 _VERB_KIND = {entry: kind for kind, verbs in _VERB_LISTS.items() for entry in verbs}
-_VE_VERB = {}  # Velan verb form -> (verb entry, plural)
+VELAN_VERBS = {}  # Velan verb form -> (verb entry, plural)
 for _entry in _VERB_KIND:
-    _VE_VERB[_entry[2] + "e"] = (_entry, False)
-    _VE_VERB[_entry[2] + "en"] = (_entry, True)
-_VE_ADJECTIVE = {}  # Velan adjective form -> (English adjective, gender)
+    VELAN_VERBS[_entry[2] + "e"] = (_entry, False)
+    VELAN_VERBS[_entry[2] + "en"] = (_entry, True)
+VELAN_ADJECTIVES = {}  # Velan adjective form -> (English adjective, gender)
 for _adjective, _stem in toy.ADJECTIVES.items():
-    _VE_ADJECTIVE[_stem + "o"] = (_adjective, "m")
-    _VE_ADJECTIVE[_stem + "a"] = (_adjective, "f")
-_POSTPOSITION = {post: prep for prep, (post, _) in toy.PREPOSITIONS.items()}
-_GENDER_OF_ARTICLE = {article: gender for gender, article in toy.ARTICLES.items()}
+    VELAN_ADJECTIVES[_stem + "o"] = (_adjective, "m")
+    VELAN_ADJECTIVES[_stem + "a"] = (_adjective, "f")
+POSTPOSITIONS = {post: prep for prep, (post, _) in toy.PREPOSITIONS.items()}
+GENDER_OF_ARTICLE = {article: gender for gender, article in toy.ARTICLES.items()}
 
 
 # --- the parse: the generator's choices, readable off either language ----------
@@ -212,23 +213,23 @@ def parse_english(text):
 # --- Velan -------------------------------------------------------------------------
 def _velan_np(words, i, nouns):
     article = _word(words, i)
-    definite = article in _GENDER_OF_ARTICLE
+    definite = article in GENDER_OF_ARTICLE
     i += definite
-    for noun_words, entry in _VE_NOUN.get(_word(words, i), []):
+    for noun_words, entry in VELAN_NOUNS.get(_word(words, i), []):
         if words[i:i + len(noun_words)] == noun_words:
             break
     else:
         _fail(words, i, "expected a noun")
     _check_noun(words, i, entry, nouns)
     gender = entry[3]
-    if definite and _GENDER_OF_ARTICLE[article] != gender:
+    if definite and GENDER_OF_ARTICLE[article] != gender:
         _fail(words, i, f"{article!r} does not match the noun's gender")
     i += len(noun_words)
     plural = _word(words, i) == toy.PLURAL_MARKER
     i += plural
     adjectives = []
-    while _word(words, i) in _VE_ADJECTIVE:
-        adjective, adjective_gender = _VE_ADJECTIVE[words[i]]
+    while _word(words, i) in VELAN_ADJECTIVES:
+        adjective, adjective_gender = VELAN_ADJECTIVES[words[i]]
         if adjective_gender != gender:
             _fail(words, i, "the adjective does not agree with the noun's gender")
         adjectives.insert(0, adjective)  # Velan mirrors the English order
@@ -240,9 +241,9 @@ def _velan_np(words, i, nouns):
 def _velan_verb(words, i, subject, kinds):
     negated = _word(words, i) == toy.NEGATION
     i += negated
-    if _word(words, i) not in _VE_VERB:
+    if _word(words, i) not in VELAN_VERBS:
         _fail(words, i, "expected a verb")
-    entry, plural = _VE_VERB[words[i]]
+    entry, plural = VELAN_VERBS[words[i]]
     if _VERB_KIND[entry] not in kinds:
         _fail(words, i, f"expected a {' or '.join(kinds)} verb")
     if plural != subject.plural:
@@ -254,13 +255,13 @@ def _velan_clause(words, i, allow_pp):
     """SUBJ [NP POSTPOSITION] [OBJ] [nu] VERB."""
     subject, i = _velan_np(words, i, toy.ANIMATE_NOUNS)
     obj = preposition = pp_object = None
-    while _word(words, i) != toy.NEGATION and _word(words, i) not in _VE_VERB:
+    while _word(words, i) != toy.NEGATION and _word(words, i) not in VELAN_VERBS:
         start = i
         phrase, i = _velan_np(words, i, _ALL_NOUNS)
-        if _word(words, i) in _POSTPOSITION:
+        if _word(words, i) in POSTPOSITIONS:
             if not allow_pp or preposition or obj:
                 _fail(words, i, "a postpositional phrase cannot stand here")
-            preposition = _POSTPOSITION[words[i]]
+            preposition = POSTPOSITIONS[words[i]]
             _check_noun(words, start, phrase.noun, toy.PREPOSITIONS[preposition][1])
             pp_object, i = phrase, i + 1
         elif obj is None:
