@@ -22,8 +22,6 @@ from . import toy
 
 # --- lexicon lookups (built once from toy.py, the one home of the words; the
 # VELAN_* and other public tables are also what classify.py reads Velan with) -------
-_NOUN_LISTS = {"animate": toy.ANIMATE_NOUNS, "thing": toy.THING_NOUNS,
-               "place": toy.PLACE_NOUNS}
 _ALL_NOUNS = toy.ANIMATE_NOUNS + toy.THING_NOUNS + toy.PLACE_NOUNS
 _EN_NOUN = {}  # English word -> (noun entry, plural)
 VELAN_NOUNS = {}  # first Velan word -> [(Velan words, noun entry)], longest first
