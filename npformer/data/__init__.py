@@ -1,8 +1,33 @@
-"""Translation data: the built-in toy corpus, symbol tasks, and loaders for user files."""
+"""Data: the built-in toy corpus, symbol tasks, loaders for user files, and the
+language-model side (toy text, classification tasks, grammar checker, entropy
+floor, in-context-learning prompts)."""
+from .baselines import logistic_regression_accuracy, majority_accuracy, naive_bayes_accuracy
+from .classify import TASKS, load_labelled_tsv, make_task
+from .entropy import entropy_floor, line_logprob, sentence_logprob, text_nll
+from .grammar import (
+    Ungrammatical,
+    is_grammatical_english,
+    is_grammatical_mixed,
+    is_grammatical_velan,
+    parse_english,
+    parse_velan,
+    why_not_english,
+    why_not_velan,
+)
+from .icl import evaluate_icl, make_icl_prompts, make_icl_text
 from .io import DataError, LoadResult, load_parallel, load_tsv, save_tsv, split_pairs
+from .text import load_text, make_toy_text
 from .toy import make_copy_task, make_reverse_task, make_toy_corpus, toy_sentence_pair
 
 __all__ = [
     "make_toy_corpus", "make_copy_task", "make_reverse_task", "toy_sentence_pair",
     "load_tsv", "load_parallel", "save_tsv", "split_pairs", "DataError", "LoadResult",
+    # language models
+    "make_toy_text", "load_text",
+    "TASKS", "make_task", "load_labelled_tsv",
+    "majority_accuracy", "naive_bayes_accuracy", "logistic_regression_accuracy",
+    "is_grammatical_english", "is_grammatical_velan", "is_grammatical_mixed",
+    "why_not_english", "why_not_velan", "parse_english", "parse_velan", "Ungrammatical",
+    "entropy_floor", "sentence_logprob", "line_logprob", "text_nll",
+    "make_icl_text", "make_icl_prompts", "evaluate_icl",
 ]
