@@ -19,10 +19,12 @@ from .tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 
 class Batch(NamedTuple):
+    """One batch. A language model has no src; a classifier has src = ids, tgt_out = labels."""
+
     src: np.ndarray  # (B,S) int64, padded with PAD_ID
     tgt_in: np.ndarray  # (B,T) int64: BOS + target
-    tgt_out: np.ndarray  # (B,T) int64: target + EOS
-    n_tokens: int  # non-padding target tokens (what the loss averages over)
+    tgt_out: np.ndarray  # (B,T) int64: target + EOS  (classifier: (B,) labels)
+    n_tokens: int  # what the loss averages over: non-padding targets (classifier: examples)
 
 
 def encode_pairs(pairs, src_tok, tgt_tok, max_len):
@@ -60,15 +62,21 @@ def collate(examples):
     return Batch(src, tgt_in, tgt_out, n_tokens)
 
 
-def bucket_batches(examples, max_tokens, seed, epoch, shuffle=True):
+def pair_length(example):
+    """Padded length of a (src ids, tgt ids) example: the longer side + BOS/EOS."""
+    return max(len(example[0]), len(example[1])) + 1
+
+
+def bucket_batches(examples, max_tokens, seed, epoch, shuffle=True, length=pair_length):
     """Index lists of one epoch's batches; B * longest sequence <= max_tokens.
 
-    A single example longer than max_tokens still gets a batch of its own.
+    `length(example)` is the padded length an example needs (tasks.py gives one
+    per task). A single example longer than max_tokens still gets a batch of its own.
     """
     if max_tokens <= 0:
         raise ValueError(f"max_tokens={max_tokens}: must be positive")
     rng = np.random.default_rng([seed, epoch])
-    lengths = np.array([max(len(s), len(t)) + 1 for s, t in examples])
+    lengths = np.array([length(e) for e in examples])
     tiebreak = rng.random(len(examples)) if shuffle else np.arange(len(examples))
     order = np.lexsort((tiebreak, lengths))  # by length, random among equal lengths
     batches, current, longest = [], [], 0

@@ -7,7 +7,8 @@ Layout of the file (a plain NumPy .npz, loaded with allow_pickle=False):
       {"format": "npformer-checkpoint", "version": 1,
        "model_config": {...}, "train_config": {...} or null,
        "src_tokenizer": {...}, "tgt_tokenizer": {...},
-       "optimizer_t": int or null, "state": {step, best_bleu, history, ...}}
+       "optimizer_t": int or null, "state": {step, best_score, history, ...},
+       "labels": [class names] (classifiers; else [])}
 Saving is atomic: the file is written next to its destination, flushed to disk,
 then renamed over it, so an interrupted save never corrupts the last good one.
 
@@ -32,7 +33,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .config import ConfigError, ModelConfig, TrainConfig
-from .model import Transformer, param_specs, upgrade_legacy_params
+from .model import Model, build_model, param_specs, upgrade_legacy_params
 from .tokenizers import TokenizerError, tokenizer_from_dict
 
 FORMAT = "npformer-checkpoint"
@@ -45,17 +46,18 @@ class CheckpointError(ValueError):
 
 
 class Checkpoint(NamedTuple):
-    model: Transformer
+    model: Model  # a Transformer, LanguageModel or Classifier (model_config.kind)
     src_tokenizer: object
     tgt_tokenizer: object
     train_config: Optional[dict]
     optimizer_state: Optional[dict]  # {"t", "exp_avg", "exp_avg_sq"} for AdamW.load_state_dict
     state: dict  # step, best score, log records, ... (whatever the trainer saved)
+    labels: list  # a classifier's class names, in the order of its outputs; else []
 
 
 # ------------------------------------------------------------------------ saving
 def save_checkpoint(path, model, src_tokenizer, tgt_tokenizer, train_config=None,
-                    optimizer_state=None, state=None):
+                    optimizer_state=None, state=None, labels=()):
     """Write a checkpoint atomically (temp file + fsync + rename); returns the path.
 
     A failure (disk full, unwritable directory) raises CheckpointError naming the
@@ -70,6 +72,7 @@ def save_checkpoint(path, model, src_tokenizer, tgt_tokenizer, train_config=None
         "tgt_tokenizer": tgt_tokenizer.to_dict(),
         "optimizer_t": None if optimizer_state is None else int(optimizer_state["t"]),
         "state": state or {},
+        "labels": list(labels),
     }
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     arrays.update({f"param/{k}": v for k, v in model.params.items()})
@@ -241,7 +244,7 @@ def load_checkpoint(path):
                 raise CheckpointError(f"{path}: parameter {k} holds NaN or infinite values")
         legacy = set(params) != set(param_specs(config))
         params = upgrade_legacy_params(params, config)  # separate W_q/W_k/W_v -> packed
-        model = Transformer(config, params)
+        model = build_model(config, params)
         src_tok = tokenizer_from_dict(meta["src_tokenizer"], where=f"{path} (source tokenizer)")
         tgt_tok = tokenizer_from_dict(meta["tgt_tokenizer"], where=f"{path} (target tokenizer)")
     except (KeyError, TypeError, ConfigError, TokenizerError, ValueError) as err:
@@ -265,5 +268,10 @@ def load_checkpoint(path):
                 data = {k: v for k, v in data.items() if not k.startswith(prefix)}
                 data.update({prefix + k: v for k, v in found.items()})
     optimizer_state = _check_optimizer(meta, data, model.params, path)
+    labels = meta.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) \
+            or len(labels) != config.n_classes or len(set(labels)) != len(labels):
+        raise CheckpointError(f"{path}: labels {str(labels)[:60]} do not fit the model's "
+                              f"{config.n_classes} classes")
     return Checkpoint(model, src_tok, tgt_tok, meta.get("train_config"), optimizer_state,
-                      meta["state"])
+                      meta["state"], labels)

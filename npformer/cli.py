@@ -17,6 +17,8 @@ import json
 import math
 import subprocess
 import sys
+
+import numpy as np
 from pathlib import Path
 
 from . import __version__
@@ -55,46 +57,6 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
     return convert
 
 
-# Help text for every TrainConfig field; the flag is --field-name (one flag per field).
-TRAIN_HELP = {
-    "data": "training data: toy, copy, reverse, or a .tsv file of source<TAB>target lines "
-            "(or a source .txt file together with --tgt-file)",
-    "tgt_file": "target side of a line-aligned pair of text files (source file in --data)",
-    "valid_frac": "fraction of a user corpus held out for validation",
-    "test_frac": "fraction of a user corpus held out for testing",
-    "data_seed": "seed of the toy corpus and of the user corpus split",
-    "tokenizer": "word, char, or bpe (byte-level BPE: word parts)",
-    "vocab_size": "vocabulary size per side incl. specials; 0 = every token seen (bpe: 8000)",
-    "shared_vocab": "one vocabulary (and embedding) for source and target",
-    "d_model": "width of the model (C)",
-    "n_heads": "attention heads (d_model must be divisible by it)",
-    "d_ff": "hidden width of the feed-forward networks (F)",
-    "n_layers": "encoder layers and decoder layers (each)",
-    "max_len": "longest sequence in tokens incl. BOS/EOS; longer training pairs are left out",
-    "dropout": "dropout probability",
-    "activation": "relu or gelu",
-    "norm_position": "pre (pre-LN, default) or post (post-LN as in the original paper)",
-    "positional": "sinusoidal or learned position encodings",
-    "tie_output": "output projection shares the target embedding matrix",
-    "max_tokens": "padded tokens per batch",
-    "lr": "peak learning rate",
-    "warmup_steps": "learning-rate warm-up steps",
-    "schedule": "warmup_cosine, inverse_sqrt or constant",
-    "max_steps": "optimizer steps",
-    "max_minutes": "wall-clock budget of the training loop in minutes (0 = none)",
-    "weight_decay": "AdamW weight decay (weight matrices only)",
-    "clip_norm": "clip the global gradient norm (0 = off)",
-    "label_smoothing": "label smoothing of the target distribution",
-    "eval_every": "steps between validations",
-    "eval_sentences": "validation sentences translated for BLEU at each validation",
-    "patience": "early stop after this many validations without a better BLEU (0 = off)",
-    "out_dir": "directory for checkpoints (best.npz, last.npz), log.jsonl and curves.png",
-    "log_every": "steps between progress lines",
-    "seed": "seed of initialisation, batch order and dropout",
-    "threads": "BLAS threads (1 is fastest for small models, see docs/performance.md)",
-}
-
-
 def _bool(text):
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -129,19 +91,57 @@ def _check_writable(path, flag):
         raise UsageError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
 
 
-def _load_model(path):
+# What each kind of model is called, where its command saves it, and what uses it.
+MODEL_KINDS = {"Transformer": ("translator", DEFAULT_MODEL, "npformer train", "translate, eval"),
+               "LanguageModel": ("language model", "runs/lm/best.npz", "npformer pretrain",
+                                 "generate, eval"),
+               "Classifier": ("classifier", "runs/classify/best.npz", "npformer finetune",
+                              "classify, eval")}
+
+
+def _load_model(path, want=None):
+    """A checkpoint; `want` (a model class name) must match, else a one-line error."""
     from .checkpoint import CheckpointError, load_checkpoint
 
     try:
-        return load_checkpoint(path)
+        ckpt = load_checkpoint(path)
     except CheckpointError as err:
-        hint = " (train one first with: npformer train)" if str(path) == DEFAULT_MODEL else ""
+        made_by = {info[1]: info[2] for info in MODEL_KINDS.values()}
+        hint = f" (train one first with: {made_by[str(path)]})" if str(path) in made_by else ""
         raise UsageError(f"{err}{hint}") from None
+    have = type(ckpt.model).__name__
+    if want is not None and have != want:
+        name, _, _, commands = MODEL_KINDS[have]
+        raise UsageError(f"{path} holds a {name}, not a {MODEL_KINDS[want][0]}; use it with: "
+                         f"npformer {commands}")
+    return ckpt
+
+
+def _serve(args, answer):
+    """Answer the texts given as arguments, else the lines of stdin, else an interactive prompt.
+
+    `answer(list of texts) -> list of output strings`.
+    """
+    lines, interactive = _read_sentences(args)
+    if not interactive:
+        for out in answer(lines):
+            print(out)
+        return 0
+    print("type a line and press Enter (empty line or Ctrl-D to quit)", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        print(answer([line])[0])
+    return 0
 
 
 # ------------------------------------------------------------------- commands
 def train_config_from_args(args):
-    """The TrainConfig of a `train` command line: preset, then the flags given.
+    """The TrainConfig of a training command line: preset, then the flags given.
 
     With --resume the run's saved configuration is the starting point instead,
     and only the flags given explicitly may change it (see train.resume_config).
@@ -150,13 +150,20 @@ def train_config_from_args(args):
     from .train import resume_config
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name) is not None}
+             if getattr(args, f.name, None) is not None and f.name != "task"}
+    preset = getattr(args, "preset", None)
     if args.resume:
-        if args.preset is not None:
+        if preset is not None:
             raise UsageError("--preset cannot be combined with --resume (the run keeps the "
                              "configuration it was started with)")
-        return resume_config(given.get("out_dir", TrainConfig().out_dir), **given)
-    return TrainConfig(**{**PRESETS[args.preset or "toy"], **given})
+        cfg = resume_config(given.get("out_dir", PRESETS[args.presets[0]].get(
+            "out_dir", TrainConfig().out_dir)), **given)
+        if cfg.task != args.task:
+            command = {"translate": "train", "lm": "pretrain", "classify": "finetune"}[cfg.task]
+            raise UsageError(f"{cfg.out_dir} holds a {cfg.task} run; resume it with: npformer "
+                             f"{command} --resume --out-dir {cfg.out_dir}")
+        return cfg
+    return TrainConfig(**{**PRESETS[preset or args.presets[0]], **given, "task": args.task})
 
 
 def cmd_train(args):
@@ -164,9 +171,9 @@ def cmd_train(args):
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data import DataError
-    from .evaluation import evaluate
+    from .tasks import TASKS, Built
     from .tokenizers import TokenizerError
-    from .train import TrainingError, load_corpus, train
+    from .train import TrainingError, train
 
     from .distributed import DistributedError, launch_command, mpi_size_from_env, rank_from_env
 
@@ -192,19 +199,22 @@ def cmd_train(args):
         return 0
     out = Path(cfg.out_dir)
     ckpt = _load_model(out / "best.npz")
-    splits, _ = load_corpus(cfg)
+    task = TASKS[cfg.task]
+    splits, _ = task.load(cfg)
+    built = Built(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.labels, "")
     if splits["test"]:
-        result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, splits["test"])
-        print(f"test split ({result['n']} sentences, best checkpoint, greedy): "
-              f"BLEU {result['bleu']:.2f}, exact match {100 * result['exact_match']:.1f}%")
-        for (src, ref), hyp in list(zip(splits["test"], result["hypotheses"]))[:3]:
-            print(f"  source:     {src}\n  reference:  {ref}\n  model:      {hyp}")
+        print("\n".join(task.report(built, cfg, splits["test"])))
     else:
         print(f"no test split (--test-frac {cfg.test_frac} of a small corpus): not scored")
-    best = max((h["bleu"] for h in history if h["type"] == "valid"), default=float("nan"))
-    print(f"best validation BLEU {best:.2f}; wrote {out / 'best.npz'}, {out / 'last.npz'}, "
-          f"{out / 'log.jsonl'}, {out / 'curves.png'}")
-    print(f'next: npformer translate --model {out / "best.npz"} "<a sentence>"')
+    last = next((h for h in reversed(history) if h["type"] == "valid"), None)
+    if last:
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("type", "step"))
+        print(f"last validation (step {last['step']}): {scores}")
+    print(f"wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'log.jsonl'}, "
+          f"{out / 'curves.png'}")
+    use = {"translate": 'translate --model {} "<a sentence>"', "lm": 'generate --model {} "<a '
+           'prompt>"', "classify": 'classify --model {} "<a sentence>"'}[cfg.task]
+    print(f"next: npformer {use.format(out / 'best.npz')}")
     return 0
 
 
@@ -259,66 +269,132 @@ def _translate_lines(ckpt, lines, args):
 def cmd_translate(args):
     """Translate sentences from the arguments, standard input, or an interactive prompt."""
     _set_threads(args.threads)
-    ckpt = _load_model(args.model)
-    lines, interactive = _read_sentences(args)
-    if not interactive:
-        for out in _translate_lines(ckpt, lines, args):
-            print(out)
-        return 0
-    print("type a sentence and press Enter (empty line or Ctrl-D to quit)", file=sys.stderr)
-    while True:
-        try:
-            line = input("> ")
-        except EOFError:
-            break
-        if not line.strip():
-            break
-        print(_translate_lines(ckpt, [line], args)[0])
-    return 0
+    ckpt = _load_model(args.model, "Transformer")
+    return _serve(args, lambda lines: _translate_lines(ckpt, lines, args))
+
+
+def cmd_generate(args):
+    """Continue prompts with a language model (arguments, standard input, or interactive)."""
+    from .decoding import continue_text
+
+    _set_threads(args.threads)
+    ckpt = _load_model(args.model, "LanguageModel")
+    tok, limit = ckpt.src_tokenizer, ckpt.model.config.max_len - 1
+    rng = __import__("numpy").random.default_rng(args.seed)
+
+    def answer(prompts):
+        outputs = []
+        for prompt in prompts:
+            ids = tok.encode(prompt)
+            if len(ids) >= limit:
+                print(f"note: the prompt has {len(ids)} tokens; the model reads at most "
+                      f"{limit - 1} before it continues, so its start is cut off", file=sys.stderr)
+                ids = ids[len(ids) - limit + 1:]
+            for new in continue_text(ckpt.model, ids, args.max_new_tokens, args.temperature,
+                                     args.top_k, args.top_p, rng, n=args.n):
+                outputs.append(" ".join(x for x in (prompt.strip(), tok.decode(new)) if x))
+        return outputs
+
+    return _serve(args, answer)
+
+
+def cmd_classify(args):
+    """Label texts with a classifier (arguments, standard input, or interactive)."""
+    from .tokenizers import BOS_ID, EOS_ID
+
+    _set_threads(args.threads)
+    ckpt = _load_model(args.model, "Classifier")
+    tok, limit = ckpt.src_tokenizer, ckpt.model.config.max_len - 2
+
+    def answer(texts):
+        outputs = []
+        for text in texts:  # one at a time: no padding, and the output order is the input's
+            ids = [BOS_ID] + tok.encode(text)[:limit] + [EOS_ID]
+            probs = ckpt.model.predict([ids])[0]  # (K,)
+            best = int(probs.argmax())
+            outputs.append(f"{ckpt.labels[best]}\t{probs[best]:.3f}\t{text}")
+        return outputs
+
+    return _serve(args, answer)
+
+
+TASK_OF_MODEL = {"Transformer": "translate", "LanguageModel": "lm", "Classifier": "classify"}
+
+
+def _eval_items(args, ckpt, task):
+    """What `npformer eval` scores: --data FILE, or a split of the model's own training data."""
+    from .config import TrainConfig
+    from .data import DataError, load_labelled_tsv, load_text, load_tsv
+
+    cfg = TrainConfig.from_dict(ckpt.train_config) if ckpt.train_config else None
+    try:
+        if args.data:
+            loaders = {"translate": lambda f: load_tsv(f).pairs, "lm": load_text,
+                       "classify": load_labelled_tsv}
+            items, where = loaders[task.name](args.data), args.data
+        else:
+            if cfg is None:
+                raise UsageError("this checkpoint has no training config; pass --data FILE")
+            items, where = task.load(cfg)[0][args.split], f"{args.split} split"
+    except (DataError, OSError) as err:
+        raise UsageError(str(err)) from None
+    items = items[: args.limit] if args.limit else items
+    if not items:
+        raise UsageError(f"{where}: nothing to evaluate")
+    if cfg is None:
+        cfg = TrainConfig(task=task.name, max_len=ckpt.model.config.max_len)
+    return items, where, cfg
 
 
 def cmd_eval(args):
-    """Score a model on a split of its training data or on a TSV file."""
-    from .config import TrainConfig
-    from .data import DataError, load_tsv
-    from .evaluation import evaluate
-    from .train import load_corpus
+    """Score a model on a split of its training data or on a file of its kind.
+
+    translator: BLEU and exact match; language model: loss and perplexity;
+    classifier: accuracy and the confusion matrix.
+    """
+    from .evaluation import evaluate, validation_loss
+    from .tasks import TASKS, Built, confusion_matrix, format_confusion
 
     _set_threads(args.threads)
     if args.json:  # fail now, not after minutes of decoding
         _check_writable(Path(args.json), "--json")
     ckpt = _load_model(args.model)
-    try:
-        if args.data:
-            pairs = load_tsv(args.data).pairs
-            where = args.data
-        else:
-            if ckpt.train_config is None:
-                raise UsageError("this checkpoint has no training config; pass --data FILE.tsv")
-            splits, _ = load_corpus(TrainConfig.from_dict(ckpt.train_config))
-            pairs, where = splits[args.split], f"{args.split} split"
-    except (DataError, OSError) as err:
-        raise UsageError(str(err)) from None
-    if args.limit:
-        pairs = pairs[: args.limit]
-    if not pairs:
-        raise UsageError(f"{where}: no sentence pairs to evaluate")
-    kw = {"beam_size": args.beam} if args.beam > 1 else {}
-    result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, pairs,
-                      method="beam" if args.beam > 1 else "greedy", **kw)
-    decoding = f"beam {args.beam}" if args.beam > 1 else "greedy"
-    print(f"{'data':<14} {where}\n{'sentences':<14} {result['n']}\n{'decoding':<14} {decoding}\n"
-          f"{'BLEU':<14} {result['bleu']:.2f}\n{'exact match':<14} "
-          f"{100 * result['exact_match']:.2f}%")
-    for (src, ref), hyp in list(zip(pairs, result["hypotheses"]))[: args.show]:
-        mark = "=" if hyp == ref else "x"
-        print(f"[{mark}] {src}\n    ref: {ref}\n    hyp: {hyp}")
+    task = TASKS[TASK_OF_MODEL[type(ckpt.model).__name__]]
+    items, where, cfg = _eval_items(args, ckpt, task)
+    print(f"{'data':<14} {where}\n{'model':<14} {MODEL_KINDS[type(ckpt.model).__name__][0]}")
+    built = Built(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.labels, "")
+    if task.name == "translate":
+        kw = {"beam_size": args.beam} if args.beam > 1 else {}
+        result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, items,
+                          method="beam" if args.beam > 1 else "greedy", **kw)
+        decoding = f"beam {args.beam}" if args.beam > 1 else "greedy"
+        print(f"{'sentences':<14} {result['n']}\n{'decoding':<14} {decoding}\n"
+              f"{'BLEU':<14} {result['bleu']:.2f}\n{'exact match':<14} "
+              f"{100 * result['exact_match']:.2f}%")
+        for (src, ref), hyp in list(zip(items, result["hypotheses"]))[: args.show]:
+            mark = "=" if hyp == ref else "x"
+            print(f"[{mark}] {src}\n    ref: {ref}\n    hyp: {hyp}")
+        report = {"decoding": decoding, "bleu": result["bleu"],
+                  "exact_match": result["exact_match"], "n": result["n"],
+                  "sentences": [{"source": s, "reference": r, "hypothesis": h}
+                                for (s, r), h in zip(items, result["hypotheses"])]}
+    elif task.name == "lm":
+        examples, _ = task.encode(items, built, cfg)
+        loss = validation_loss(ckpt.model, examples, cfg.max_tokens, task)
+        perplexity = float(np.exp(min(loss, 50.0)))
+        print(f"{'lines':<14} {len(items)}\n{'loss':<14} {loss:.4f} nats/token\n"
+              f"{'perplexity':<14} {perplexity:.3f}")
+        report = {"loss": loss, "perplexity": perplexity, "n": len(items)}
+    else:
+        examples, _ = task.encode(items, built, cfg)
+        matrix = confusion_matrix(ckpt.model, examples, cfg.max_tokens, task)
+        acc = float(np.trace(matrix) / max(matrix.sum(), 1))
+        print(f"{'examples':<14} {int(matrix.sum())}\n{'accuracy':<14} {100 * acc:.2f}%\n"
+              f"{format_confusion(matrix, ckpt.labels)}")
+        report = {"accuracy": acc, "n": int(matrix.sum()), "labels": ckpt.labels,
+                  "confusion": matrix.tolist()}
     if args.json:
-        rows = [{"source": s, "reference": r, "hypothesis": h}
-                for (s, r), h in zip(pairs, result["hypotheses"])]
-        text = json.dumps({"data": where, "decoding": decoding, "bleu": result["bleu"],
-                           "exact_match": result["exact_match"], "n": result["n"],
-                           "sentences": rows}, indent=1, ensure_ascii=False)
+        text = json.dumps({"data": where, **report}, indent=1, ensure_ascii=False)
         try:
             Path(args.json).write_text(text, encoding="utf-8")
         except OSError as err:  # the scores above are printed already
@@ -401,8 +477,38 @@ def cmd_exercises(args):
 
 
 # --------------------------------------------------------------------- parser
+def training_command(sub, name, help, description, examples):
+    """A training command: one flag per TrainConfig field of its task, presets, resume."""
+    from .config import COMMAND_PRESETS, COMMAND_TASKS, PRESETS, TrainConfig
+
+    task, presets = COMMAND_TASKS[name], COMMAND_PRESETS[name]
+    p = sub.add_parser(name, help=help, description=description,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  " + "\n  ".join(examples))
+    if len(presets) > 1:
+        p.add_argument("--preset", choices=sorted(presets), default=None,
+                       help=f"starting point for all options ({presets[0]} when not given); "
+                            "flags override it; not with --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="continue exactly from OUT_DIR/last.npz")
+    p.add_argument("--workers", type=_number(int, 1, 1024), default=1,
+                   help=f"data-parallel processes, started with mpiexec (needs the mpi extra; "
+                        f"the same as: mpiexec -n N npformer {name} ...)")
+    defaults = TrainConfig(**PRESETS[presets[0]])
+    aliases = {("finetune", "init_from"): ["--from"], ("finetune", "data"): ["--task"]}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "task" or task not in f.metadata["tasks"]:
+            continue
+        kind = _bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))
+        flags = ["--" + f.name.replace("_", "-"), *aliases.get((name, f.name), [])]
+        p.add_argument(*flags, dest=f.name, type=kind, default=None,
+                       metavar=f.name.upper() if kind is not _bool else "BOOL",
+                       help=f"{f.metadata['help']} (default {getattr(defaults, f.name)!r})")
+    p.set_defaults(func=cmd_train, task=task, presets=presets)
+    return p
+
+
 def build_parser():
-    from .config import PRESETS, TrainConfig
 
     parser = Parser(
         prog="npformer", description="An educational encoder-decoder transformer in NumPy.",
@@ -416,30 +522,34 @@ def build_parser():
                        help="BLAS threads (default 1: fastest for small models, see "
                             "docs/performance.md)")
 
-    p = sub.add_parser(
-        "train", help="train a translator (default: the built-in toy, about 3 minutes)",
+    training_command(
+        sub, "train", help="train a translator (default: the built-in toy, about 3 minutes)",
         description="Train an encoder-decoder transformer. With no arguments it trains the "
                     "built-in toy English->Velan translator.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  npformer train\n  npformer train --preset copy\n"
-               "  npformer train --preset tsv --data pairs.tsv --max-minutes 10\n"
-               "  npformer train --data train.de --tgt-file train.en --tokenizer bpe\n"
-               "  npformer train --resume --out-dir runs/toy --max-minutes 5")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="starting point for all options (toy when not given); flags override "
-                        "it; not with --resume")
-    p.add_argument("--resume", action="store_true",
-                   help="continue exactly from OUT_DIR/last.npz")
-    p.add_argument("--workers", type=_number(int, 1, 1024), default=1,
-                   help="data-parallel processes, started with mpiexec (needs the mpi extra; "
-                        "the same as: mpiexec -n N npformer train ...)")
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        kind = _bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                       metavar=f.name.upper() if kind is not _bool else "BOOL",
-                       help=f"{TRAIN_HELP[f.name]} (default {getattr(defaults, f.name)!r})")
-    p.set_defaults(func=cmd_train)
+        examples=["npformer train", "npformer train --preset copy",
+                  "npformer train --preset tsv --data pairs.tsv --max-minutes 10",
+                  "npformer train --data train.de --tgt-file train.en --tokenizer bpe",
+                  "npformer train --resume --out-dir runs/toy --max-minutes 5",
+                  "npformer train --init-from runs/lm/best.npz --out-dir runs/toy-from-lm"])
+    training_command(
+        sub, "pretrain", help="pretrain a decoder-only language model (next-token prediction)",
+        description="Train a GPT-style language model to predict the next token. With no "
+                    "arguments it pretrains on generated toy text (English, Velan and "
+                    "'English = Velan' lines) in about 4 minutes.",
+        examples=["npformer pretrain", "npformer pretrain --data my_text.txt --tokenizer bpe",
+                  "npformer pretrain --data toy-icl --out-dir runs/icl",
+                  "npformer pretrain --resume --out-dir runs/lm"])
+    training_command(
+        sub, "finetune", help="fine-tune a pretrained LM as a classifier (or train one from "
+                              "scratch)",
+        description="Train a classifier: a new head on a pretrained language model's body "
+                    "(--from), the same architecture from scratch (--from ... --scratch true), "
+                    "or a small model of its own (no --from).",
+        examples=["npformer finetune --from runs/lm/best.npz --task acceptability",
+                  "npformer finetune --from runs/lm/best.npz --scratch true --out-dir runs/ft0",
+                  "npformer finetune --from runs/lm/best.npz --data reviews.tsv "
+                  "--body-lr-scale 0.3",
+                  "npformer finetune --task plural_subject --body encoder-only"])
 
     p = sub.add_parser(
         "translate", help="translate sentences with a trained model",
@@ -467,22 +577,68 @@ def build_parser():
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser(
-        "eval", help="BLEU and exact match of a model on a data split or a TSV file",
+        "eval", help="score a model: BLEU (translator), perplexity (LM), accuracy (classifier)",
+        description="Score a model on a split of its own training data or on a file: a "
+                    "translator by BLEU and exact match, a language model by loss and "
+                    "perplexity, a classifier by accuracy and its confusion matrix.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  npformer eval\n  npformer eval --split valid --show 5\n"
-               "  npformer eval --data my_test.tsv --beam 4 --json results.json")
+               "  npformer eval --data my_test.tsv --beam 4 --json results.json\n"
+               "  npformer eval --model runs/lm/best.npz\n"
+               "  npformer eval --model runs/classify/best.npz --data labelled.tsv")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint (default {DEFAULT_MODEL})")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test",
                    help="split of the model's own training data (default test)")
-    p.add_argument("--data", help="evaluate on this TSV file instead")
+    p.add_argument("--data", help="evaluate on this file instead: source<TAB>target .tsv "
+                                  "(translator), text (LM), text<TAB>label .tsv (classifier)")
     p.add_argument("--beam", type=_number(int, 1, 1000), default=1, help="beam size (1 = greedy)")
     p.add_argument("--limit", type=_number(int, 0), default=0,
-                   help="only the first N pairs (0 = all)")
+                   help="only the first N pairs, lines or examples (0 = all)")
     p.add_argument("--show", type=_number(int, 0), default=0,
                    help="print the first N translations")
-    p.add_argument("--json", help="also write scores and every translation to this JSON file")
+    p.add_argument("--json", help="also write the scores (and every translation) to this "
+                                  "JSON file")
     threads(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "generate", help="continue a prompt with a pretrained language model",
+        description="Continue each prompt given as an argument, else each line of standard "
+                    "input, else ask interactively. Greedy by default; --temperature > 0 "
+                    "samples. Generation uses the key/value cache.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n  npformer generate "the old woman"\n'
+               '  npformer generate --temperature 0.8 --top-k 10 --n 3 "the dog ="\n'
+               "  npformer generate --model runs/icl/best.npz < prompts.txt")
+    p.add_argument("text", nargs="*", help="prompts to continue")
+    p.add_argument("--model", default="runs/lm/best.npz",
+                   help="checkpoint of a language model (default runs/lm/best.npz)")
+    p.add_argument("--max-new-tokens", type=_number(int, 1, 1 << 15), default=40,
+                   help="tokens to add at most (default 40; also bounded by the model's max_len)")
+    p.add_argument("--temperature", type=_number(float, 0.0, 100.0), default=0.0,
+                   help="0 = greedy (default); > 0 samples, < 1 sharper, > 1 flatter")
+    p.add_argument("--top-k", type=_number(int, 0), default=0,
+                   help="sample from the k best tokens (0 = all)")
+    p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0,
+                   help="nucleus sampling mass in (0, 1] (1 = off)")
+    p.add_argument("--n", type=_number(int, 1, 100), default=1,
+                   help="continuations per prompt (default 1)")
+    p.add_argument("--seed", type=_number(int, 0), default=0, help="seed for sampling")
+    threads(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "classify", help="label sentences with a fine-tuned classifier",
+        description="Print label, probability and text for each text given as an argument, "
+                    "else each line of standard input, else ask interactively.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n  npformer classify "lo kan vide la gato ."\n'
+               "  npformer classify --model runs/classify/best.npz < sentences.txt")
+    p.add_argument("text", nargs="*", help="texts to classify")
+    p.add_argument("--model", default="runs/classify/best.npz",
+                   help="checkpoint of a classifier (default runs/classify/best.npz)")
+    threads(p)
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser(
         "data", help="write a built-in corpus (toy, copy, reverse) as TSV",

@@ -214,6 +214,8 @@ class TrainConfig(_DictRoundTrip):
                             ("translate", "classify"))
     init_parts: str = option("encoder,decoder", "with --init-from: which stacks of the "
                                                 "translator start from the LM", ("translate",))
+    scratch: bool = option(False, "with --init-from: take only the architecture and tokenizer, "
+                                  "not the weights (the from-scratch baseline)", ("classify",))
     freeze_body: bool = option(False, "train the classification head only", ("classify",))
     body_lr_scale: float = option(1.0, "learning rate of the pretrained body relative to the "
                                        "head's", ("classify",))
@@ -313,7 +315,8 @@ class TrainConfig(_DictRoundTrip):
             pooling=self.pooling)
 
 
-# Presets: named starting points; explicit flags override them.
+# Presets: named starting points; explicit flags override them. Each belongs to the
+# command of its task (COMMAND_PRESETS); the first listed is the command's default.
 PRESETS = {
     "toy": {},  # the defaults: built-in toy translator, word tokenizer, ~3 minutes
     "copy": dict(data="copy", out_dir="runs/copy", max_steps=800, max_minutes=1.0,
@@ -328,3 +331,19 @@ PRESETS = {
                 schedule="inverse_sqrt", warmup_steps=400, max_steps=100000, max_minutes=10.0,
                 eval_every=500, out_dir="runs/tsv"),
 }
+# A decoder-only LM on generated toy text (English, Velan and "English = Velan" lines),
+# sized to reach its perplexity target within 5 CPU minutes (docs/language_models.md)
+PRESETS["lm"] = dict(task="lm", data="toy", data_size=300_000, d_model=96, n_heads=4,
+                     d_ff=384, n_layers=3, max_len=64, max_tokens=4096, lr=3e-3,
+                     warmup_steps=100, max_steps=1500, max_minutes=4.0, eval_every=250,
+                     dropout=0.1, label_smoothing=0.0, out_dir="runs/lm")
+# Fine-tuning a classifier (by default on the toy acceptability task); with
+# --init-from the architecture comes from the pretrained model
+PRESETS["classify"] = dict(task="classify", data="acceptability", max_len=64,
+                           max_tokens=2048, lr=1e-3, warmup_steps=30, max_steps=400,
+                           max_minutes=3.0, eval_every=100, label_smoothing=0.0,
+                           out_dir="runs/classify")
+COMMAND_PRESETS = {"train": ("toy", "copy", "reverse", "tsv"), "pretrain": ("lm",),
+                   "finetune": ("classify",)}
+COMMAND_TASKS = {"train": "translate", "pretrain": "lm", "finetune": "classify"}
+

@@ -373,3 +373,54 @@ def translate_ids(model, src_rows, method="greedy", batch_size=64, **kwargs):
         for i, out in zip(batch, outputs):
             results[i] = out
     return results
+
+
+# ------------------------------------------------------- language-model generation
+def continue_text(model, prompt, max_new_tokens=None, temperature=0.0, top_k=0, top_p=1.0,
+                  rng=None, n=1, bos_id=BOS_ID, eos_id=EOS_ID, use_cache=True):
+    """Continue a prompt with a decoder-only LanguageModel: greedy, or sampled.
+
+    The prompt (token ids, without BOS) is fed once, all positions in parallel,
+    filling the key/value cache; then one token per step, as for translation.
+    temperature 0 takes the most likely token (greedy); > 0 samples from the
+    distribution divided by the temperature, filtered by top_k / top_p.
+    `n` continuations of the same prompt are generated side by side (a batch of n).
+    Each stops at EOS (not included), after `max_new_tokens`, or at the last
+    position the model has (max_len).
+    Shapes: prompt P ids -> n lists of at most min(max_new_tokens, L - 1 - P) ids
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature!r}: must be >= 0 (0 = greedy)")
+    _check_filter_args(top_k, top_p)
+    cfg = model.config
+    prompt = [bos_id] + [int(t) for t in prompt]
+    room = cfg.max_len - len(prompt)  # positions left after the prompt
+    if room < 0:
+        raise ValueError(f"the prompt has {len(prompt) - 1} tokens; the model reads at most "
+                         f"{cfg.max_len - 1}")
+    n_new = room if max_new_tokens is None else min(int(max_new_tokens), room)
+    rng = np.random.default_rng(rng)
+    tokens = np.full((n, len(prompt) + n_new), cfg.pad_id, dtype=np.int64)  # (n,P+n_new)
+    tokens[:, : len(prompt)] = prompt
+    cache = model.new_cache(n, cfg.max_len) if use_cache else None
+    fed = 0  # positions already in the cache
+    lengths = np.full(n, n_new)  # (n,) continuation length of each row
+    finished = np.zeros(n, dtype=bool)
+    for t in range(len(prompt), len(prompt) + n_new):
+        if use_cache:  # the positions not fed yet: the whole prompt first, then one token
+            logits = model.forward(tokens[:, fed: t], cache=cache)[:, -1]  # (n,t-fed,V) -> (n,V)
+            fed = t
+        else:
+            logits = model.forward(tokens[:, :t])[:, -1]  # (n,t,V) -> (n,V)
+        logits = _ban_pad(logits, cfg.pad_id)
+        if temperature == 0:
+            next_token = logits.argmax(axis=-1)  # (n,V) -> (n,)
+        else:
+            next_token = draw_tokens(filter_logits(logits / temperature, top_k, top_p), rng)
+        ends = (next_token == eos_id) & ~finished
+        lengths[ends] = t - len(prompt)
+        finished |= ends
+        tokens[:, t] = np.where(finished, cfg.pad_id, next_token)
+        if finished.all():
+            break
+    return [tokens[i, len(prompt): len(prompt) + lengths[i]].tolist() for i in range(n)]

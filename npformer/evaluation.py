@@ -3,17 +3,22 @@
 These are what `npformer train` (at every validation), `npformer translate` and
 `npformer eval` call; none of them needs the training loop.
 """
-from .batching import bucket_batches, collate
+from .batching import bucket_batches, collate, pair_length
 from .metrics import corpus_bleu, exact_match
 from .tokenizers import EOS_ID
 
 
-def validation_loss(model, examples, max_tokens):
-    """Mean next-token cross-entropy (no smoothing, no dropout) over encoded examples."""
+def validation_loss(model, examples, max_tokens, task=None):
+    """Mean cross-entropy (no smoothing, no dropout) over encoded examples.
+
+    `task` (tasks.py) says how examples become batches; default: translation pairs.
+    """
+    length, make_batch = (task.length, task.collate) if task else (pair_length, collate)
     total, count = 0.0, 0
-    for idx in bucket_batches(examples, max_tokens, seed=0, epoch=0, shuffle=False):
-        batch = collate([examples[i] for i in idx])
-        total += model.loss(batch.src, batch.tgt_in, batch.tgt_out) * batch.n_tokens
+    for idx in bucket_batches(examples, max_tokens, seed=0, epoch=0, shuffle=False,
+                              length=length):
+        batch = make_batch([examples[i] for i in idx])
+        total += model.batch_loss(batch) * batch.n_tokens
         count += batch.n_tokens
     return total / max(count, 1)
 

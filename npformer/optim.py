@@ -93,6 +93,9 @@ class AdamW:
         no_decay: ``no_decay(key, param) -> bool``, True exempts that key
             from weight decay. ``None`` means ``default_no_decay`` (see its
             docstring for the rule and the matching PyTorch param groups).
+        lr_scale: ``{key: factor}``, that parameter's learning rate is
+            ``factor * lr`` (fine-tuning: a smaller rate for a pretrained body);
+            0 freezes it. Keys not named keep factor 1.
 
     State (everything ``state_dict`` returns):
         t: number of updates made so far (0 before the first step).
@@ -102,7 +105,8 @@ class AdamW:
 
     def __init__(self, params: dict, lr: float = 1e-3, betas=(0.9, 0.98),
                  eps: float = 1e-9, weight_decay: float = 0.01,
-                 no_decay: Callable[[str, np.ndarray], bool] | None = None):
+                 no_decay: Callable[[str, np.ndarray], bool] | None = None,
+                 lr_scale: dict | None = None):
         if not isinstance(params, dict) or not params:
             raise ValueError("params must be a non-empty dict of arrays")
         for key, p in params.items():
@@ -122,6 +126,13 @@ class AdamW:
 
         # Which keys get weight decay; fixed at construction, like param groups.
         self.decay = {key: not no_decay(key, p) for key, p in params.items()}
+        # Per-parameter learning-rate multipliers (PyTorch: a param group with its own lr);
+        # 0 freezes a parameter: no update and no weight decay.
+        self.lr_scale = {key: 1.0 for key in params}
+        for key, scale in (lr_scale or {}).items():
+            if key not in params:
+                raise ValueError(f"lr_scale names {key!r}, which is not a parameter")
+            self.lr_scale[key] = _check_float(f"lr_scale[{key!r}]", scale, 0.0)
 
         self.t = 0
         self.exp_avg = {key: np.zeros_like(p) for key, p in params.items()}
@@ -166,13 +177,16 @@ class AdamW:
         decay_factor = 1.0 - lr * self.weight_decay
 
         for key, p in self.params.items():
+            scale = self.lr_scale[key]
+            if scale == 0.0:
+                continue  # frozen
             g = grads[key]
             m = self.exp_avg[key]
             v = self.exp_avg_sq[key]
             buf = self._scratch[p.dtype][:p.size].reshape(p.shape)  # view, no copy
 
             if self.decay[key] and self.weight_decay != 0.0:
-                p *= decay_factor                     # p <- p * (1 - lr*wd)
+                p *= decay_factor if scale == 1.0 else 1.0 - lr * scale * self.weight_decay
 
             # m <- b1*m + (1-b1)*g, written as m + (1-b1)*(g - m): the same
             # value, in the form torch uses (lerp), so rounding matches closely.
@@ -189,7 +203,7 @@ class AdamW:
             buf /= bias_correction2_sqrt
             buf += self.eps
             np.divide(m, buf, out=buf)                # buf = m / denom
-            buf *= step_size
+            buf *= step_size * scale
             p -= buf                                  # p <- p - lr/bc1 * m/denom
 
     def state_dict(self) -> dict:

@@ -36,21 +36,20 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed
-from .batching import bucket_batches, collate, encode_pairs
+from .batching import bucket_batches
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from .config import ConfigError, TrainConfig
-from .data import (DataError, load_parallel, load_tsv, make_copy_task, make_reverse_task, make_toy_corpus,
-                   split_pairs)
-from .evaluation import evaluate, validation_loss
-from .model import Transformer
+from .data import DataError
 from .optim import AdamW, clip_grad_norm, make_schedule
 from .tape import Tape
+from .tasks import TASKS, Built
 from .threads import set_blas_threads
-from .tokenizers import make_tokenizers
 
 # Fields a resumed run may change: how long it runs and how it reports, never
 # what it computes (changing max_steps or eval_every changes when it stops and
 # validates; the cosine schedule then stretches to the new max_steps).
+TOO_LONG = {"translate": "pairs longer than", "lm": "lines were cut into pieces of",
+            "classify": "texts were cut to"}
 CHECK_SAME_EVERY = 100  # steps between checks that all processes hold the same parameters
 RESUMABLE_FIELDS = ("max_steps", "max_minutes", "threads", "log_every", "eval_every",
                     "patience")
@@ -65,7 +64,7 @@ class TrainState:
     """Everything the loop carries from one step to the next; saved in every checkpoint."""
 
     step: int = 0  # optimizer steps done
-    best_bleu: float = -1.0  # best validation BLEU so far
+    best_score: float = -math.inf  # best validation score so far (task.score_name)
     evals_without_gain: int = 0  # validations since the best one (early stopping)
     validated_step: int = 0  # last step whose validation was recorded
     window_loss: float = 0.0  # sum of loss * tokens since the last progress line
@@ -80,16 +79,19 @@ class TrainState:
     def from_dict(cls, d, where):
         """Validate a saved state (a checkpoint's "state"); old checkpoints lack some fields."""
         known = {f.name: f for f in dataclasses.fields(cls)}
+        d = dict(d)
+        if "best_bleu" in d:  # the name before language models and classifiers came
+            d.setdefault("best_score", d.pop("best_bleu"))
         values = {k: v for k, v in d.items() if k in known}  # e.g. the old "rng" is dropped
         state = cls(**values)
         for name in ("step", "evals_without_gain", "validated_step", "window_tokens"):
             value = getattr(state, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise CheckpointError(f"{where}: state.{name}={value!r} is not an integer >= 0")
-        for name in ("best_bleu", "window_loss"):
+        for name in ("best_score", "window_loss"):
             value = getattr(state, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
+                    or math.isnan(value) or value == math.inf:
                 raise CheckpointError(f"{where}: state.{name}={value!r} is not a finite number")
         if not isinstance(state.data, dict) or not isinstance(state.history, list) \
                 or not all(isinstance(h, dict) and isinstance(h.get("step"), int)
@@ -102,30 +104,14 @@ class TrainState:
 
 # ----------------------------------------------------------------------------- data
 def load_corpus(cfg):
-    """The train/valid/test pairs named by cfg.data. Returns (splits dict, description)."""
-    if cfg.data == "toy":
-        return make_toy_corpus(seed=cfg.data_seed), "built-in toy corpus (English -> Velan)"
-    if cfg.data == "copy":
-        return make_copy_task(seed=cfg.data_seed), "copy task"
-    if cfg.data == "reverse":
-        return make_reverse_task(seed=cfg.data_seed), "reverse task"
-    if cfg.tgt_file:
-        loaded = load_parallel(cfg.data, cfg.tgt_file)
-        source = f"{cfg.data} + {cfg.tgt_file}"
-    else:
-        loaded = load_tsv(cfg.data)
-        source = cfg.data
-    splits = split_pairs(loaded.pairs, cfg.valid_frac, cfg.test_frac, seed=cfg.data_seed)
-    note = f"{source}: {len(loaded.pairs)} pairs"
-    if loaded.skipped:
-        note += f" ({loaded.skipped} empty pairs skipped)"
-    return splits, note
+    """The train/valid/test splits named by cfg.data for cfg.task; (splits, description)."""
+    return TASKS[cfg.task].load(cfg)
 
 
 def data_fingerprint(cfg):
     """What the corpus is, to check on resume: the built-in name, or each file's SHA-256."""
-    if cfg.data in ("toy", "copy", "reverse"):
-        return {"builtin": cfg.data, "data_seed": cfg.data_seed}
+    if TASKS[cfg.task].builtin(cfg.data):
+        return {"builtin": cfg.data, "data_seed": cfg.data_seed, "data_size": cfg.data_size}
     digests = {}
     for name in [cfg.data] + ([cfg.tgt_file] if cfg.tgt_file else []):
         h = hashlib.sha256()
@@ -152,13 +138,6 @@ def check_same_data(saved, now):
                       "--out-dir")
 
 
-def build_tokenizers(cfg, train_pairs):
-    """Train the source and target tokenizers on the training split."""
-    vocab = cfg.vocab_size or (8000 if cfg.tokenizer == "bpe" else None)
-    return make_tokenizers([s for s, _ in train_pairs], [t for _, t in train_pairs],
-                           kind=cfg.tokenizer, vocab_size=vocab, shared=cfg.shared_vocab)
-
-
 # ----------------------------------------------------------------------- one step
 def dropout_rng(seed, step, rank=0):
     """The generator of step `step`'s dropout masks: a function of (seed, step) only.
@@ -183,8 +162,8 @@ def train_step(model, opt, batch, lr, rng, label_smoothing=0.0, clip_norm=0.0, t
     model.zero_grad()
     loss = 0.0
     if batch is not None:
-        loss = model.loss(batch.src, batch.tgt_in, batch.tgt_out, tape=tape, train=True,
-                          rng=rng, label_smoothing=label_smoothing)
+        loss = model.batch_loss(batch, tape=tape, train=True, rng=rng,
+                                label_smoothing=label_smoothing)
         if math.isfinite(loss):
             tape.backward(model.grads, "loss")
     if sync is not None:
@@ -195,6 +174,14 @@ def train_step(model, opt, batch, lr, rng, label_smoothing=0.0, clip_norm=0.0, t
         clip_grad_norm(model.grads, clip_norm)
     opt.step(model.grads, lr=lr)
     return loss
+
+
+def body_lr_scale(model, cfg):
+    """Fine-tuning: {key: learning-rate factor} of a classifier's body (all but the head)."""
+    if cfg.task != "classify":
+        return None
+    factor = 0.0 if cfg.freeze_body else cfg.body_lr_scale
+    return {key: factor for key in model.params if not key.startswith("head.")}
 
 
 def make_lr_schedule(cfg):
@@ -346,6 +333,7 @@ def train(cfg, resume=False, log=None):
         ckpt = load_checkpoint(out / "last.npz")
         state = TrainState.from_dict(ckpt.state, where=str(out / "last.npz"))
     set_blas_threads(cfg.threads)
+    task = TASKS[cfg.task]  # what differs between translation, LM and classification
 
     # --- data (the saved run's data when resuming, checked to be the same)
     fingerprint = data_fingerprint(cfg)
@@ -362,13 +350,15 @@ def train(cfg, resume=False, log=None):
 
     # --- tokenizers, model, optimizer: fresh, or exactly as saved
     if resume:
-        model, src_tok, tgt_tok = ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer
+        built = Built(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.labels, "")
         state.data = fingerprint
         log(f"resuming at step {state.step} from {out / 'last.npz'}")
     else:
         state = TrainState(data=fingerprint)
-        src_tok, tgt_tok = build_tokenizers(cfg, splits["train"])
-        model = Transformer(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size))
+        built = task.build(cfg, splits)
+        if built.note:
+            log(built.note)
+    model, src_tok, tgt_tok = built.model, built.src_tokenizer, built.tgt_tokenizer
     if is_root:
         write_log(out / "log.jsonl", state.history)
     if world.size > 1:
@@ -376,22 +366,26 @@ def train(cfg, resume=False, log=None):
     world.check_same([*model.params.values(), json.dumps([src_tok.to_dict(), tgt_tok.to_dict()])
                       .encode()], "the initial parameters or tokenizers")
     sync = distributed.GradientSync(world, model) if world.size > 1 else None
-    log(f"vocab: source {src_tok.vocab_size}, target {tgt_tok.vocab_size} ({cfg.tokenizer}); "
-        f"model: {model.n_params:,} parameters")
-    opt = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    vocab = (f"source {src_tok.vocab_size}, target {tgt_tok.vocab_size}" if task.name == "translate"
+             else f"{src_tok.vocab_size}")
+    log(f"vocab: {vocab} ({src_tok.kind}); model: {model.config.kind}"
+        f"{f', {len(built.labels)} classes' if built.labels else ''}, {model.n_params:,} "
+        "parameters")
+    opt = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                lr_scale=body_lr_scale(model, cfg))
     if resume and ckpt.optimizer_state is not None:
         opt.load_state_dict(ckpt.optimizer_state)
     schedule = make_lr_schedule(cfg)
 
-    examples, dropped = encode_pairs(splits["train"], src_tok, tgt_tok, cfg.max_len)
-    valid_examples, _ = encode_pairs(splits["valid"], src_tok, tgt_tok, cfg.max_len)
+    examples, dropped = task.encode(splits["train"], built, cfg)
+    valid_examples, _ = task.encode(splits["valid"], built, cfg)
     if dropped:
-        log(f"note: {dropped} training pairs longer than max_len={cfg.max_len} were left out")
-    if not examples:
-        raise DataError(f"{cfg.data}: no training pair fits in max_len={cfg.max_len} (tokens "
-                        "incl. BOS/EOS); raise --max-len")
-    n_batches = len(bucket_batches(examples, cfg.max_tokens, cfg.seed, 0))
-    eval_pairs = splits["valid"][: cfg.eval_sentences]
+        log(f"note: {dropped} training {TOO_LONG[task.name]} max_len={cfg.max_len}")
+    if not examples or not valid_examples:
+        raise DataError(f"{cfg.data}: no {'training' if not examples else 'validation'} "
+                        f"example fits in max_len={cfg.max_len} (tokens incl. BOS/EOS); "
+                        "raise --max-len")
+    n_batches = len(bucket_batches(examples, cfg.max_tokens, cfg.seed, 0, length=task.length))
 
     # --- bookkeeping: log records, checkpoints, validation (files on rank 0 only)
     log_file = open(out / "log.jsonl", "a", encoding="utf-8") if is_root else None
@@ -406,31 +400,27 @@ def train(cfg, resume=False, log=None):
         if not is_root:
             return
         save_checkpoint(out / name, model, src_tok, tgt_tok, cfg.to_dict(), opt.state_dict(),
-                        state.to_dict())
+                        state.to_dict(), labels=built.labels)
 
     def validate():
         if is_root:
-            vloss = validation_loss(model, valid_examples, cfg.max_tokens)
-            result = evaluate(model, src_tok, tgt_tok, eval_pairs)
+            fields, score, summary = task.validate(built, cfg, valid_examples, splits["valid"])
             with ctrl_c.critical():  # the record, the state and both checkpoints, together
-                record({"type": "valid", "step": state.step, "valid_loss": vloss,
-                        "bleu": result["bleu"], "exact_match": result["exact_match"]})
-                improved = result["bleu"] > state.best_bleu
+                record({"type": "valid", "step": state.step, **fields})
+                improved = score > state.best_score
                 if improved:
-                    state.best_bleu, state.evals_without_gain = result["bleu"], 0
+                    state.best_score, state.evals_without_gain = score, 0
                 else:
                     state.evals_without_gain += 1
                 state.validated_step = state.step
                 if improved:  # best before last: a kill in between leaves both consistent
                     save("best.npz")
                 save("last.npz")
-            log(f"valid step {state.step}: loss {vloss:.3f}, BLEU {result['bleu']:.1f}, exact "
-                f"match {100 * result['exact_match']:.1f}% ({len(eval_pairs)} sentences)"
-                + ("  [best, saved]" if improved else ""))
+            log(f"valid step {state.step}: {summary}" + ("  [best, saved]" if improved else ""))
         # every rank takes rank 0's verdict (for early stopping)
         shared = json.loads(world.broadcast(json.dumps(
-            [state.best_bleu, state.evals_without_gain, state.step]).encode()))
-        state.best_bleu, state.evals_without_gain, state.validated_step = shared
+            [state.best_score, state.evals_without_gain, state.step]).encode()))
+        state.best_score, state.evals_without_gain, state.validated_step = shared
 
     def progress(epoch, loss, lr, now):
         elapsed = now - t_loop
@@ -444,7 +434,7 @@ def train(cfg, resume=False, log=None):
         record(entry)
         state.window_loss, state.window_tokens = 0.0, 0  # the state is complete before the log
         log(f"step {state.step:>5} | epoch {epoch} | loss {entry['window_loss']:.3f} | "
-            f"{tok_s:,.0f} tok/s | lr {lr:.2e} | {_clock(now - t_start)} elapsed, "
+            f"{tok_s:,.0f} {task.unit}/s | lr {lr:.2e} | {_clock(now - t_start)} elapsed, "
             f"ETA {_clock(eta)}")
 
     # --- the loop
@@ -461,9 +451,10 @@ def train(cfg, resume=False, log=None):
                 # one step: its batch and dropout masks depend only on (seed, step)
                 epoch, index = divmod(state.step, n_batches)
                 if epoch not in batches:
-                    batches = {epoch: bucket_batches(examples, cfg.max_tokens, cfg.seed, epoch)}
+                    batches = {epoch: bucket_batches(examples, cfg.max_tokens, cfg.seed, epoch,
+                                                     length=task.length)}
                 mine = distributed.shard(batches[epoch][index], world.rank, world.size)
-                batch = collate([examples[i] for i in mine]) if mine else None
+                batch = task.collate([examples[i] for i in mine]) if mine else None
                 lr = schedule(state.step + 1)
                 rng = dropout_rng(cfg.seed, state.step + 1, world.rank)
                 over_time = cfg.max_minutes and time.perf_counter() - t_loop > cfg.max_minutes * 60
@@ -499,7 +490,8 @@ def train(cfg, resume=False, log=None):
                 if state.step % cfg.eval_every == 0:
                     validate()
                     if cfg.patience and state.evals_without_gain >= cfg.patience:
-                        stop_reason = f"no BLEU gain in {cfg.patience} validations (early stop)"
+                        stop_reason = (f"no better {task.score_name} in {cfg.patience} "
+                                       "validations (early stop)")
                         break
                 if ctrl_c.stop_requested:
                     raise KeyboardInterrupt

@@ -133,9 +133,11 @@ def test_languages_and_translations_are_not_confused():
 
 
 def test_word_salads_are_rejected():
-    """Random English word strings are never sentences. Short Velan strings sometimes are
-    (no articles, no function words: "gato urs lento aide ." is "a cat helps a slow bear"),
-    so for Velan only a tiny share may pass."""
+    """Random English word strings are never sentences; Velan ones only rarely.
+
+    Short Velan strings sometimes are sentences (no articles, no function words:
+    "gato urs lento aide ." is "a cat helps a slow bear"), so a tiny share may pass.
+    """
     pairs = sample_pairs(200, 6)
     rng = random.Random(0)
     for side, check, max_accepted in ((0, grammar.is_grammatical_english, 0),
@@ -183,8 +185,11 @@ def test_velan_rejections_say_why(sentence, reason):
 
 # --- entropy floor --------------------------------------------------------------------------
 def test_logprob_by_hand():
-    """p("a dog sleeps .") = w(intransitive) * 1/22 * (1-P_PLURAL) * w(0 adjectives)
-    * (1-P_DEFINITE) * 1/11 * (1-P_NEGATED) / Z."""
+    """p("a dog sleeps .") by hand.
+
+    p = w(intransitive) * 1/22 * (1-P_PLURAL) * w(0 adjectives) * (1-P_DEFINITE) * 1/11
+    * (1-P_NEGATED) / Z.
+    """
     q = (toy.TEMPLATE_WEIGHTS["intransitive"] / 22 * (1 - toy.P_PLURAL)
          * toy.ADJECTIVE_COUNT_WEIGHTS[0] * (1 - toy.P_DEFINITE) / 11 * (1 - toy.P_NEGATED))
     Z = entropy.entropy_floor()["Z"]

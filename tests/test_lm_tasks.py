@@ -58,8 +58,10 @@ def test_acceptability_labels_agree_with_the_grammar(tasks):
 
 
 def test_acceptability_negative_has_the_words_of_its_positive():
-    """Examples 2j and 2j+1 start from the same sentence (same rng state): the negative is
-    a permutation of the positive's words (and uses each corruption family)."""
+    """Examples 2j and 2j+1 start from the same sentence (same rng state).
+
+    The negative is a permutation of the positive's words (and uses each corruption family).
+    """
     families = Counter()
     for j in range(60):
         state = random.Random(j)

@@ -1,6 +1,8 @@
-"""Data: the built-in toy corpus, symbol tasks, loaders for user files, and the
-language-model side (toy text, classification tasks, grammar checker, entropy
-floor, in-context-learning prompts)."""
+"""Data: toy corpora, loaders for user files, and the language-model side.
+
+The built-in toy corpus, symbol tasks, loaders for user files, toy text,
+classification tasks, grammar checker, entropy floor, in-context-learning prompts.
+"""
 from .baselines import logistic_regression_accuracy, majority_accuracy, naive_bayes_accuracy
 from .classify import TASKS, load_labelled_tsv, make_task
 from .entropy import entropy_floor, line_logprob, sentence_logprob, text_nll

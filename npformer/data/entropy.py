@@ -83,8 +83,10 @@ def parse_logq(sentence):
 
 
 def sentence_logprob(text, language="english"):
-    """log p(s) in nats of a toy sentence under the generator (length rejection included);
-    raises grammar.Ungrammatical for sentences it cannot produce."""
+    """log p(s) in nats of a toy sentence under the generator (length rejection included).
+
+    Raises grammar.Ungrammatical for sentences it cannot produce.
+    """
     parse = grammar.parse_english(text) if language == "english" else grammar.parse_velan(text)
     return parse_logq(parse) - math.log(_structures()["Z"])
 
@@ -134,8 +136,10 @@ def _verb_outcomes(verbs):
 
 
 def _template_factors():
-    """(name, probability, fixed English tokens, fixed Velan tokens, factors) per template;
-    "reported" is split by the kind of its inner clause (drawn with probability 1/2 each)."""
+    """(name, probability, fixed English tokens, fixed Velan tokens, factors) per template.
+
+    "reported" is split by the kind of its inner clause (drawn with probability 1/2 each).
+    """
     subject, objects = _noun_outcomes(toy.ANIMATE_NOUNS), _noun_outcomes(
         toy.ANIMATE_NOUNS + toy.THING_NOUNS)
     transitive, intransitive = _verb_outcomes(toy.TRANSITIVE_VERBS), _verb_outcomes(
@@ -172,8 +176,9 @@ def _structures():
 
 
 def entropy_floor(kind="english", extra_tokens_per_line=0):
-    """Exact entropy of the toy text of `kind` ("english", "velan" or "mixed", as made by
-    npformer.data.text.make_toy_text) per line and per token.
+    """Exact entropy of the toy text of `kind`, per line and per token.
+
+    `kind` is "english", "velan" or "mixed", as made by npformer.data.text.make_toy_text.
 
     extra_tokens_per_line: tokens a model predicts beyond the words, e.g. 1 for an
     end-of-line token; they are certain (the "." ends the sentence), so they add
@@ -205,8 +210,11 @@ def entropy_floor(kind="english", extra_tokens_per_line=0):
 
 
 def line_logprob(line, kind="english"):
-    """log p of one line of make_toy_text(kind=...) text (the choice of line kind included
-    for "mixed"); raises grammar.Ungrammatical if the generator cannot produce it."""
+    """log p of one line of make_toy_text(kind=...) text.
+
+    The choice of line kind is included for "mixed"; raises grammar.Ungrammatical if
+    the generator cannot produce the line.
+    """
     if kind in ("english", "velan"):
         return sentence_logprob(line, kind)
     if kind != "mixed":
@@ -224,8 +232,11 @@ def line_logprob(line, kind="english"):
 
 
 def text_nll(lines, kind="english", extra_tokens_per_line=0):
-    """Exact cross-entropy of the generator itself on `lines`, in nats per token: the floor
-    for a model's loss on that very held-out set (compare with exp of it for perplexity)."""
+    """Exact cross-entropy of the generator itself on `lines`, in nats per token.
+
+    The floor for a model's loss on that very held-out set (compare with exp of it for
+    perplexity).
+    """
     nats = sum(-line_logprob(line, kind) for line in lines)
     tokens = sum(len(line.split()) + extra_tokens_per_line for line in lines)
     return nats / tokens

@@ -84,8 +84,10 @@ def _word(words, i):
 
 
 def english_length(sentence):
-    """Number of English tokens ("." included) of a parsed sentence (the generator's MAX_LEN
-    applies to this, for both languages)."""
+    """Number of English tokens ("." included) of a parsed sentence.
+
+    The generator's MAX_LEN applies to this, for both languages.
+    """
     def np_len(phrase):
         return 0 if phrase is None else 2 + len(phrase.adjectives)
 
@@ -203,8 +205,10 @@ def _finish(words, i, template, clause, reporter):
 
 
 def parse_english(text):
-    """Parse an English toy sentence into a Sentence; Ungrammatical if the generator
-    cannot produce it."""
+    """Parse an English toy sentence into a Sentence.
+
+    Raises Ungrammatical if the generator cannot produce it.
+    """
     return _english_sentence(text.split())
 
 
@@ -288,8 +292,10 @@ def _velan_sentence(words):
 
 
 def parse_velan(text):
-    """Parse a Velan toy sentence into a Sentence; Ungrammatical if the generator cannot
-    produce it."""
+    """Parse a Velan toy sentence into a Sentence.
+
+    Raises Ungrammatical if the generator cannot produce it.
+    """
     return _velan_sentence(text.split())
 
 
@@ -323,8 +329,10 @@ def is_grammatical_velan(text):
 
 
 def is_grammatical_mixed(line):
-    """True for a grammatical English line, a grammatical Velan line, or
-    "ENGLISH = VELAN" where the Velan half translates the English half exactly."""
+    """True for a grammatical English line, Velan line, or exact "ENGLISH = VELAN" pair.
+
+    In a pair the Velan half must translate the English half exactly.
+    """
     if " = " not in line:
         return is_grammatical_english(line) or is_grammatical_velan(line)
     english, _, velan = line.partition(" = ")

@@ -89,9 +89,11 @@ def format_prompt(examples, query, task_word=None):
 
 
 def make_icl_text(n_lines=20_000, seed=0, n_valid=1000):
-    """Pretraining lines "EXAMPLES ; QUERY -> ANSWER" from the training tasks and words only
-    -> {"train": lines, "valid": lines}; k is uniform in 0..MAX_EXAMPLES, and a fraction
-    P_TASK_WORD of lines starts with the task word ("plural: ...")."""
+    """Pretraining lines "EXAMPLES ; QUERY -> ANSWER" -> {"train": lines, "valid": lines}.
+
+    Only the training tasks and words are used; k is uniform in 0..MAX_EXAMPLES, and a
+    fraction P_TASK_WORD of lines starts with the task word ("plural: ...").
+    """
     words = split_words(seed)["train"]
     names = sorted(words)
     rng = random.Random(f"icl-text-{seed}")
@@ -158,8 +160,9 @@ def _accuracy(predict, prompts):
 
 def evaluate_icl(predict, split="heldout_words", ks=EVAL_KS, n_prompts=100, seed=0,
                  words_seed=0):
-    """Accuracy of `predict(prompt) -> str` against the number of examples k, and zero-shot
-    with the task word, on `split` ("heldout_words" or "heldout_tasks").
+    """Accuracy of `predict(prompt) -> str` against the number of examples k.
+
+    Also zero-shot with the task word, on `split` ("heldout_words" or "heldout_tasks").
 
     Returns {"accuracy": {k: acc}, "stderr": {k: standard error over prompts},
     "per_task": {task: {k: acc}}, "task_word_zero_shot": acc, "task_word_stderr": se}.
