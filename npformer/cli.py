@@ -477,6 +477,12 @@ def cmd_exercises(args):
 
 
 # --------------------------------------------------------------------- parser
+def _field_help(field, task):
+    """A TrainConfig field's help text for a task (see config.option)."""
+    text = field.metadata["help"]
+    return text[task] if isinstance(text, dict) else text
+
+
 def training_command(sub, name, help, description, examples):
     """A training command: one flag per TrainConfig field of its task, presets, resume."""
     from .config import COMMAND_PRESETS, COMMAND_TASKS, PRESETS, TrainConfig
@@ -503,7 +509,7 @@ def training_command(sub, name, help, description, examples):
         flags = ["--" + f.name.replace("_", "-"), *aliases.get((name, f.name), [])]
         p.add_argument(*flags, dest=f.name, type=kind, default=None,
                        metavar=f.name.upper() if kind is not _bool else "BOOL",
-                       help=f"{f.metadata['help']} (default {getattr(defaults, f.name)!r})")
+                       help=f"{_field_help(f, task)} (default {getattr(defaults, f.name)!r})")
     p.set_defaults(func=cmd_train, task=task, presets=presets)
     return p
 

@@ -151,10 +151,15 @@ SCHEDULES = ("warmup_cosine", "inverse_sqrt", "constant")
 TASKS = ("translate", "lm", "classify")  # what a run trains: see npformer/tasks.py
 TEXT_MODES = ("lines", "whole")
 ALL = TASKS
+DEFAULT_TEXT_TOKENS = 300_000  # generated toy text for pretraining, when data_size is 0
+DEFAULT_LABELLED = 2000  # labelled examples of a toy classification task, when data_size is 0
 
 
 def option(default, help, tasks=ALL):
-    """A TrainConfig field with its help text (the CLI's) and the tasks it applies to."""
+    """A TrainConfig field with its help text (the CLI's) and the tasks it applies to.
+
+    `help` is one text, or {task: text} where the meaning differs by task.
+    """
     return field(default=default, metadata={"help": help, "tasks": tasks})
 
 
@@ -171,16 +176,21 @@ class TrainConfig(_DictRoundTrip):
     task: str = option("translate", "what the run trains: translate, lm or classify "
                                     "(set by the command)")
     # data
-    data: str = option("toy", "training data: toy, copy, reverse, or a .tsv file of "
-                              "source<TAB>target lines (or a source .txt file together with "
-                              "--tgt-file); pretrain: toy, toy-english, toy-velan, toy-icl or a "
-                              "text file; finetune: a task name or a text<TAB>label .tsv file")
+    data: str = option("toy", {
+        "translate": "training data: toy, copy, reverse, or a .tsv file of source<TAB>target "
+                     "lines (or a source .txt file together with --tgt-file)",
+        "lm": "training text: toy (English, Velan and 'English = Velan' lines), toy-english, "
+              "toy-velan, toy-icl (with few-shot task lines), or a UTF-8 text file",
+        "classify": "labelled data: a toy task (acceptability, plural_subject, sentence_type) "
+                    "or a .tsv file of text<TAB>label lines"})
     tgt_file: str = option("", "target side of a line-aligned pair of text files (source file "
                                "in --data)", ("translate",))
     text_mode: str = option("lines", "a text file is one document per line (lines) or one "
                                      "stream (whole)", ("lm",))
-    data_size: int = option(0, "tokens of generated toy text (0 = the task's default)",
-                            ("lm", "classify"))
+    data_size: int = option(0, {
+        "lm": f"tokens of generated toy text (0 = {DEFAULT_TEXT_TOKENS})",
+        "classify": f"labelled training examples of a toy task (0 = {DEFAULT_LABELLED})"},
+        ("lm", "classify"))
     valid_frac: float = option(0.02, "fraction of a user corpus held out for validation")
     test_frac: float = option(0.02, "fraction of a user corpus held out for testing")
     data_seed: int = option(0, "seed of the toy corpus and of the user corpus split")

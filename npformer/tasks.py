@@ -25,7 +25,7 @@ import numpy as np
 
 from .batching import Batch, bucket_batches, collate, encode_pairs, pair_length
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError
+from .config import DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError
 from .data import (DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, load_parallel,
                    load_text, load_tsv, make_copy_task, make_icl_text, make_reverse_task,
                    make_task, make_toy_corpus, make_toy_text, split_pairs)
@@ -148,7 +148,6 @@ class TranslationTask:
 
 TOY_TEXTS = {"toy": "mixed", "toy-mixed": "mixed", "toy-english": "english",
              "toy-velan": "velan"}
-DEFAULT_TEXT_TOKENS = 300_000
 
 
 class LanguageModelTask:
@@ -233,7 +232,6 @@ class LanguageModelTask:
         return lines
 
 
-DEFAULT_LABELLED = 2000
 
 
 class ClassificationTask:

@@ -1,0 +1,197 @@
+"""The language-model claims, measured (run by hand, not a test; results: docs/language_models.md).
+
+    python benchmarks/llm.py pretrain        # `npformer pretrain` from a cold start: time,
+                                             # perplexity against the entropy floor, samples
+    python benchmarks/llm.py finetune        # accuracy vs labelled examples, pretrained vs scratch
+    python benchmarks/llm.py translator      # a translator started from the LM vs from scratch
+    python benchmarks/llm.py all
+
+pretrain: runs exactly `npformer pretrain` (the default preset) with an empty Numba
+cache, so the time includes compiling the kernels, and reports the wall time, the
+validation curve, the test perplexity, the entropy floor of the toy text (the best any
+model can do, npformer/data/entropy.py) and the share of sampled lines that the toy
+grammar accepts (npformer/data/grammar.py), at temperature 1 and 0.7.
+
+finetune: for each number of labelled training examples, fine-tunes the pretrained LM
+(`npformer finetune --from`) and trains the same architecture with the same tokenizer
+from scratch (`--scratch true`), with the same step budget, over several seeds; test
+accuracy, a table and a plot (docs/img/finetune_curve.png).
+
+translator: `npformer train` on the toy corpus with the LM's size and tokenizer, from
+scratch and from the LM's weights (`--init-from`), same steps; validation BLEU against
+the step, a table and a plot (docs/img/translator_from_lm.png).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LM_DIR = REPO / "runs" / "bench_lm"
+
+
+def npformer(*args, env=None, check=True):
+    """Run `python -m npformer ARGS`; returns (stdout, stderr, seconds)."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "npformer", *map(str, args)], capture_output=True,
+                       text=True, env=env)
+    if check and r.returncode != 0:
+        raise SystemExit(f"npformer {' '.join(map(str, args))} failed:\n{r.stderr[-3000:]}")
+    return r.stdout, r.stderr, time.perf_counter() - t0
+
+
+def log_records(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
+
+
+def run_pretrain(args):
+    from npformer.checkpoint import load_checkpoint
+    from npformer.config import PRESETS
+    from npformer.data import entropy_floor, is_grammatical_mixed, text_nll
+    from npformer.decoding import continue_text
+    from npformer.tasks import TASKS
+    from npformer.config import TrainConfig
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        out, err, seconds = npformer("pretrain", "--out-dir", LM_DIR, env=env)
+    print(f"npformer pretrain, cold Numba cache: {seconds:.0f} s wall time")
+    print("\n".join(line for line in err.splitlines() if line.startswith(("valid", "stopped",
+                                                                        "data", "vocab"))))
+    print(out)
+    cfg = TrainConfig(**PRESETS["lm"])
+    floor = entropy_floor("mixed", extra_tokens_per_line=1)
+    test = TASKS["lm"].load(cfg)[0]["test"]
+    own = text_nll(test, "mixed", extra_tokens_per_line=1)
+    print(f"entropy floor of the toy text (EOS predicted): {floor['nats_per_token']:.3f} "
+          f"nats/token, perplexity {floor['perplexity']:.2f}; the generator's own loss on the "
+          f"test lines: {own:.3f} nats/token")
+    ckpt = load_checkpoint(LM_DIR / "best.npz")
+    tok = ckpt.src_tokenizer
+    for temperature in (1.0, 0.7):
+        lines = [tok.decode(ids) for ids in continue_text(
+            ckpt.model, [], max_new_tokens=63, temperature=temperature, rng=1, n=args.samples)]
+        ok = sum(is_grammatical_mixed(line) for line in lines)
+        print(f"samples at temperature {temperature}: {ok}/{len(lines)} "
+              f"({100 * ok / len(lines):.1f}%) accepted by the toy grammar; e.g.")
+        for line in lines[:3]:
+            print(f"    {line}")
+
+
+def accuracy_of(run_dir):
+    out, _, _ = npformer("eval", "--model", Path(run_dir) / "best.npz", "--json",
+                         Path(run_dir) / "test.json")
+    return json.loads((Path(run_dir) / "test.json").read_text())["accuracy"]
+
+
+def run_finetune(args):
+    lm = LM_DIR / "best.npz"
+    if not lm.exists():
+        raise SystemExit(f"{lm} is missing: run `python benchmarks/llm.py pretrain` first")
+    sizes = [int(x) for x in args.sizes.split(",")]
+    seeds = range(args.seeds)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            for start in ("pretrained", "scratch"):
+                accs = []
+                for seed in seeds:
+                    out_dir = Path(tmp) / f"{start}-{n}-{seed}"
+                    npformer("finetune", "--from", lm, "--task", args.task, "--data-size", n,
+                             "--scratch", str(start == "scratch"), "--seed", seed,
+                             "--data-seed", seed, "--max-steps", args.steps,
+                             "--eval-every", max(args.steps // 4, 1), "--max-minutes", 0,
+                             "--out-dir", out_dir)
+                    accs.append(accuracy_of(out_dir))
+                results[(n, start)] = accs
+                print(f"{args.task}, {n} labelled, {start}: test accuracy "
+                      f"{100 * statistics.mean(accs):.1f}% ± {100 * statistics.pstdev(accs):.1f} "
+                      f"({', '.join(f'{100 * a:.1f}' for a in accs)})", flush=True)
+    print(f"\n| labelled examples | pretrained | scratch |\n|---|---|---|")
+    for n in sizes:
+        cells = [f"{100 * statistics.mean(results[(n, s)]):.1f}% ± "
+                 f"{100 * statistics.pstdev(results[(n, s)]):.1f}" for s in ("pretrained", "scratch")]
+        print(f"| {n} | {cells[0]} | {cells[1]} |")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for start in ("pretrained", "scratch"):
+        means = [100 * statistics.mean(results[(n, start)]) for n in sizes]
+        errs = [100 * statistics.pstdev(results[(n, start)]) for n in sizes]
+        ax.errorbar(sizes, means, yerr=errs, marker="o", capsize=3, label=start)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training examples")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{args.task}: fine-tuning a pretrained LM vs training from scratch")
+    ax.legend()
+    fig.tight_layout()
+    path = REPO / "docs" / "img" / "finetune_curve.png"
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
+def run_translator(args):
+    from npformer.checkpoint import load_checkpoint
+
+    lm = LM_DIR / "best.npz"
+    if not lm.exists():
+        raise SystemExit(f"{lm} is missing: run `python benchmarks/llm.py pretrain` first")
+    c = load_checkpoint(lm).model.config
+    curves = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for start in ("scratch", "from LM"):
+            out_dir = Path(tmp) / start.replace(" ", "_")
+            flags = ["--max-steps", args.steps, "--eval-every", max(args.steps // 8, 1),
+                     "--max-minutes", 0, "--out-dir", out_dir, "--eval-sentences", 200]
+            if start == "from LM":
+                flags += ["--init-from", lm]
+            else:  # the same size, one shared vocabulary and embedding, as the LM-started run
+                flags += ["--d-model", c.d_model, "--n-heads", c.n_heads, "--d-ff", c.d_ff,
+                          "--n-layers", c.n_decoder_layers, "--max-len", c.max_len,
+                          "--shared-vocab", "true"]
+            out, _, seconds = npformer("train", *flags)
+            curves[start] = [(h["step"], h["bleu"]) for h in log_records(out_dir)
+                             if h["type"] == "valid"]
+            test = re.search(r"BLEU ([\d.]+), exact match ([\d.]+)%", out)
+            print(f"{start}: {seconds:.0f} s, validation BLEU by step {curves[start]}; test "
+                  f"BLEU {test.group(1)}, exact {test.group(2)}%", flush=True)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for start, curve in curves.items():
+        ax.plot(*zip(*curve), marker="o", label=start)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation BLEU")
+    ax.set_title("toy translator: from scratch vs started from the pretrained LM")
+    ax.legend()
+    fig.tight_layout()
+    path = REPO / "docs" / "img" / "translator_from_lm.png"
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["pretrain", "finetune", "translator", "all"])
+    parser.add_argument("--samples", type=int, default=200, help="pretrain: sampled lines")
+    parser.add_argument("--task", default="acceptability", help="finetune: the toy task")
+    parser.add_argument("--sizes", default="32,128,512,2048", help="finetune: labelled examples")
+    parser.add_argument("--seeds", type=int, default=3, help="finetune: seeds per point")
+    parser.add_argument("--steps", type=int, default=200, help="finetune / translator: steps")
+    args = parser.parse_args(argv)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.2f}")
+    for what in (["pretrain", "finetune", "translator"] if args.what == "all" else [args.what]):
+        {"pretrain": run_pretrain, "finetune": run_finetune, "translator": run_translator}[what](args)
+
+
+if __name__ == "__main__":
+    main()
