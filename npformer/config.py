@@ -345,7 +345,7 @@ PRESETS = {
 # sized to reach its perplexity target within 5 CPU minutes (docs/language_models.md)
 PRESETS["lm"] = dict(task="lm", data="toy", data_size=300_000, d_model=96, n_heads=4,
                      d_ff=384, n_layers=3, max_len=64, max_tokens=4096, lr=3e-3,
-                     warmup_steps=100, max_steps=1500, max_minutes=4.0, eval_every=250,
+                     warmup_steps=100, max_steps=1000, max_minutes=4.2, eval_every=250,
                      dropout=0.1, label_smoothing=0.0, out_dir="runs/lm")
 # Fine-tuning a classifier (by default on the toy acceptability task); with
 # --init-from the architecture comes from the pretrained model
