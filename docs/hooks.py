@@ -21,6 +21,12 @@ nothing on the site names a notebook file directly:
 * `on_page_content` turns $math$ in heading titles into plain text for the navigation
   and the table of contents ("Why the $1/\\sqrt{D}$ scale?" -> "Why the 1/√D scale?");
   the heading on the page itself stays typeset.
+* `on_page_content` also rewrites the links of notebook pages. A notebook links the docs
+  and the source files relative to notebooks/, so that they work in Jupyter:
+  `[softmax](../docs/derivations/softmax.md)`, `[attention](../npformer/layers/attention.py)`.
+  On the site a docs link becomes the link to that page; a source file is not part of the
+  site, so its link is dropped and the text stays. A link to a file that does not exist
+  fails the build.
 
 This file is not a page of the site: mkdocs.yml lists it under exclude_docs.
 """
@@ -128,8 +134,36 @@ def _plain_toc(items):
 
 
 def on_page_content(html, page, config, files):
-    """Navigation and table of contents show math in headings as plain text."""
+    """Navigation and table of contents show math in headings as plain text; notebook links."""
     _plain_toc(page.toc)
     if page.title:
         page.title = plain_math(page.title)
+    if page.file.src_uri.endswith(".ipynb"):
+        html = notebook_links(html, page, config, files)
     return html
+
+
+# ----------------------------------------------------------------- links in notebooks
+# <a href="../docs/derivations/softmax.md#fragment">...</a>, as nbconvert writes a notebook's
+# [text](../docs/...) link; also ../npformer/, ../tests/, ../benchmarks/
+NOTEBOOK_REPO_LINK = re.compile(
+    r'<a href="\.\./(?P<path>(?:docs|npformer|tests|benchmarks)/[^"#]*)(?P<fragment>#[^"]*)?"'
+    r'[^>]*>(?P<text>.*?)</a>', re.DOTALL)
+
+
+def notebook_links(html, page, config, files):
+    """Links written relative to notebooks/ (for Jupyter) -> links that work on the site."""
+    root = Path(config["config_file_path"]).parent
+
+    def resolve(match):
+        path = match["path"]
+        if not (root / path).exists():
+            raise PluginError(f"{page.file.src_uri} links to {path}, which does not exist")
+        if path.startswith("docs/") and path.endswith(".md"):
+            target = files.get_file_from_path(path[len("docs/"):])
+            if target is None:
+                raise PluginError(f"{page.file.src_uri} links to {path}, which is not on the site")
+            href = target.url_relative_to(page.file) + (match["fragment"] or "")
+            return f'<a href="{href}">{match["text"]}</a>'
+        return match["text"]  # a source file: not part of the site, keep its name
+    return NOTEBOOK_REPO_LINK.sub(resolve, html)
