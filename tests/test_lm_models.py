@@ -182,6 +182,20 @@ def test_classifier_ignores_padding(body, pooling):
         model.loss(ids, np.array([0, 3]))
 
 
+def test_classifier_checks_ids_against_its_own_embedding():
+    """Bug: ids were checked against the source vocabulary, which a decoder-only body does not use.
+
+    Its embedding has the target vocabulary, so an id between the two sizes got past the
+    check and crashed inside the embedding (IndexError) instead of a clear ValueError.
+    """
+    model = Classifier(ModelConfig(**{**LM, "n_classes": 2, "src_vocab_size": 30}))
+    with pytest.raises(ValueError, match=f"token id 25 out of range \\[0, {V}\\)"):
+        model.forward(np.array([[1, 25, 2]]))
+    with pytest.raises(ValueError, match="out of range"):
+        model.loss(np.array([[1, 25, 2]]), np.array([1]))
+    assert model.forward(np.array([[1, V - 1, 2]])).shape == (1, 2)
+
+
 def test_decoder_only_classifier_reads_the_end_and_is_causal():
     """"last" pooling on a causal body: a change of an early token changes the logits."""
     model = shifted(Classifier(ModelConfig(**{**LM, "n_classes": 2, "pooling": "last"})))
