@@ -44,7 +44,7 @@ class Built(NamedTuple):
     note: str  # e.g. "started from runs/lm/best.npz (54 weights)"
 
 
-def _pretrained(cfg):
+def pretrained_checkpoint(cfg):
     """The language model named by cfg.init_from (a Checkpoint)."""
     try:
         ckpt = load_checkpoint(cfg.init_from)
@@ -60,7 +60,7 @@ def _pretrained(cfg):
 
 def _start_from(cfg, model, parts):
     """Copy the pretrained LM's weights into a fresh model; returns a note."""
-    ckpt = _pretrained(cfg)
+    ckpt = pretrained_checkpoint(cfg)
     try:
         copied = load_pretrained(model, ckpt.model, parts)
     except ValueError as err:
@@ -82,10 +82,11 @@ class TranslationTask:
     score_name = "BLEU"
     unit = "tok"  # what Batch.n_tokens counts, for the progress line
 
-    @staticmethod
-    def builtin(data):
+    builtins = ("toy", "copy", "reverse")  # --data names that are not files
+
+    def builtin(self, data):
         """Is `data` the name of a built-in corpus (not a file)?"""
-        return data in ("toy", "copy", "reverse")
+        return data in self.builtins
 
     def load(self, cfg):
         if cfg.data == "toy":
@@ -108,7 +109,7 @@ class TranslationTask:
 
     def build(self, cfg, splits):
         if cfg.init_from:  # the LM's tokenizer on both sides, its weights in encoder/decoder
-            tok = _pretrained(cfg).src_tokenizer
+            tok = pretrained_checkpoint(cfg).src_tokenizer
             model = build_model(cfg.replace(shared_vocab=True).model_config(tok.vocab_size,
                                                                             tok.vocab_size))
             note = _start_from(cfg, model, cfg.init_parts.split(","))
@@ -158,9 +159,10 @@ class LanguageModelTask:
     score_name = "validation loss"
     unit = "tok"
 
-    @staticmethod
-    def builtin(data):
-        return data in TOY_TEXTS or data == "toy-icl"
+    builtins = (*TOY_TEXTS, "toy-icl")
+
+    def builtin(self, data):
+        return data in self.builtins
 
     def load(self, cfg):
         size = cfg.data_size or DEFAULT_TEXT_TOKENS
@@ -243,9 +245,10 @@ class ClassificationTask:
     score_name = "accuracy"
     unit = "examples"
 
-    @staticmethod
-    def builtin(data):
-        return data in CLASSIFICATION_TASKS
+    builtins = tuple(CLASSIFICATION_TASKS)
+
+    def builtin(self, data):
+        return data in self.builtins
 
     def load(self, cfg):
         if cfg.data in CLASSIFICATION_TASKS:
@@ -265,7 +268,7 @@ class ClassificationTask:
             raise DataError(f"{cfg.data}: the training split has {len(labels)} label(s); a "
                             "classifier needs at least two")
         if cfg.init_from:
-            lm = _pretrained(cfg)
+            lm = pretrained_checkpoint(cfg)
             lm_cfg = lm.model.config
             model_cfg = cfg.replace(  # the LM's architecture, with this run's dropout and head
                 d_model=lm_cfg.d_model, n_heads=lm_cfg.n_heads, d_ff=lm_cfg.d_ff,
