@@ -75,6 +75,27 @@ def _split_lines(lines, cfg, source):
     return {k: [line for line, _ in v] for k, v in splits.items()}, f"{source}: {len(lines)} lines"
 
 
+def _split_stream(text, cfg, source):
+    """One stream of text -> train/valid/test documents: its start, then the next parts.
+
+    Held-out text is the end of the stream, as for one long book (a shuffle of lines
+    would not be one stream); each cut moves forward to the next whitespace, so no
+    word is split. An empty part gives an empty split.
+    """
+    n = len(text)
+
+    def cut(frac):
+        i = int(n * frac)
+        while i < n and not text[i].isspace():
+            i += 1
+        return i
+
+    a, b = cut(1 - cfg.valid_frac - cfg.test_frac), cut(1 - cfg.test_frac)
+    parts = {"train": text[:a], "valid": text[a:b], "test": text[b:]}
+    return ({k: [part.strip()] if part.strip() else [] for k, part in parts.items()},
+            f"{source}: one stream of {n:,} characters")
+
+
 class TranslationTask:
     """Sentence pairs -> an encoder-decoder translator, scored by BLEU."""
 
@@ -178,6 +199,8 @@ class LanguageModelTask:
             order = rng.permutation(len(train))
             return ({"train": [train[i] for i in order], "valid": text["valid"] + icl["valid"],
                      "test": text["test"]}, f"toy text with in-context tasks ({size:,} tokens)")
+        if cfg.text_mode == "whole":
+            return _split_stream(load_text(cfg.data, mode="whole")[0], cfg, cfg.data)
         return _split_lines(load_text(cfg.data, mode=cfg.text_mode), cfg, cfg.data)
 
     def build(self, cfg, splits):
