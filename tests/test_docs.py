@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from npformer.cli import build_parser
-from npformer.config import TrainConfig
+from npformer.config import COMMAND_PRESETS, PRESETS, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -153,8 +153,12 @@ def _is_help(action):
 
 def _real_default(command, action):
     """(has a default, the value an option takes when it is not given)."""
-    if command == "train" and action.dest in {f.name for f in dataclasses.fields(TrainConfig)}:
-        return True, getattr(TrainConfig(), action.dest)  # the parser's None: "not given"
+    if command in COMMAND_PRESETS and action.dest in {f.name for f in
+                                                      dataclasses.fields(TrainConfig)}:
+        # a training command's flag: the parser's None means "not given", so the value
+        # is that of the command's default preset (train: "toy", the TrainConfig defaults)
+        defaults = TrainConfig(**PRESETS[COMMAND_PRESETS[command][0]])
+        return True, getattr(defaults, action.dest)
     value = action.default  # None, a store_true flag's False, SUPPRESS: no default to state
     return not (value is None or value is False or value == argparse.SUPPRESS), value
 
