@@ -387,6 +387,14 @@ def cmd_eval(args):
         report = {"loss": loss, "perplexity": perplexity, "n": len(items)}
     else:
         examples, _ = task.encode(items, built, cfg)
+        unknown = sorted({label for _, label in items} - set(ckpt.labels))
+        if unknown:  # encode leaves them out: the model cannot predict them
+            message = (f"{where}: {len(items) - len(examples)} examples have labels the model "
+                       f"does not know ({', '.join(unknown[:5])}); its labels are "
+                       f"{', '.join(ckpt.labels)}")
+            if not examples:
+                raise UsageError(message)
+            print(f"note: {message}; they are left out", file=sys.stderr)
         matrix = confusion_matrix(ckpt.model, examples, cfg.max_tokens, task)
         acc = float(np.trace(matrix) / max(matrix.sum(), 1))
         print(f"{'examples':<14} {int(matrix.sum())}\n{'accuracy':<14} {100 * acc:.2f}%\n"

@@ -8,7 +8,9 @@ backward that mixes up elements cannot pass by symmetry (an all-ones dy could).
   relative error    = ||analytic - numerical|| / (||analytic|| + ||numerical||)
 
 `layer_checks()` and `model_checks()` return one Row per check; `npformer
-gradcheck` prints them as a table and exits non-zero if any fails.
+gradcheck` prints them as a table and exits non-zero if any fails. The model checks
+cover the three kinds: the encoder-decoder translator, the decoder-only language
+model, and classifiers (decoder-only or encoder-only body, pooled, with a head).
 tests/test_gradcheck.py runs the same checks. Derivations of each backward: docs/derivations/.
 """
 import math
@@ -19,7 +21,7 @@ import numpy as np
 from . import layers as L
 from .config import ModelConfig
 from .masks import additive, causal_mask, combine, padding_mask
-from .model import Transformer
+from .model import Classifier, LanguageModel, Transformer
 from .tape import Tape
 
 EPS = 1e-6  # finite-difference step in float64
@@ -156,67 +158,122 @@ def layer_checks(seed=0):
                         [r(B, T, C), r(B, S, C), *cross_weights, cross, H],
                         {0: "dx", 1: "dmemory", 2: "dW_q", 3: "db_q", 4: "dW_kv", 5: "db_kv",
                          6: "dW_o", 7: "db_o"})
+    ids = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])  # (B,S): row 1 padded, its last real token is 2
+    for mode in ("mean", "first", "last"):
+        rows += check_layer(f"pooling ({mode}, padding)", L.pool_forward, L.pool_backward,
+                            [r(B, S, C), L.pool_weights(ids != 0, mode, np.float64)], {0: "dx"})
     targets = np.array([[1, 2, 0], [4, 4, 6]])  # one padding target (ignored)
     for smoothing in (0.0, 0.1):
         rows += check_layer(f"cross-entropy (smoothing {smoothing})",
                             L.cross_entropy_forward, L.cross_entropy_backward,
                             [r(B, T, V), targets, 0, smoothing], {0: "dlogits"})
+    # a classifier's loss: one label per sequence, class 0 is a label like any other
+    rows += check_layer("cross-entropy (class labels)", L.cross_entropy_forward,
+                        L.cross_entropy_backward, [r(B, 3), np.array([0, 2]), -1, 0.0],
+                        {0: "dlogits"})
     return rows
 
 
-def model_checks(seed=0):
-    """Whole encoder-decoder: every parameter tensor, in several architecture variants.
+def parameter_rows(label, model, loss, rng):
+    """Rows for every parameter tensor of `model` against central differences of `loss`.
 
+    `loss(tape)` runs the model's loss (recording op "loss" on `tape`, or on none
+    when tape is None) and returns it; it must be deterministic (fixed dropout rng).
     Per tensor: DIRECTIONS random directional derivatives (covering every entry at
-    once) and ENTRIES single entries, all against central differences of the loss.
+    once) and ENTRIES single entries.
     """
-    variants = {
-        "pre-LN, tied, dropout": dict(dropout=0.2),
-        "post-LN, untied, learned pos": dict(norm_position="post", tie_output=False,
-                                             positional="learned"),
-        "shared embeddings, gelu": dict(share_embeddings=True, activation="gelu"),
-    }
+    tape = Tape()
+    model.zero_grad()
+    loss(tape)
+    tape.backward(model.grads, "loss")
     rows = []
-    for label, changes in variants.items():
-        vocab = 13
-        cfg = ModelConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=8, n_heads=2,
-                          d_ff=12, n_encoder_layers=2, n_decoder_layers=2, max_len=8,
-                          dtype="float64", seed=seed, **changes)
-        model = Transformer(cfg)
-        rng = np.random.default_rng(seed)
-        for p in model.params.values():  # move off the init (zero biases, unit gammas)
-            p += 0.1 * rng.normal(size=p.shape)
+    for key, p in model.params.items():
+        g = model.grads[key]
+        analytic, numeric = [], []
+        for _ in range(DIRECTIONS):
+            v = rng.normal(size=p.shape)
+            p += EPS * v
+            plus = loss(None)
+            p -= 2 * EPS * v
+            minus = loss(None)
+            p += EPS * v
+            analytic.append(float(np.sum(g * v)))
+            numeric.append((plus - minus) / (2 * EPS))
+        idx = rng.integers(0, p.size, size=min(ENTRIES, p.size))
+        num = numerical_gradient(lambda: loss(None), p, indices=idx)
+        # entries of parameters with (near) zero gradient still must match
+        rows.append(make_row(f"model [{label}]: {key}",
+                             np.concatenate([analytic, g.reshape(-1)[idx]]),
+                             np.concatenate([numeric, num])))
+    return rows
+
+
+DECODER_ONLY = dict(kind="decoder-only", n_encoder_layers=0)
+ENCODER_ONLY = dict(kind="encoder-only", n_decoder_layers=0)
+# {label: (model class, ModelConfig changes from TINY)} of the whole-model checks
+MODEL_VARIANTS = {
+    "pre-LN, tied, dropout": (Transformer, dict(dropout=0.2)),
+    "post-LN, untied, learned pos": (Transformer, dict(norm_position="post", tie_output=False,
+                                                       positional="learned")),
+    "shared embeddings, gelu": (Transformer, dict(share_embeddings=True, activation="gelu")),
+    "LM, pre-LN, tied, dropout": (LanguageModel, dict(**DECODER_ONLY, dropout=0.2)),
+    "LM, post-LN, untied, learned pos, gelu": (LanguageModel, dict(
+        **DECODER_ONLY, norm_position="post", tie_output=False, positional="learned",
+        activation="gelu")),
+    "classifier, decoder-only body, last, dropout": (Classifier, dict(
+        **DECODER_ONLY, n_classes=3, pooling="last", dropout=0.2)),
+    "classifier, encoder-only body, mean, post-LN": (Classifier, dict(
+        **ENCODER_ONLY, n_classes=3, pooling="mean", norm_position="post")),
+    "classifier, encoder-only body, first, learned pos": (Classifier, dict(
+        **ENCODER_ONLY, n_classes=3, pooling="first", positional="learned")),
+}
+TINY = dict(src_vocab_size=13, tgt_vocab_size=13, d_model=8, n_heads=2, d_ff=12,
+            n_encoder_layers=2, n_decoder_layers=2, max_len=8, dtype="float64")
+
+
+def tiny_config(label, seed=0):
+    """The float64 ModelConfig of the whole-model check `label` (a MODEL_VARIANTS key)."""
+    return ModelConfig(**{**TINY, **MODEL_VARIANTS[label][1], "seed": seed})
+
+
+def batch_loss(model):
+    """`loss(**kwargs) -> float` of a fixed padded batch of the model's kind.
+
+    Padded target positions (translator, LM) are ignored by the loss, padded keys
+    are masked, and the pooling skips padding: each batch has a padded row.
+    """
+    if isinstance(model, Transformer):
         src = np.array([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0]])  # padded source
         tgt_in = np.array([[1, 3, 4, 5], [1, 11, 12, 0]])
         tgt_out = np.array([[3, 4, 5, 2], [11, 12, 2, 0]])  # padded target (ignored)
+        return lambda **kw: model.loss(src, tgt_in, tgt_out, **kw)
+    if isinstance(model, LanguageModel):
+        ids_in = np.array([[1, 3, 4, 5, 6], [1, 11, 12, 0, 0]])
+        ids_out = np.array([[3, 4, 5, 6, 2], [11, 12, 2, 0, 0]])  # padded targets (ignored)
+        return lambda **kw: model.loss(ids_in, ids_out, **kw)
+    ids = np.array([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0], [1, 9, 10, 2, 0]])  # padded rows
+    labels = np.array([0, 2, 1])
+    return lambda **kw: model.loss(ids, labels, **kw)
 
-        def loss():
-            return model.loss(src, tgt_in, tgt_out, train=True,
-                              rng=np.random.default_rng(123), label_smoothing=0.1)
 
-        tape = Tape()
-        model.zero_grad()
-        model.loss(src, tgt_in, tgt_out, tape=tape, train=True,
-                   rng=np.random.default_rng(123), label_smoothing=0.1)
-        tape.backward(model.grads, "loss")
-        analytic_dirs, numeric_dirs = [], []
-        for key, p in model.params.items():
-            g = model.grads[key]
-            for _ in range(DIRECTIONS):
-                v = rng.normal(size=p.shape)
-                p += EPS * v
-                plus = loss()
-                p -= 2 * EPS * v
-                minus = loss()
-                p += EPS * v
-                analytic_dirs.append(float(np.sum(g * v)))
-                numeric_dirs.append((plus - minus) / (2 * EPS))
-            idx = rng.integers(0, p.size, size=min(ENTRIES, p.size))
-            num = numerical_gradient(loss, p, indices=idx)
-            # entries of parameters with (near) zero gradient still must match
-            rows.append(make_row(f"model [{label}]: {key}",
-                                 np.concatenate([analytic_dirs[-DIRECTIONS:], g.reshape(-1)[idx]]),
-                                 np.concatenate([numeric_dirs[-DIRECTIONS:], num])))
+def model_checks(seed=0):
+    """Whole models of every kind (MODEL_VARIANTS): rows for every parameter tensor.
+
+    With dropout (a fixed rng) and label smoothing, on the padded batches of `batch_loss`.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, (model_class, _) in MODEL_VARIANTS.items():
+        model = model_class(tiny_config(label, seed))
+        for p in model.params.values():  # move off the init (zero biases, unit gammas)
+            p += 0.1 * rng.normal(size=p.shape)
+        loss_of = batch_loss(model)
+
+        def loss(tape):
+            return loss_of(tape=tape, train=True, rng=np.random.default_rng(123),
+                           label_smoothing=0.1)
+
+        rows += parameter_rows(label, model, loss, rng)
     return rows
 
 

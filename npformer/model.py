@@ -542,6 +542,12 @@ class Classifier(Model):
         """Name of the stack of blocks: "decoder" (causal) or "encoder" (bidirectional)."""
         return "decoder" if self.config.kind == "decoder-only" else "encoder"
 
+    @property
+    def vocab_size(self):
+        """Token ids the body's embedding holds (target side for a decoder, source for an encoder)."""
+        cfg = self.config
+        return cfg.tgt_vocab_size if self.body == "decoder" else cfg.src_vocab_size
+
     def _logits(self, run, ids):
         """Shapes: ids (B,T) -> class logits Value (B,K)"""
         cfg = self.config
@@ -562,7 +568,7 @@ class Classifier(Model):
 
     def forward(self, ids, tape=None, train=False, rng=None):
         """Class logits. Shapes: ids (B,T) -> (B,K)"""
-        ids = self.check_ids(ids, "ids", self.config.src_vocab_size)
+        ids = self.check_ids(ids, "ids", self.vocab_size)
         return self._logits(self._run(tape, train, rng), ids).data
 
     def predict(self, ids):
@@ -573,7 +579,7 @@ class Classifier(Model):
 
     def loss(self, ids, labels, tape=None, train=False, rng=None, label_smoothing=0.0):
         """Mean cross-entropy of the labels. Shapes: ids (B,T), labels (B,) int -> float"""
-        ids = self.check_ids(ids, "ids", self.config.src_vocab_size)
+        ids = self.check_ids(ids, "ids", self.vocab_size)
         labels = np.asarray(labels)
         if labels.shape != ids.shape[:1] or not np.issubdtype(labels.dtype, np.integer) \
                 or labels.min() < 0 or labels.max() >= self.config.n_classes:

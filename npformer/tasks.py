@@ -44,7 +44,7 @@ class Built(NamedTuple):
     note: str  # e.g. "started from runs/lm/best.npz (54 weights)"
 
 
-def _pretrained(cfg):
+def pretrained_checkpoint(cfg):
     """The language model named by cfg.init_from (a Checkpoint)."""
     try:
         ckpt = load_checkpoint(cfg.init_from)
@@ -60,7 +60,7 @@ def _pretrained(cfg):
 
 def _start_from(cfg, model, parts):
     """Copy the pretrained LM's weights into a fresh model; returns a note."""
-    ckpt = _pretrained(cfg)
+    ckpt = pretrained_checkpoint(cfg)
     try:
         copied = load_pretrained(model, ckpt.model, parts)
     except ValueError as err:
@@ -75,6 +75,27 @@ def _split_lines(lines, cfg, source):
     return {k: [line for line, _ in v] for k, v in splits.items()}, f"{source}: {len(lines)} lines"
 
 
+def _split_stream(text, cfg, source):
+    """One stream of text -> train/valid/test documents: its start, then the next parts.
+
+    Held-out text is the end of the stream, as for one long book (a shuffle of lines
+    would not be one stream); each cut moves forward to the next whitespace, so no
+    word is split. An empty part gives an empty split.
+    """
+    n = len(text)
+
+    def cut(frac):
+        i = int(n * frac)
+        while i < n and not text[i].isspace():
+            i += 1
+        return i
+
+    a, b = cut(1 - cfg.valid_frac - cfg.test_frac), cut(1 - cfg.test_frac)
+    parts = {"train": text[:a], "valid": text[a:b], "test": text[b:]}
+    return ({k: [part.strip()] if part.strip() else [] for k, part in parts.items()},
+            f"{source}: one stream of {n:,} characters")
+
+
 class TranslationTask:
     """Sentence pairs -> an encoder-decoder translator, scored by BLEU."""
 
@@ -82,10 +103,11 @@ class TranslationTask:
     score_name = "BLEU"
     unit = "tok"  # what Batch.n_tokens counts, for the progress line
 
-    @staticmethod
-    def builtin(data):
+    builtins = ("toy", "copy", "reverse")  # --data names that are not files
+
+    def builtin(self, data):
         """Is `data` the name of a built-in corpus (not a file)?"""
-        return data in ("toy", "copy", "reverse")
+        return data in self.builtins
 
     def load(self, cfg):
         if cfg.data == "toy":
@@ -108,7 +130,7 @@ class TranslationTask:
 
     def build(self, cfg, splits):
         if cfg.init_from:  # the LM's tokenizer on both sides, its weights in encoder/decoder
-            tok = _pretrained(cfg).src_tokenizer
+            tok = pretrained_checkpoint(cfg).src_tokenizer
             model = build_model(cfg.replace(shared_vocab=True).model_config(tok.vocab_size,
                                                                             tok.vocab_size))
             note = _start_from(cfg, model, cfg.init_parts.split(","))
@@ -157,9 +179,10 @@ class LanguageModelTask:
     score_name = "validation loss"
     unit = "tok"
 
-    @staticmethod
-    def builtin(data):
-        return data in TOY_TEXTS or data == "toy-icl"
+    builtins = (*TOY_TEXTS, "toy-icl")
+
+    def builtin(self, data):
+        return data in self.builtins
 
     def load(self, cfg):
         size = cfg.data_size or DEFAULT_TEXT_TOKENS
@@ -175,6 +198,8 @@ class LanguageModelTask:
             order = rng.permutation(len(train))
             return ({"train": [train[i] for i in order], "valid": text["valid"] + icl["valid"],
                      "test": text["test"]}, f"toy text with in-context tasks ({size:,} tokens)")
+        if cfg.text_mode == "whole":
+            return _split_stream(load_text(cfg.data, mode="whole")[0], cfg, cfg.data)
         return _split_lines(load_text(cfg.data, mode=cfg.text_mode), cfg, cfg.data)
 
     def build(self, cfg, splits):
@@ -241,9 +266,10 @@ class ClassificationTask:
     score_name = "accuracy"
     unit = "examples"
 
-    @staticmethod
-    def builtin(data):
-        return data in CLASSIFICATION_TASKS
+    builtins = tuple(CLASSIFICATION_TASKS)
+
+    def builtin(self, data):
+        return data in self.builtins
 
     def load(self, cfg):
         if cfg.data in CLASSIFICATION_TASKS:
@@ -263,7 +289,7 @@ class ClassificationTask:
             raise DataError(f"{cfg.data}: the training split has {len(labels)} label(s); a "
                             "classifier needs at least two")
         if cfg.init_from:
-            lm = _pretrained(cfg)
+            lm = pretrained_checkpoint(cfg)
             lm_cfg = lm.model.config
             model_cfg = cfg.replace(  # the LM's architecture, with this run's dropout and head
                 d_model=lm_cfg.d_model, n_heads=lm_cfg.n_heads, d_ff=lm_cfg.d_ff,

@@ -17,7 +17,10 @@ function as `npformer.model.Transformer` for the same `ModelConfig`:
                  (source padding), feed-forward
   logits = h W_out + b (or h E_tgt^T + b when tied), mean smoothed cross-entropy
            over non-padding targets.
-No dropout on attention weights. The padding row of each embedding gets no
+No dropout on attention weights. `TorchLanguageModel` (decoder-only) and
+`TorchClassifier` (decoder-only or encoder-only body, pooled, linear head) are the
+other two kinds of npformer.model, built from the same EncoderLayer: a GPT layer
+is an encoder layer with a causal mask. The padding row of each embedding gets no
 gradient from the lookup (nn.Embedding(padding_idx=pad)); with a tied output it
 still gets the output projection's gradient, exactly as in npformer.
 
@@ -26,14 +29,16 @@ stores (out, in). `from_npformer` / `grads_to_npformer` / `params_to_npformer`
 transpose across that boundary; the key mapping lives in `npformer_keys`.
 
 Usage:
-    tm = from_npformer(model)                      # same weights, same dtype
-    loss = tm.loss(src, tgt_in, tgt_out, label_smoothing=0.1)
+    tm = from_npformer(model)                      # same weights, same dtype, same kind
+    loss = tm.loss(src, tgt_in, tgt_out, label_smoothing=0.1)   # a translator
+    loss = tm.loss(ids_in, ids_out)                # a language model
+    loss = tm.loss(ids, labels)                    # a classifier
     loss.backward()
     grads = grads_to_npformer(tm)                  # {npformer key: ndarray}
     opt = torch.optim.AdamW(param_groups(tm, weight_decay=0.01), lr=1e-3)
 
 Shapes: B batch, S source len, T target len, C d_model, H heads,
-D head dim (C = H*D), F d_ff, V vocab, L max_len.
+D head dim (C = H*D), F d_ff, V vocab, L max_len, K classes.
 """
 import math
 
@@ -250,6 +255,116 @@ class TorchTransformer(nn.Module):
                                ignore_index=self.cfg.pad_id, label_smoothing=label_smoothing)
 
 
+class SelfAttentionBody(nn.Module):
+    """Embedding, positions, self-attention layers, final LN (pre-LN): a GPT or BERT body.
+
+    causal=True: npformer's "decoder" stack of a decoder-only model (target embedding,
+    causal & padding mask); False: the "encoder" stack of an encoder-only classifier
+    (source embedding, padding mask only).
+    """
+
+    def __init__(self, cfg, causal, **factory):
+        super().__init__()
+        self.cfg, self.causal = cfg, causal
+        C = cfg.d_model
+        vocab = cfg.tgt_vocab_size if causal else cfg.src_vocab_size
+        self.embed = nn.Embedding(vocab, C, padding_idx=cfg.pad_id, **factory)
+        if cfg.positional == "learned":
+            self.pos = nn.Parameter(torch.zeros(cfg.max_len, C, **factory))
+        else:
+            self.register_buffer("pos", sinusoid_positions(cfg.max_len, C).to(factory["dtype"]),
+                                 persistent=False)
+        n_layers = cfg.n_decoder_layers if causal else cfg.n_encoder_layers
+        self.layers = nn.ModuleList(EncoderLayer(cfg, **factory) for _ in range(n_layers))
+        if cfg.norm_position == "pre":
+            self.norm = nn.LayerNorm(C, eps=cfg.ln_eps, **factory)
+
+    def forward(self, ids):
+        """Shapes: ids (B,T) -> (B,T,C)"""
+        T = ids.shape[1]
+        allowed = (ids != self.cfg.pad_id)[:, None, :]  # (B,1,T)
+        if self.causal:
+            causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()  # (T,T)
+            allowed = causal[None] & allowed  # (B,T,T)
+        x = self.embed(ids) * math.sqrt(self.cfg.d_model) + self.pos[:T]
+        x = F.dropout(x, self.cfg.dropout, self.training)
+        for layer in self.layers:
+            x = layer(x, allowed)
+        if self.cfg.norm_position == "pre":
+            x = self.norm(x)
+        return x
+
+
+class TorchLanguageModel(nn.Module):
+    """npformer's decoder-only LanguageModel, in PyTorch: a causal body and the output layer."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        if not isinstance(cfg, ModelConfig) or cfg.kind != "decoder-only" or cfg.n_classes:
+            raise ValueError("TorchLanguageModel needs a decoder-only ModelConfig without "
+                             "n_classes")
+        self.cfg = cfg
+        factory = {"dtype": TORCH_DTYPES[cfg.dtype]}
+        self.body = SelfAttentionBody(cfg, causal=True, **factory)
+        if not cfg.tie_output:
+            self.out_weight = nn.Parameter(torch.zeros(cfg.tgt_vocab_size, cfg.d_model,
+                                                       **factory))
+        self.out_bias = nn.Parameter(torch.zeros(cfg.tgt_vocab_size, **factory))
+
+    def forward(self, ids):
+        """Shapes: ids (B,T) int -> logits (B,T,V)"""
+        W = self.body.embed.weight if self.cfg.tie_output else self.out_weight  # (V,C)
+        return F.linear(self.body(as_ids(ids)), W, self.out_bias)
+
+    def loss(self, ids_in, ids_out, label_smoothing=0.0):
+        """Mean smoothed next-token cross-entropy over non-padding targets (a 0-d tensor)."""
+        logits = self.forward(ids_in)  # (B,T,V)
+        return F.cross_entropy(logits.flatten(0, 1), as_ids(ids_out).flatten(),
+                               ignore_index=self.cfg.pad_id, label_smoothing=label_smoothing)
+
+
+class TorchClassifier(nn.Module):
+    """npformer's Classifier, in PyTorch: a causal or bidirectional body, pooling, linear head."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        if not isinstance(cfg, ModelConfig) or not cfg.n_classes:
+            raise ValueError("TorchClassifier needs a ModelConfig with n_classes")
+        self.cfg = cfg
+        factory = {"dtype": TORCH_DTYPES[cfg.dtype]}
+        self.body = SelfAttentionBody(cfg, causal=cfg.kind == "decoder-only", **factory)
+        self.head = nn.Linear(cfg.d_model, cfg.n_classes, **factory)
+
+    def pool(self, h, ids):
+        """One vector per sequence (padding is at the end of a row). Shapes: (B,T,C) -> (B,C)"""
+        real = (ids != self.cfg.pad_id).to(h.dtype)  # (B,T)
+        if self.cfg.pooling == "mean":
+            return (h * real[:, :, None]).sum(1) / real.sum(1, keepdim=True)
+        if self.cfg.pooling == "first":
+            return h[:, 0]
+        last = real.sum(1).long() - 1  # (B,) the last real token of each row
+        return h[torch.arange(h.shape[0]), last]
+
+    def forward(self, ids):
+        """Shapes: ids (B,T) int -> class logits (B,K)"""
+        ids = as_ids(ids)
+        return self.head(self.pool(self.body(ids), ids))
+
+    def loss(self, ids, labels, label_smoothing=0.0):
+        """Mean smoothed cross-entropy of the labels (a 0-d tensor). Shapes: labels (B,)"""
+        return F.cross_entropy(self.forward(ids), as_ids(labels),
+                               label_smoothing=label_smoothing)
+
+
+def torch_model_for(cfg):
+    """The torch class of the npformer model a config describes (model.build_model's twin)."""
+    if cfg.n_classes:
+        return TorchClassifier(cfg)
+    if cfg.kind == "decoder-only":
+        return TorchLanguageModel(cfg)
+    return TorchTransformer(cfg)
+
+
 def as_ids(ids):
     """numpy or torch integer ids -> int64 tensor."""
     if isinstance(ids, torch.Tensor):
@@ -287,6 +402,30 @@ def npformer_keys(tm):
         keys[prefix + ".W_2"] = (ff.fc2.weight, True)
         keys[prefix + ".b_2"] = (ff.fc2.bias, False)
 
+    def self_attention_layer(prefix, layer):  # an EncoderLayer: "encoder.i" or "decoder.i"
+        attention(f"{prefix}.self_attn", layer.self_attn)
+        norm(f"{prefix}.norm1", layer.sub1.norm)
+        ffn(f"{prefix}.ffn", layer.ffn)
+        norm(f"{prefix}.norm2", layer.sub2.norm)
+
+    if not isinstance(tm, TorchTransformer):  # a decoder-only or encoder-only body
+        stack, side = ("decoder", "tgt") if tm.body.causal else ("encoder", "src")
+        keys[f"{side}_embed.W"] = (tm.body.embed.weight, False)
+        if cfg.positional == "learned":
+            keys[f"{side}_pos.W"] = (tm.body.pos, False)
+        for i, layer in enumerate(tm.body.layers):
+            self_attention_layer(f"{stack}.{i}", layer)
+        if cfg.norm_position == "pre":
+            norm(f"{stack}.norm", tm.body.norm)
+        if isinstance(tm, TorchClassifier):
+            keys["head.W"] = (tm.head.weight, True)
+            keys["head.b"] = (tm.head.bias, False)
+            return keys
+        if not cfg.tie_output:
+            keys["out.W"] = (tm.out_weight, True)
+        keys["out.b"] = (tm.out_bias, False)
+        return keys
+
     if cfg.share_embeddings:
         keys["embed.W"] = (tm.embed.weight, False)
     else:
@@ -296,10 +435,7 @@ def npformer_keys(tm):
         keys["src_pos.W"] = (tm.src_pos, False)
         keys["tgt_pos.W"] = (tm.tgt_pos, False)
     for i, layer in enumerate(tm.encoder):
-        attention(f"encoder.{i}.self_attn", layer.self_attn)
-        norm(f"encoder.{i}.norm1", layer.sub1.norm)
-        ffn(f"encoder.{i}.ffn", layer.ffn)
-        norm(f"encoder.{i}.norm2", layer.sub2.norm)
+        self_attention_layer(f"encoder.{i}", layer)
     for i, layer in enumerate(tm.decoder):
         attention(f"decoder.{i}.self_attn", layer.self_attn)
         norm(f"decoder.{i}.norm1", layer.sub1.norm)
@@ -317,8 +453,8 @@ def npformer_keys(tm):
 
 
 def from_npformer(model):
-    """A TorchTransformer holding a copy of an npformer model's parameters."""
-    tm = TorchTransformer(model.config)
+    """A torch model of the same kind (torch_model_for) holding a copy of the parameters."""
+    tm = torch_model_for(model.config)
     keys = npformer_keys(tm)
     if set(keys) != set(model.params):
         raise ValueError(f"key mismatch: torch-only {sorted(set(keys) - set(model.params))}, "

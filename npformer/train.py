@@ -42,7 +42,7 @@ from .config import ConfigError, TrainConfig
 from .data import DataError
 from .optim import AdamW, clip_grad_norm, make_schedule
 from .tape import Tape
-from .tasks import TASKS, Built
+from .tasks import TASKS, Built, pretrained_checkpoint
 from .threads import set_blas_threads
 
 # Fields a resumed run may change: how long it runs and how it reports, never
@@ -119,6 +119,9 @@ def data_fingerprint(cfg):
             with open(name, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
+        except FileNotFoundError:
+            raise DataError(f"{name}: no such file, and not a built-in data set (choose "
+                            f"{', '.join(TASKS[cfg.task].builtins)} or a file)") from None
         except OSError as err:
             raise DataError(f"{name}: cannot read ({err.strerror or err})") from None
         digests[name] = h.hexdigest()
@@ -334,6 +337,8 @@ def train(cfg, resume=False, log=None):
         state = TrainState.from_dict(ckpt.state, where=str(out / "last.npz"))
     set_blas_threads(cfg.threads)
     task = TASKS[cfg.task]  # what differs between translation, LM and classification
+    if cfg.init_from and not resume:  # a wrong checkpoint fails now, not after loading the data
+        pretrained_checkpoint(cfg)
 
     # --- data (the saved run's data when resuming, checked to be the same)
     fingerprint = data_fingerprint(cfg)

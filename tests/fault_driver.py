@@ -24,6 +24,7 @@ import npformer.checkpoint
 import npformer.evaluation
 import npformer.optim
 import npformer.tape
+import npformer.tasks
 import npformer.train
 from npformer.cli import main
 
@@ -61,7 +62,7 @@ def inject(spec):
     elif where == "update":
         after(npformer.optim.AdamW, "step")
     elif where == "validate":
-        before(npformer.train, "evaluate")  # train.py calls evaluate at every validation
+        before(npformer.tasks, "evaluate")  # a translation validation calls evaluate (tasks.py)
     elif where == "fsync":
         before(npformer.checkpoint.os, "fsync")
     else:

@@ -22,7 +22,7 @@ import pytest
 
 from npformer.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.config import TrainConfig
+from npformer.config import PRESETS, TrainConfig
 from npformer.distributed import GradientSync, SingleProcess, flat_gradients, shard
 from npformer.model import Transformer
 from npformer.config import ModelConfig
@@ -97,6 +97,22 @@ def test_two_processes_match_one_process(tmp_path, single):
     assert "data parallel: 2 processes" in result.stderr
     assert result.stderr.count("valid step 6") == 1  # rank 0 alone reports
     assert_same_losses(logged(out), single)
+
+
+LM_RUN = {**RUN, "data": "toy", "data_size": 3000, "max_len": 16}
+
+
+@needs_mpi
+def test_two_processes_match_one_process_for_a_language_model(tmp_path):
+    """The LM task goes through the same data-parallel step: the same losses as one process."""
+    cfg = TrainConfig(**{**PRESETS["lm"], **LM_RUN, "out_dir": str(tmp_path / "one")})
+    single_lm = train(cfg, log=lambda line: None)  # the same config as `npformer pretrain`
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in LM_RUN.items() if k != "eval_sentences"]
+    result = mpi(2, "pretrain", *flags, "--out-dir", str(tmp_path / "two"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data parallel: 2 processes" in result.stderr
+    assert_same_losses(logged(tmp_path / "two"), single_lm)
+    assert len(losses(single_lm)) == 12 + 2  # every train step and both validations compared
 
 
 @needs_mpi

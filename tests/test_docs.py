@@ -153,9 +153,12 @@ def _is_help(action):
 
 def _real_default(command, action):
     """(has a default, the value an option takes when it is not given)."""
-    if command in COMMAND_PRESETS and action.dest in {f.name for f in dataclasses.fields(TrainConfig)}:
-        defaults = TrainConfig(**PRESETS[COMMAND_PRESETS[command][0]])  # the command's preset
-        return True, getattr(defaults, action.dest)  # the parser's None: "not given"
+    if command in COMMAND_PRESETS and action.dest in {f.name for f in
+                                                      dataclasses.fields(TrainConfig)}:
+        # a training command's flag: the parser's None means "not given", so the value
+        # is that of the command's default preset (train: "toy", the TrainConfig defaults)
+        defaults = TrainConfig(**PRESETS[COMMAND_PRESETS[command][0]])
+        return True, getattr(defaults, action.dest)
     value = action.default  # None, a store_true flag's False, SUPPRESS: no default to state
     return not (value is None or value is False or value == argparse.SUPPRESS), value
 

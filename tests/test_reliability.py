@@ -111,6 +111,36 @@ def test_interrupt_inside_a_step_resumes_exactly(tmp_path, monkeypatch):
     assert without_timings(resumed) == without_timings(straight)
 
 
+@pytest.mark.parametrize("task,data", [("lm", dict(data="toy", data_size=3000)),
+                                       ("classify", dict(data="acceptability", data_size=64))])
+def test_lm_and_classifier_interrupted_inside_a_step_resume_exactly(tmp_path, monkeypatch,
+                                                                    task, data):
+    """As above, for the other two tasks of the same loop: the same history bit for bit."""
+    cfg = TrainConfig(task=task, **data, **{**SMALL, "dropout": 0.3}, max_steps=8,
+                      eval_every=4, out_dir=str(tmp_path / "a"))
+    straight = train(cfg, log=quiet)
+    calls = {"n": 0}
+    original = Tape.backward
+
+    def interrupt_in_step_6(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Tape, "backward", interrupt_in_step_6)
+    cfg_b = cfg.replace(out_dir=str(tmp_path / "b"))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_b, log=quiet)
+    monkeypatch.setattr(Tape, "backward", original)
+    assert load_checkpoint(tmp_path / "b" / "last.npz").state["step"] == 4
+    resumed = train(cfg_b, resume=True, log=quiet)
+    assert without_timings(resumed) == without_timings(straight)
+    assert [h["step"] for h in resumed if h["type"] == "train"] == list(range(1, 9))
+    a, b = (load_checkpoint(tmp_path / d / "last.npz").model.params for d in "ab")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_resume_without_a_checkpoint_is_one_line(tmp_path):
     """Bug 3: used to print a traceback."""
     code, _, err = cli("train", "--resume", "--out-dir", str(tmp_path / "nothing"))

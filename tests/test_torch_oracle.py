@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 from helpers import assert_close  # noqa: E402
 
 from npformer.config import ModelConfig  # noqa: E402
-from npformer.model import Transformer, embedding_keys  # noqa: E402
+from npformer.model import Transformer, build_model, embedding_keys  # noqa: E402
 from npformer.tape import Tape  # noqa: E402
 from npformer.torch_reference import (  # noqa: E402
     from_npformer,
@@ -102,8 +102,8 @@ def make_config(dtype, **changes):
 
 
 def make_model(cfg, seed=0):
-    """An npformer model moved off its init (zero biases and unit gammas hide bugs)."""
-    model = Transformer(cfg)
+    """An npformer model of the config's kind, moved off its init (zero biases and unit gammas hide bugs)."""
+    model = build_model(cfg)
     rng = np.random.default_rng(seed)
     for p in model.params.values():
         p += (0.1 * rng.normal(size=p.shape)).astype(p.dtype)
@@ -168,7 +168,7 @@ CASES = [(v, "float64") for v in VARIANTS] + [("pre-LN, tied, sinusoidal", "floa
 @pytest.mark.parametrize("variant,dtype", CASES)
 def test_forward_and_every_gradient_match_torch(variant, dtype):
     cfg = make_config(dtype, **VARIANTS[variant])
-    rtol, grad_rtol = TOLERANCES[dtype]
+    rtol, _ = TOLERANCES[dtype]
     model = make_model(cfg)
     tm = from_npformer(model)
 
@@ -182,6 +182,12 @@ def test_forward_and_every_gradient_match_torch(variant, dtype):
     t_loss, t_grads = torch_loss_and_grads(tm)
     assert_close_to_scale("loss", loss, t_loss, rtol)
 
+    assert_every_gradient_matches(f"{variant}, {dtype}", grads, t_grads, dtype)
+
+
+def assert_every_gradient_matches(label, grads, t_grads, dtype):
+    """Every (unpacked) parameter gradient within the dtype's bound of torch's."""
+    grad_rtol = TOLERANCES[dtype][1]
     assert set(grads) == set(t_grads)
     largest = max(float(np.abs(g).max()) for g in t_grads.values())
     zero_bound = ZERO_GRAD_RTOL[dtype] * largest
@@ -199,7 +205,79 @@ def test_forward_and_every_gradient_match_torch(variant, dtype):
             rel, message = diff_report(key, g_npf, g_torch)
             if not rel <= grad_rtol:
                 failures.append(f"{message} > rtol {grad_rtol:g}")
-    assert not failures, f"[{variant}, {dtype}] gradients differ:\n" + "\n".join(failures)
+    assert not failures, f"[{label}] gradients differ:\n" + "\n".join(failures)
+
+
+# --- the decoder-only language model and the classifiers -------------------------------
+DECODER_ONLY = dict(kind="decoder-only", n_encoder_layers=0, src_vocab_size=TGT_VOCAB)
+ENCODER_ONLY = dict(kind="encoder-only", n_decoder_layers=0, tgt_vocab_size=VOCAB)
+LM_VARIANTS = {
+    "LM, pre-LN, tied, sinusoidal": dict(DECODER_ONLY),
+    "LM, post-LN, untied, learned positions, 3 layers": dict(
+        DECODER_ONLY, norm_position="post", tie_output=False, positional="learned",
+        n_decoder_layers=3),
+    "LM, pre-LN, untied, gelu, learned positions": dict(
+        DECODER_ONLY, tie_output=False, activation="gelu", positional="learned"),
+}
+N_CLASSES = 3
+CLASSIFIER_VARIANTS = {
+    "classifier, decoder-only body, last": dict(
+        DECODER_ONLY, n_classes=N_CLASSES, pooling="last"),
+    "classifier, decoder-only body, mean, post-LN, learned positions": dict(
+        DECODER_ONLY, n_classes=N_CLASSES, pooling="mean", norm_position="post",
+        positional="learned"),
+    "classifier, encoder-only body, mean": dict(
+        ENCODER_ONLY, n_classes=N_CLASSES, pooling="mean", src_vocab_size=VOCAB),
+    "classifier, encoder-only body, first, gelu": dict(
+        ENCODER_ONLY, n_classes=N_CLASSES, pooling="first", activation="gelu",
+        src_vocab_size=VOCAB),
+    "classifier, encoder-only body, last, post-LN": dict(
+        ENCODER_ONLY, n_classes=N_CLASSES, pooling="last", norm_position="post",
+        src_vocab_size=VOCAB),
+}
+# classifier inputs: [BOS] text [EOS], padded at the end; the labels use every class
+IDS = np.array([[1, 5, 6, 7, 8, 9, 2],
+                [1, 9, 10, 2, 0, 0, 0],
+                [1, 3, 4, 5, 6, 2, 0]])
+LABELS = np.array([2, 0, 1])
+NEW_KIND_CASES = ([(v, "float64") for v in {**LM_VARIANTS, **CLASSIFIER_VARIANTS}]
+                  + [("LM, pre-LN, tied, sinusoidal", "float32"),
+                     ("classifier, decoder-only body, last", "float32"),
+                     ("classifier, encoder-only body, mean", "float32")])
+
+
+@pytest.mark.parametrize("variant,dtype", NEW_KIND_CASES)
+def test_language_model_and_classifier_match_torch(variant, dtype):
+    """Logits, loss and every parameter gradient of the two new kinds, as for the translator.
+
+    The LM batch has padded rows (ignored targets, masked keys); the classifier
+    batch too (the pooling must skip the padding, "last" finds each row's end).
+    """
+    changes = {**LM_VARIANTS, **CLASSIFIER_VARIANTS}[variant]
+    cfg = make_config(dtype, **changes)
+    rtol, _ = TOLERANCES[dtype]
+    model = make_model(cfg)
+    tm = from_npformer(model)
+    assert type(tm).__name__ == "Torch" + type(model).__name__
+    inputs = (TGT_IN, TGT_OUT) if cfg.n_classes == 0 else (IDS, LABELS)
+
+    logits = model.forward(inputs[0])
+    with torch.no_grad():
+        t_logits = tm(inputs[0]).numpy()
+    assert logits.dtype == t_logits.dtype == np.dtype(dtype)
+    assert logits.shape == ((3, 5, TGT_VOCAB) if cfg.n_classes == 0 else (3, N_CLASSES))
+    assert_close_to_scale("logits", logits, t_logits, rtol)
+
+    tape = Tape()
+    model.zero_grad()
+    loss = model.loss(*inputs, tape=tape, label_smoothing=LABEL_SMOOTHING)
+    tape.backward(model.grads, "loss")
+    tm.zero_grad(set_to_none=True)
+    t_loss = tm.loss(*inputs, label_smoothing=LABEL_SMOOTHING)
+    t_loss.backward()
+    assert_close_to_scale("loss", loss, t_loss.item(), rtol)
+    assert_every_gradient_matches(f"{variant}, {dtype}", model.grads, grads_to_npformer(tm),
+                                  dtype)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
