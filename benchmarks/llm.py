@@ -113,7 +113,7 @@ def run_finetune(args):
                 print(f"{args.task}, {n} labelled, {start}: test accuracy "
                       f"{100 * statistics.mean(accs):.1f}% ± {100 * statistics.pstdev(accs):.1f} "
                       f"({', '.join(f'{100 * a:.1f}' for a in accs)})", flush=True)
-    print(f"\n| labelled examples | pretrained | scratch |\n|---|---|---|")
+    print("\n| labelled examples | pretrained | scratch |\n|---|---|---|")
     for n in sizes:
         cells = [f"{100 * statistics.mean(results[(n, s)]):.1f}% ± "
                  f"{100 * statistics.pstdev(results[(n, s)]):.1f}" for s in ("pretrained", "scratch")]

@@ -122,11 +122,12 @@ def make_batches(name, count, seed=0):
     return [tuple(rng.integers(3, bc.vocab, size=shape) for _ in range(3)) for _ in range(count)]
 
 
-def train_flops(name):
+def train_flops(name, lm=False):
     """FLOPs of one training step: 3x the forward's matrix products (2 per multiply-add).
 
     Backward costs two products per forward product (dx and dW); embeddings,
-    softmax, norms and the optimizer are left out, as usual for MFU.
+    softmax, norms and the optimizer are left out, as usual for MFU. lm: the
+    decoder-only model (L self-attention blocks, no encoder, no cross-attention).
     """
     bc = CONFIGS[name]
     B, L, C, F = bc.batch, bc.length, bc.d_model, bc.d_ff
@@ -137,11 +138,18 @@ def train_flops(name):
     encoder = bc.n_layers * (4 * proj + scores + ffn)
     decoder = bc.n_layers * (8 * proj + 2 * scores + ffn)  # self- and cross-attention
     output = 2 * N * C * bc.vocab  # (N,C) @ (C,V)
+    if lm:
+        return 3 * (encoder + output)  # an LM block costs what an encoder block does
     return 3 * (encoder + decoder + output)
 
 
+def target_cell(ratio, name):
+    """Whether the translator's throughput ratio meets its target (TRAIN_TARGET)."""
+    return f"{'ok' if ratio >= TRAIN_TARGET[name] else 'MISS'} (>= {TRAIN_TARGET[name]})"
+
+
 class NpformerTrainer:
-    """One npformer training step, as train() does it without clipping."""
+    """One npformer training step: npformer.train.train_step, without clipping."""
 
     def __init__(self, model, seed=0):
         from npformer.optim import AdamW
@@ -151,16 +159,12 @@ class NpformerTrainer:
         self.rng = np.random.default_rng(seed)  # dropout masks
 
     def step(self, batch):
-        from npformer.tape import Tape
+        from npformer.batching import Batch
+        from npformer.train import train_step
 
-        src, tgt_in, tgt_out = batch
-        tape = Tape()
-        self.model.zero_grad()
-        loss = self.model.loss(src, tgt_in, tgt_out, tape=tape, train=True, rng=self.rng,
-                               label_smoothing=LABEL_SMOOTHING)
-        tape.backward(self.model.grads, "loss")
-        self.opt.step(self.model.grads)
-        return loss
+        src, tgt_in, tgt_out = batch  # src is None for a language model
+        return train_step(self.model, self.opt, Batch(src, tgt_in, tgt_out, tgt_out.size), LR,
+                          self.rng, LABEL_SMOOTHING)
 
 
 class TorchTrainer:
@@ -180,7 +184,8 @@ class TorchTrainer:
     def step(self, batch):
         src, tgt_in, tgt_out = batch  # int64 tensors, converted once outside the timing
         self.opt.zero_grad(set_to_none=True)
-        loss = self.tm.loss(src, tgt_in, tgt_out, label_smoothing=LABEL_SMOOTHING)
+        inputs = (tgt_in, tgt_out) if src is None else (src, tgt_in, tgt_out)  # LM: no source
+        loss = self.tm.loss(*inputs, label_smoothing=LABEL_SMOOTHING)
         loss.backward()
         self.opt.step()
         return loss.item()
@@ -189,7 +194,7 @@ class TorchTrainer:
 def torch_batches(batches):
     import torch
 
-    return [tuple(torch.from_numpy(a) for a in batch) for batch in batches]
+    return [tuple(None if a is None else torch.from_numpy(a) for a in batch) for batch in batches]
 
 
 def set_threads(n, frameworks=("npformer", "torch")):
@@ -278,11 +283,16 @@ def local_call(framework, what, name):
     The result is the loss or the token lists. Both frameworks start from the same
     weights: npformer's seeded initialisation, copied into PyTorch.
     """
-    from npformer.model import Transformer
+    from npformer.model import build_model
 
-    model = Transformer(model_config(name))
-    if what == "train":
+    cfg = model_config(name)
+    if what == "lm":  # the decoder-only language model of the same size: L blocks, no encoder
+        cfg = cfg.replace(kind="decoder-only", n_encoder_layers=0)
+    model = build_model(cfg)
+    if what in ("train", "lm"):
         batches = make_batches(name, 8)
+        if what == "lm":
+            batches = [(None, tgt_in, tgt_out) for _, tgt_in, tgt_out in batches]
         if framework == "npformer":
             trainer = NpformerTrainer(model)
         else:
@@ -377,8 +387,9 @@ def _timed(fn):
 
 
 # ------------------------------------------------------------------------- train
-def run_train(config_names, thread_counts, steps, warmup, pause, isolate):
-    print("\n## Training step (forward + backward + AdamW), float32\n")
+def run_train(config_names, thread_counts, steps, warmup, pause, isolate, what="train"):
+    print("\n## Training step (forward + backward + AdamW), float32"
+          + (": decoder-only language model\n" if what == "lm" else "\n"))
     rows = []
     for threads in thread_counts:
         set_threads(threads)
@@ -387,11 +398,11 @@ def run_train(config_names, thread_counts, steps, warmup, pause, isolate):
               f"numpy {peak['numpy']:.1f} GFLOP/s, torch {peak['torch']:.1f} GFLOP/s")
         for name in config_names:
             bc = CONFIGS[name]
-            calls, release = make_calls("train", name, threads, isolate)
+            calls, release = make_calls(what, name, threads, isolate)
             stats, _ = time_interleaved(calls, steps, warmup, pause)
             release()
             tokens = bc.batch * bc.length  # target tokens per step
-            flops = train_flops(name)
+            flops = train_flops(name, lm=what == "lm")
             s_np, s_t = stats["npformer"], stats["torch"]
             ratio = s_t.median / s_np.median  # throughput npformer / torch
             mfu_np = flops / s_np.median / (peak["numpy"] * 1e9)
@@ -400,7 +411,7 @@ def run_train(config_names, thread_counts, steps, warmup, pause, isolate):
                 f"| {name} | {threads} | {tokens} "
                 f"| {s_np.ms()} | {s_t.ms()} | {tokens / s_np.median:,.0f} "
                 f"| {tokens / s_t.median:,.0f} | **{ratio:.2f}x** "
-                f"| {'ok' if ratio >= TRAIN_TARGET[name] else 'MISS'} (>= {TRAIN_TARGET[name]}) "
+                f"| {target_cell(ratio, name) if what == 'train' else '-'} "
                 f"| {100 * mfu_np:.0f}% | {100 * mfu_t:.0f}% |")
             print(f"  {name}: npformer {s_np.ms()} ms, torch {s_t.ms()} ms, "
                   f"ratio {ratio:.2f}, load {os.getloadavg()[0]:.2f}", flush=True)
@@ -721,7 +732,7 @@ def main(argv=None):
         child_worker(args.framework, args.what, configs[0], threads[0])
         return
 
-    what = parse_list(args.what, ("train", "decode", "startup", "memory"), "section")
+    what = parse_list(args.what, ("train", "lm", "decode", "startup", "memory"), "section")
     import numba
     import torch
 
@@ -732,6 +743,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     if "train" in what:
         run_train(configs, threads, args.steps, args.warmup, args.pause, not args.in_process)
+    if "lm" in what:
+        run_train(configs, threads, args.steps, args.warmup, args.pause, not args.in_process, "lm")
     if "decode" in what:
         run_decode(threads, args.steps, args.warmup, args.pause, not args.in_process)
     if "startup" in what:
