@@ -7,6 +7,7 @@
   npformer attention   save attention heatmaps (PNG) for one sentence
   npformer profile     where a training step's time goes, per kind of layer
   npformer gradcheck   check every backward pass against finite differences
+  npformer sweep       train a grid of small language models: loss against size and data
 
 Errors the user can fix (bad flags, unreadable files) print one line and exit
 with status 2; no traceback. Full reference: docs/cli.md.
@@ -484,6 +485,50 @@ def cmd_exercises(args):
         raise UsageError(str(err)) from None
 
 
+def _int_list(low):
+    """An argparse type: "5000,20000" -> [5000, 20000], each integer >= low."""
+    def convert(text):
+        try:
+            values = [int(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got "
+                                             f"{text!r}") from None
+        if min(values) < low:
+            raise argparse.ArgumentTypeError(f"expected integers >= {low}, got {text!r}")
+        return values
+    convert.__name__ = "list of int"
+    return convert
+
+
+def cmd_sweep(args):
+    """Train a grid of language models; write the rows as JSON and the log-log plots."""
+    from .sweep import SweepError, loss_floor, parse_size, plot_sweep, sweep, write_sweep
+
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(",")]
+    except SweepError as err:
+        raise UsageError(f"--sizes: {err}") from None
+    for flag, value in (("--sizes", args.sizes.split(",")), ("--tokens", args.tokens),
+                        ("--seeds", args.seeds)):
+        if len(set(value)) != len(value):
+            raise UsageError(f"{flag}: {','.join(map(str, value))} repeats a value")
+    out = Path(args.out)
+    _check_writable(out, "--out")
+    if args.plot:
+        _check_writable(Path(args.plot), "--plot")
+    _set_threads(args.threads)
+    rows = sweep(sizes, args.tokens, args.seeds, args.steps, args.eval_every, args.data,
+                 args.threads, log=lambda line: print(line, flush=True))
+    settings = {"sizes": args.sizes, "tokens": args.tokens, "seeds": args.seeds,
+                "steps": args.steps, "eval_every": args.eval_every, "data": args.data}
+    write_sweep(out, rows, settings)
+    print(f"wrote {out} ({len(rows)} runs)")
+    if args.plot and len(sizes) > 1 and len(args.tokens) > 1:
+        plot_sweep(rows, args.plot, floor=loss_floor(args.data))
+        print(f"wrote {args.plot}")
+    return 0
+
+
 # --------------------------------------------------------------------- parser
 def _field_help(field, task):
     """A TrainConfig field's help text for a task (see config.option)."""
@@ -717,6 +762,36 @@ def build_parser():
     p.add_argument("--verbose", action="store_true",
                    help="with --check: print the full report of each exercise, not one line")
     p.set_defaults(func=cmd_exercises)
+
+    p = sub.add_parser(
+        "sweep", help="train a grid of small language models: loss against size and data",
+        description="Pretrain one decoder-only LM for every model size, amount of training "
+                    "text and seed, each for the same number of steps, and write the best "
+                    "validation loss of each run (and its curve) to a JSON file, with log-log "
+                    "plots of loss against parameters and against training tokens and a "
+                    "fitted power law. See notebooks/13_scale.ipynb.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  npformer sweep --sizes 16x1,32x2 --tokens 5000,20000 --steps 100\n"
+               "  npformer sweep --out notebooks/data/sweep.json --plot sweep.png")
+    p.add_argument("--sizes", default="16x1,32x1,48x2,64x3",
+                   help="model sizes WIDTHxLAYERS, comma-separated (d_ff = 4 x width, heads of "
+                        "16 dimensions; default 16x1,32x1,48x2,64x3)")
+    p.add_argument("--tokens", type=_int_list(100), default="5000,20000,80000,320000",
+                   help="tokens of training text, comma-separated (default "
+                        "5000,20000,80000,320000)")
+    p.add_argument("--seeds", type=_int_list(0), default="0",
+                   help="seeds of initialisation and batch order, comma-separated (default 0)")
+    p.add_argument("--steps", type=_number(int, 1, 1 << 20), default=300,
+                   help="optimizer steps of every run (default 300)")
+    p.add_argument("--eval-every", type=_number(int, 1, 1 << 20), default=50,
+                   help="steps between validations (default 50)")
+    p.add_argument("--data", choices=["toy", "toy-english", "toy-velan"], default="toy",
+                   help="generated text to train on (default toy)")
+    p.add_argument("--out", default="sweep.json", help="JSON file of results (default "
+                                                        "sweep.json)")
+    p.add_argument("--plot", metavar="PNG", help="also save the log-log plots")
+    threads(p)
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

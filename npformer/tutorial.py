@@ -1,14 +1,21 @@
-"""Helpers for the notebooks: a small toy translator trained once and cached.
+"""Helpers for the notebooks: small models trained once and cached.
 
 Several notebooks want a trained model to look at (tokens, embeddings,
 attention, decoding). Training it in every notebook would cost minutes, so
 `toy_model()` trains a fixed, seeded, small run once and keeps the checkpoint in
 a cache directory (NPFORMER_CACHE, default ~/.cache/npformer); later calls load
 it in a fraction of a second. Delete the file to retrain.
+
+The same scheme gives the language models of notebooks 10-13:
+  toy_lm_run() / toy_lm()   a small decoder-only LM on the toy text, with copies of
+                            its weights at LM_SNAPSHOTS steps (notebooks 10, 11)
+  icl_lm_run() / icl_lm()   the same kind of model pretrained on toy-icl text, which
+                            holds few-shot task lines (notebook 12)
 """
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from . import __version__
@@ -22,9 +29,33 @@ TUTORIAL_TRAINING = dict(max_steps=400, warmup_steps=100, max_tokens=4096, max_m
                          eval_every=400, eval_sentences=100, log_every=100, seed=0)
 
 
+# The language model of notebooks 10 and 11: 2 layers, C = 64, 400 steps of 2048 tokens
+# on 200,000 tokens of mixed toy text (about a minute). The inverse-square-root schedule
+# does not depend on max_steps, so the run can stop at LM_SNAPSHOTS, keep a copy of its
+# weights, and resume as if it had never stopped.
+TUTORIAL_LM = dict(task="lm", data="toy", data_size=200_000, d_model=64, n_heads=4, d_ff=256,
+                   n_layers=2, max_len=64, max_tokens=2048, lr=3e-3, schedule="inverse_sqrt",
+                   warmup_steps=25, max_steps=400, max_minutes=0.0, eval_every=50,
+                   log_every=10, dropout=0.0, label_smoothing=0.0, seed=0)
+LM_SNAPSHOTS = (25, 75, 150)  # steps at which toy_lm_run keeps the weights (step{n}.npz)
+# Notebook 12: the same kind of model on toy-icl text (mixed text + few-shot task lines).
+ICL_LM = {**TUTORIAL_LM, "data": "toy-icl", "max_steps": 600, "eval_every": 100,
+          "log_every": 50}
+
+
 def cache_dir():
     """Where tutorial checkpoints are kept."""
     return Path(os.environ.get("NPFORMER_CACHE", Path.home() / ".cache" / "npformer"))
+
+
+def _run_dir(prefix, settings):
+    """The cache directory of one training run: named by a hash of its settings."""
+    key = hashlib.sha1(json.dumps([__version__, settings], sort_keys=True).encode()).hexdigest()
+    return cache_dir() / f"{prefix}-{key[:12]}"
+
+
+def _say(line):
+    print(line, flush=True)
 
 
 def toy_model(log=None, **changes):
@@ -36,10 +67,51 @@ def toy_model(log=None, **changes):
     from .train import train
 
     settings = {**TUTORIAL_TRAINING, **changes}
-    key = hashlib.sha1(json.dumps([__version__, settings], sort_keys=True).encode()).hexdigest()
-    out = cache_dir() / f"toy-{key[:12]}"
+    out = _run_dir("toy", settings)
     path = out / "best.npz"
     if not path.exists():
         cfg = TrainConfig(**settings, out_dir=str(out))
-        train(cfg, log=log or (lambda line: print(line, flush=True)))
+        train(cfg, log=log or _say)
     return load_checkpoint(path)
+
+
+def _lm_run(prefix, settings, snapshots, log):
+    """Train (once) an LM run of `settings`, stopping at each snapshot step to keep a copy."""
+    from .train import train
+
+    out = _run_dir(prefix, settings)
+    if (out / "best.npz").exists():
+        return out
+    if out.exists():  # a run that was interrupted: start again
+        shutil.rmtree(out)
+    cfg = TrainConfig(**settings, out_dir=str(out))
+    stops = [s for s in sorted(snapshots) if s < cfg.max_steps] + [cfg.max_steps]
+    for i, stop in enumerate(stops):
+        train(cfg.replace(max_steps=stop), resume=i > 0, log=log or _say)
+        if stop != cfg.max_steps:
+            shutil.copy(out / "last.npz", out / f"step{stop}.npz")
+    return out
+
+
+def toy_lm_run(log=None, **changes):
+    """The run directory of the tutorial language model, trained on first use.
+
+    It holds best.npz, last.npz, log.jsonl (every training and validation record)
+    and step{n}.npz for n in LM_SNAPSHOTS. `changes` override fields of TUTORIAL_LM.
+    """
+    return _lm_run("lm", {**TUTORIAL_LM, **changes}, LM_SNAPSHOTS, log)
+
+
+def toy_lm(log=None, **changes):
+    """The tutorial language model (a Checkpoint), trained on first use (about a minute)."""
+    return load_checkpoint(toy_lm_run(log, **changes) / "best.npz")
+
+
+def icl_lm_run(log=None, **changes):
+    """The run directory of the in-context-learning LM (ICL_LM), trained on first use."""
+    return _lm_run("icl", {**ICL_LM, **changes}, (), log)
+
+
+def icl_lm(log=None, **changes):
+    """The LM pretrained on toy-icl text (a Checkpoint), trained on first use."""
+    return load_checkpoint(icl_lm_run(log, **changes) / "best.npz")
