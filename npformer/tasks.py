@@ -58,6 +58,17 @@ def pretrained_checkpoint(cfg):
     return ckpt
 
 
+def with_architecture_of(cfg, lm_cfg):
+    """`cfg` with the pretrained LM's architecture (sizes, norms, positions).
+
+    This run's dropout, head and optimisation settings stay.
+    """
+    return cfg.replace(d_model=lm_cfg.d_model, n_heads=lm_cfg.n_heads, d_ff=lm_cfg.d_ff,
+                       n_layers=lm_cfg.n_decoder_layers, max_len=lm_cfg.max_len,
+                       activation=lm_cfg.activation, norm_position=lm_cfg.norm_position,
+                       positional=lm_cfg.positional, tie_output=lm_cfg.tie_output)
+
+
 def _start_from(cfg, model, parts):
     """Copy the pretrained LM's weights into a fresh model; returns a note."""
     ckpt = pretrained_checkpoint(cfg)
@@ -130,9 +141,10 @@ class TranslationTask:
 
     def build(self, cfg, splits):
         if cfg.init_from:  # the LM's tokenizer on both sides, its weights in encoder/decoder
-            tok = pretrained_checkpoint(cfg).src_tokenizer
-            model = build_model(cfg.replace(shared_vocab=True).model_config(tok.vocab_size,
-                                                                            tok.vocab_size))
+            lm = pretrained_checkpoint(cfg)
+            tok = lm.src_tokenizer
+            model = build_model(with_architecture_of(cfg, lm.model.config).replace(
+                shared_vocab=True).model_config(tok.vocab_size, tok.vocab_size))
             note = _start_from(cfg, model, cfg.init_parts.split(","))
             return Built(model, tok, tok, [], note)
         vocab = cfg.vocab_size or (8000 if cfg.tokenizer == "bpe" else None)
@@ -291,12 +303,8 @@ class ClassificationTask:
         if cfg.init_from:
             lm = pretrained_checkpoint(cfg)
             lm_cfg = lm.model.config
-            model_cfg = cfg.replace(  # the LM's architecture, with this run's dropout and head
-                d_model=lm_cfg.d_model, n_heads=lm_cfg.n_heads, d_ff=lm_cfg.d_ff,
-                n_layers=lm_cfg.n_decoder_layers, max_len=lm_cfg.max_len,
-                activation=lm_cfg.activation, norm_position=lm_cfg.norm_position,
-                positional=lm_cfg.positional).model_config(
-                    lm.src_tokenizer.vocab_size, lm.src_tokenizer.vocab_size, len(labels))
+            model_cfg = with_architecture_of(cfg, lm_cfg).model_config(
+                lm.src_tokenizer.vocab_size, lm.src_tokenizer.vocab_size, len(labels))
             model = build_model(model_cfg)
             if cfg.scratch:  # the baseline: same architecture and tokenizer, fresh weights
                 note = f"architecture and tokenizer of {cfg.init_from}, fresh weights (scratch)"

@@ -258,12 +258,16 @@ def test_eval_a_classifier_on_a_user_file(clf, tmp_path, capsys):
 # ----------------------------------------------------- the translator from an LM
 def test_train_a_translator_from_a_pretrained_lm(lm, tmp_path, capsys):
     out = tmp_path / "tr"
+    # the translator's own size flags differ from the LM's: the LM's architecture wins
     assert main(["train", *TINY, "--max-steps", "1", "--eval-every", "1", "--eval-sentences",
-                 "2", "--init-from", str(lm / "best.npz"), "--out-dir", str(out)]) == 0
+                 "2", "--d-model", "24", "--d-ff", "40", "--init-from", str(lm / "best.npz"),
+                 "--out-dir", str(out)]) == 0
     assert "started from" in capsys.readouterr().err
     pre = load_checkpoint(lm / "best.npz")
     ckpt = load_checkpoint(out / "best.npz")
     assert type(ckpt.model).__name__ == "Transformer"
+    assert ckpt.model.config.d_model == pre.model.config.d_model
+    assert ckpt.model.config.d_ff == pre.model.config.d_ff
     assert ckpt.src_tokenizer.to_dict() == ckpt.tgt_tokenizer.to_dict() == \
         pre.src_tokenizer.to_dict()
 
