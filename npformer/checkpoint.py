@@ -33,7 +33,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .config import ConfigError, ModelConfig, TrainConfig
-from .model import Model, build_model, param_specs, upgrade_legacy_params
+from .model import Model, build_model
+from .params import param_specs, upgrade_legacy_params
 from .tokenizers import TokenizerError, tokenizer_from_dict
 
 FORMAT = "npformer-checkpoint"

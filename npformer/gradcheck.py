@@ -21,7 +21,8 @@ import numpy as np
 from . import layers as L
 from .config import ModelConfig
 from .masks import additive, causal_mask, combine, padding_mask
-from .model import Classifier, LanguageModel, Transformer
+from .language_model import Classifier, LanguageModel
+from .model import Transformer
 from .tape import Tape
 
 EPS = 1e-6  # finite-difference step in float64

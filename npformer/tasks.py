@@ -30,7 +30,8 @@ from .data import (DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, 
                    load_text, load_tsv, make_copy_task, make_icl_text, make_reverse_task,
                    make_task, make_toy_corpus, make_toy_text, split_pairs)
 from .evaluation import evaluate, validation_loss
-from .model import build_model, load_pretrained
+from .model import build_model
+from .pretrained import load_pretrained
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, make_tokenizers
 
 

@@ -26,7 +26,8 @@ def test_every_layer_backward_matches_finite_differences():
 
 def test_whole_model_gradient_over_every_parameter():
     """Every parameter tensor of every variant of the three kinds has a passing row."""
-    from npformer.model import build_model, param_specs
+    from npformer.model import build_model
+    from npformer.params import param_specs
 
     rows = gradcheck.model_checks(seed=1)
     assert all(r.passed for r in rows), _failures(rows)

@@ -12,14 +12,9 @@ from helpers import assert_close
 from npformer.checkpoint import load_checkpoint, save_checkpoint
 from npformer.config import ConfigError, ModelConfig
 from npformer.decoding import continue_text
-from npformer.model import (
-    Classifier,
-    LanguageModel,
-    Transformer,
-    build_model,
-    load_pretrained,
-    pretrained_key_map,
-)
+from npformer.language_model import Classifier, LanguageModel
+from npformer.model import Transformer, build_model
+from npformer.pretrained import load_pretrained, pretrained_key_map
 from npformer.tape import Tape
 from npformer.tokenizers import make_tokenizers
 

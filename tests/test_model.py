@@ -4,7 +4,8 @@ import pytest
 from helpers import assert_close, tiny_model, toy_batch
 
 from npformer.config import ConfigError, ModelConfig
-from npformer.model import Transformer, init_params, upgrade_legacy_params
+from npformer.model import Transformer
+from npformer.params import init_params, upgrade_legacy_params
 
 
 @pytest.mark.parametrize("changes,field", [

@@ -23,7 +23,8 @@ torch = pytest.importorskip("torch")
 from helpers import assert_close  # noqa: E402
 
 from npformer.config import ModelConfig  # noqa: E402
-from npformer.model import Transformer, build_model, embedding_keys  # noqa: E402
+from npformer.model import Transformer, build_model  # noqa: E402
+from npformer.params import embedding_keys  # noqa: E402
 from npformer.tape import Tape  # noqa: E402
 from npformer.torch_reference import (  # noqa: E402
     from_npformer,

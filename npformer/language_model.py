@@ -1,0 +1,139 @@
+"""The decoder-only language model and the classifier: the encoder's blocks, wired anew.
+
+Shapes: B batch, T sequence length, C d_model, V vocab, K classes.
+  LanguageModel  ids -> tgt_embed * sqrt(C) + positions -> L causal self-attention blocks
+                 ("decoder.i") -> final norm -> out (tied) -> next-token logits (B,T,V)
+  Classifier     [BOS] ids [EOS] -> the same body (causal, GPT-style; or bidirectional
+                 "encoder.i" blocks, BERT-style) -> pool -> head -> class logits (B,K)
+docs/architecture.md shows the three kinds of model side by side.
+"""
+import numpy as np
+
+from .blocks import self_attention_stack
+from .layers import (linear_backward, linear_forward, pool_backward, pool_forward, pool_weights,
+                     self_attention_backward)
+from .masks import additive, padding_mask
+from .model import Model
+from .tape import Tape
+
+
+class LanguageModel(Model):
+    """A decoder-only (GPT-style) language model: predicts each next token of a text.
+
+    The same self-attention blocks as the encoder, with a causal mask, so every
+    position is a training example at once (docs/architecture.md).
+    """
+
+    kinds = ("decoder-only",)
+
+    def _logits(self, run, ids, cache=None):
+        """Shapes: ids (B,T) -> logits Value (B,T,V); with a cache, new positions only"""
+        mask, offset = self._self_mask(ids, cache)  # (B,T,T')
+        x = self._embed(run, ids, "tgt", offset)
+        caches = [layer.self_attn for layer in cache.layers] if cache is not None else None
+        x = self_attention_stack(run, "decoder", self.config.n_decoder_layers, x, mask, caches)
+        return self._output(run, x)
+
+    def forward(self, ids, tape=None, train=False, rng=None, cache=None):
+        """Next-token logits at every position.
+
+        cache: a DecoderCache from `new_cache` (generation, no tape); `ids` then
+        holds only the new positions, and the cache is updated in place.
+        Shapes: ids (B,T) -> logits (B,T,V)
+        """
+        ids = self.check_ids(ids, "ids", self.config.tgt_vocab_size)
+        if cache is not None and tape is not None:
+            raise ValueError("a key/value cache is for generation: run without a tape")
+        return self._logits(self._run(tape, train, rng), ids, cache).data
+
+    def loss(self, ids_in, ids_out, tape=None, train=False, rng=None, label_smoothing=0.0):
+        """Mean next-token cross-entropy of ids_out given ids_in (padding ignored).
+
+        Shapes: ids_in (B,T) = [BOS, t1 .. tn], ids_out (B,T) = [t1 .. tn, EOS] -> float
+        """
+        ids_in = self.check_ids(ids_in, "ids_in", self.config.tgt_vocab_size)
+        ids_out = self.check_ids(ids_out, "ids_out", self.config.tgt_vocab_size)
+        if ids_out.shape != ids_in.shape:
+            raise ValueError(f"ids_out shape {ids_out.shape} != ids_in shape {ids_in.shape}")
+        run = self._run(tape, train, rng)
+        return self._loss(run, self._logits(run, ids_in), ids_out, self.config.pad_id,
+                          label_smoothing)
+
+    def batch_loss(self, batch, **kwargs):
+        """`loss` of a batching.Batch (tgt_in, tgt_out; no source)."""
+        return self.loss(batch.tgt_in, batch.tgt_out, **kwargs)
+
+    def attention_maps(self, ids):
+        """{op name: P (B,H,T,T)} of every self-attention op for one forward pass."""
+        tape = Tape()
+        self.forward(ids, tape=tape)
+        return {r.name: r.cache.core.P for r in tape.records
+                if r.backward is self_attention_backward}
+
+
+class Classifier(Model):
+    """A body of self-attention blocks, pooled, then a linear head over n_classes labels.
+
+    decoder-only body: causal, as a GPT fine-tuned for classification (it can start
+    from a pretrained LanguageModel); encoder-only body: bidirectional, as BERT.
+    Inputs are [BOS] + tokens + [EOS]; config.pooling picks the vector the head reads.
+    """
+
+    kinds = ("decoder-only", "encoder-only")
+    has_head = True
+
+    @property
+    def body(self):
+        """Name of the stack of blocks: "decoder" (causal) or "encoder" (bidirectional)."""
+        return "decoder" if self.config.kind == "decoder-only" else "encoder"
+
+    @property
+    def vocab_size(self):
+        """Token ids the body's embedding holds (target side for a decoder, source for an encoder)."""
+        cfg = self.config
+        return cfg.tgt_vocab_size if self.body == "decoder" else cfg.src_vocab_size
+
+    def _logits(self, run, ids):
+        """Shapes: ids (B,T) -> class logits Value (B,K)"""
+        cfg = self.config
+        key_ok = ids != cfg.pad_id  # (B,T)
+        if self.body == "decoder":
+            mask, _ = self._self_mask(ids)  # (B,T,T) causal & padding
+            x = self._embed(run, ids, "tgt")
+            layers = cfg.n_decoder_layers
+        else:
+            mask = additive(padding_mask(ids, cfg.pad_id), cfg.dtype)  # (B,1,T)
+            x = self._embed(run, ids, "src")
+            layers = cfg.n_encoder_layers
+        x = self_attention_stack(run, self.body, layers, x, mask)  # (B,T,C)
+        pooled = run.tape.call("pool", pool_forward, pool_backward,
+                               x, pool_weights(key_ok, cfg.pooling, cfg.dtype))  # (B,T,C) -> (B,C)
+        return run.tape.call("head", linear_forward, linear_backward,
+                             pooled, run.param("head.W"), run.param("head.b"))  # (B,C) -> (B,K)
+
+    def forward(self, ids, tape=None, train=False, rng=None):
+        """Class logits. Shapes: ids (B,T) -> (B,K)"""
+        ids = self.check_ids(ids, "ids", self.vocab_size)
+        return self._logits(self._run(tape, train, rng), ids).data
+
+    def predict(self, ids):
+        """Class probabilities. Shapes: ids (B,T) -> (B,K)"""
+        logits = self.forward(ids).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))  # (B,K)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def loss(self, ids, labels, tape=None, train=False, rng=None, label_smoothing=0.0):
+        """Mean cross-entropy of the labels. Shapes: ids (B,T), labels (B,) int -> float"""
+        ids = self.check_ids(ids, "ids", self.vocab_size)
+        labels = np.asarray(labels)
+        if labels.shape != ids.shape[:1] or not np.issubdtype(labels.dtype, np.integer) \
+                or labels.min() < 0 or labels.max() >= self.config.n_classes:
+            raise ValueError(f"labels: expected {ids.shape[0]} ints in [0, "
+                             f"{self.config.n_classes}), got {labels!r}")
+        run = self._run(tape, train, rng)
+        return self._loss(run, self._logits(run, ids), labels.astype(np.int64), -1,
+                          label_smoothing)  # -1: no label is ignored
+
+    def batch_loss(self, batch, **kwargs):
+        """`loss` of a batching.Batch (src = ids, tgt_out = labels)."""
+        return self.loss(batch.src, batch.tgt_out, **kwargs)
