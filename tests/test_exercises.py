@@ -234,6 +234,32 @@ def adamw_step_with(bias_correction=True, decoupled=True, decay_times_lr=True,
     return step
 
 
+def block_with(residual="tape", norm_position="pre", gamma="value"):
+    """The encoder block with one mistake (see solutions.encoder_block for the right one)."""
+    from npformer.blocks import add, feed_forward, norm, self_attention
+    from npformer.layers import layernorm_backward, layernorm_forward
+    from npformer.tape import Value
+
+    def plain_gamma_norm(run, name, x):  # gamma passed as an array: the tape cannot see it
+        return run.tape.call(name, layernorm_forward, layernorm_backward, x,
+                             run.params[name + ".gamma"], run.param(name + ".beta"),
+                             run.cfg.ln_eps)
+
+    def block(run, prefix, x, mask):
+        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+        ln = norm if gamma == "value" else plain_gamma_norm
+
+        def plus(name, a, b):
+            return add(run, name, a, b) if residual == "tape" else Value(a.data + b.data, name)
+
+        if norm_position == "post":
+            x = ln(run, f"{prefix}.norm1", plus(attn + ".res", x, self_attention(run, attn, x, mask)))
+            return ln(run, f"{prefix}.norm2", plus(ffn + ".res", x, feed_forward(run, ffn, x)))
+        x = plus(attn + ".res", x, self_attention(run, attn, ln(run, f"{prefix}.norm1", x), mask))
+        return plus(ffn + ".res", x, feed_forward(run, ffn, ln(run, f"{prefix}.norm2", x)))
+    return block
+
+
 # (exercise, words of the expected hint, the wrong functions)
 WRONG = [
     ("linear", "dW = x^T dy, not dy^T x",
@@ -302,6 +328,9 @@ WRONG = [
     ("adamw", "scaled by the learning rate", dict(step=adamw_step_with(decay_times_lr=False))),
     ("adamw", "eps goes outside the square root", dict(step=adamw_step_with(eps_inside=True))),
     ("adamw", "counted from 1", dict(step=adamw_step_with(t_from_zero=True))),
+    ("block", "must get the SUM of both gradients", dict(block=block_with(residual="numpy"))),
+    ("block", "this exercise is pre-LN", dict(block=block_with(norm_position="post"))),
+    ("block", "some parameters got no gradient", dict(block=block_with(gamma="array"))),
 ]
 
 

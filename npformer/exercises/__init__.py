@@ -23,11 +23,13 @@ of npformer/exercises/solutions.py, which holds the model answers):
   cross_entropy  cross_entropy_forward(logits, targets, pad_id, smoothing)
                  cross_entropy_backward(dloss, cache)
   adamw          adamw_step(p, g, m, v, t, lr, betas, eps, weight_decay) -> (p, m, v)
+  block          encoder_block(run, prefix, x, mask) -> Value: a whole pre-LN encoder
+                 block composed of the taped ops of npformer/blocks.py (the tape does
+                 the backward; the check compares y, dx and every parameter gradient)
 
 A forward returns (output, cache); a backward returns the gradients of the
 array inputs in the forward's order (one array, or a tuple). Masks are
-boolean, True = may attend. Still to come: a whole encoder block through the
-tape (waiting for the tape/blocks redesign).
+boolean, True = may attend (the block exercise takes the additive mask its ops use).
 Stubs: notebooks/exercises_backward.ipynb. Answers: docs/exercises.md.
 """
 from .catalog import EXERCISES
@@ -41,7 +43,7 @@ def check(name, *, verbose=True, seed=0, **functions):
 
     `functions` are keyword arguments named by the exercise's roles: forward= and
     backward= for a layer (backward may be left out to check the forward alone),
-    step= for adamw.
+    step= for adamw, block= for the encoder block.
     """
     exercise = EXERCISES.get(name)
     if exercise is None:

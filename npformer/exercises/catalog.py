@@ -20,6 +20,7 @@ from ..masks import additive
 from .checker import Case, Exercise, Hint, matches
 from .catalog_attention import ATTENTION, MHA
 from .catalog_adamw import ADAMW
+from .catalog_block import BLOCK
 
 
 def randn(rng, *shape):
@@ -412,4 +413,4 @@ CROSS_ENTROPY = Exercise(
 
 
 EXERCISES = {ex.name: ex for ex in (LINEAR, RELU, GELU, SOFTMAX, LAYERNORM, EMBEDDING,
-                                    ATTENTION, MHA, CROSS_ENTROPY, ADAMW)}
+                                    ATTENTION, MHA, CROSS_ENTROPY, ADAMW, BLOCK)}

@@ -271,3 +271,22 @@ def adamw_step(p, g, m, v, t, lr, betas, eps, weight_decay):
     p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return p, m, v
 # --8<-- [end:adamw]
+
+
+# ---------------------------------------------------------------- an encoder block
+# --8<-- [start:block]
+def encoder_block(run, prefix, x, mask):
+    """A pre-LN encoder block from taped ops: x + Attn(LN(x)), then + FFN(LN(.)).
+
+    Every op is one tape record keyed by its name; the residual adds go through the
+    `add` op, so x receives the sum of its two gradients; dropout is a no-op here.
+    Shapes: x Value (B,T,C), mask (B,1,T) additive -> Value (B,T,C)
+    """
+    from npformer.blocks import add, dropout, feed_forward, norm, self_attention
+
+    attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+    h = self_attention(run, attn, norm(run, f"{prefix}.norm1", x), mask)  # (B,T,C)
+    x = add(run, attn + ".residual", x, dropout(run, attn + ".drop", h))  # (B,T,C)
+    h = feed_forward(run, ffn, norm(run, f"{prefix}.norm2", x))  # (B,T,C)
+    return add(run, ffn + ".residual", x, dropout(run, ffn + ".drop", h))  # (B,T,C)
+# --8<-- [end:block]
