@@ -576,6 +576,12 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    def sampling_filters(p):  # translate --sample and generate: which tokens may be drawn
+        p.add_argument("--top-k", type=_number(int, 0), default=0,
+                       help="sample from the k best tokens (0 = all)")
+        p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0,
+                       help="nucleus sampling mass in (0, 1] (1 = off)")
+
     def threads(p):
         p.add_argument("--threads", type=_number(int, 1, 1024), default=1,
                        help="BLAS threads (default 1: fastest for small models, see "
@@ -627,10 +633,7 @@ def build_parser():
     p.add_argument("--sample", action="store_true", help="sample instead of greedy/beam")
     p.add_argument("--temperature", type=_number(float, 0.0, 100.0, low_open=True), default=1.0,
                    help="sampling temperature (> 0)")
-    p.add_argument("--top-k", type=_number(int, 0), default=0,
-                   help="sample from the k best tokens (0 = all)")
-    p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0,
-                   help="nucleus sampling mass in (0, 1] (1 = off)")
+    sampling_filters(p)
     p.add_argument("--seed", type=_number(int, 0), default=0, help="seed for --sample")
     threads(p)
     p.set_defaults(func=cmd_translate)
@@ -676,10 +679,7 @@ def build_parser():
                    help="tokens to add at most (default 40; also bounded by the model's max_len)")
     p.add_argument("--temperature", type=_number(float, 0.0, 100.0), default=0.0,
                    help="0 = greedy (default); > 0 samples, < 1 sharper, > 1 flatter")
-    p.add_argument("--top-k", type=_number(int, 0), default=0,
-                   help="sample from the k best tokens (0 = all)")
-    p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0,
-                   help="nucleus sampling mass in (0, 1] (1 = off)")
+    sampling_filters(p)
     p.add_argument("--n", type=_number(int, 1, 100), default=1,
                    help="continuations per prompt (default 1)")
     p.add_argument("--seed", type=_number(int, 0), default=0, help="seed for sampling")
