@@ -19,6 +19,7 @@ Kernel list (see each module for shapes):
   cross_entropy_forward_backward                  cross_entropy_np / cross_entropy_nb
   relu_forward, relu_backward, gelu_forward, gelu_backward   activation_np / activation_nb
   embedding_backward                              embedding_np / embedding_nb
+  exp (the vectorisable float32 exp inside softmax, loss, GELU)   exp_np / exp_nb
 """
 import os
 
@@ -29,6 +30,8 @@ from . import (
     cross_entropy_np,
     embedding_nb,
     embedding_np,
+    exp_nb,
+    exp_np,
     layernorm_nb,
     layernorm_np,
     matmul_nb,
@@ -44,6 +47,7 @@ if backend == "numba":
     from .activation_nb import gelu_backward, gelu_forward, relu_backward, relu_forward
     from .cross_entropy_nb import cross_entropy_forward_backward
     from .embedding_nb import embedding_backward
+    from .exp_nb import exp
     from .layernorm_nb import layernorm_backward, layernorm_forward
     from .matmul_nb import bmm, matmul
     from .softmax_nb import softmax_backward, softmax_forward
@@ -51,6 +55,7 @@ elif backend == "numpy":
     from .activation_np import gelu_backward, gelu_forward, relu_backward, relu_forward
     from .cross_entropy_np import cross_entropy_forward_backward
     from .embedding_np import embedding_backward
+    from .exp_np import exp
     from .layernorm_np import layernorm_backward, layernorm_forward
     from .matmul_np import bmm, matmul
     from .softmax_np import softmax_backward, softmax_forward
@@ -65,10 +70,13 @@ KERNEL_NAMES = (
     "cross_entropy_forward_backward",
     "relu_forward", "relu_backward", "gelu_forward", "gelu_backward",
     "embedding_backward",
+    "exp",
 )
 _MODULES = {
-    "numba": (matmul_nb, softmax_nb, layernorm_nb, cross_entropy_nb, activation_nb, embedding_nb),
-    "numpy": (matmul_np, softmax_np, layernorm_np, cross_entropy_np, activation_np, embedding_np),
+    "numba": (matmul_nb, softmax_nb, layernorm_nb, cross_entropy_nb, activation_nb, embedding_nb,
+              exp_nb),
+    "numpy": (matmul_np, softmax_np, layernorm_np, cross_entropy_np, activation_np, embedding_np,
+              exp_np),
 }
 
 

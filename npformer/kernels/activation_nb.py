@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .exp_nb import fast_exp
+
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
 
@@ -38,12 +40,11 @@ def _relu_backward_flat(dy, x):
 def _tanh(u):
     """tanh(u) = sign(u) (1 - e) / (1 + e),  e = exp(-2|u|) in (0, 1].
 
-    Same function as math.tanh to a few ulps (absolute error), but faster: libm's
-    exp is much quicker than its tanh (GELU forward on 1M float32 values, this
-    machine: 15 ms with this, 31 ms with math.tanh, 44 ms for the NumPy twin).
+    Same function as math.tanh to a few ulps (absolute error), but faster: built on
+    fast_exp (exp_nb.py), the loop vectorises, where math.tanh is a scalar libm call.
     Using -2|u| means exp never overflows.
     """
-    e = math.exp(-2.0 * abs(u))
+    e = fast_exp(-2 * abs(u))
     return math.copysign((1.0 - e) / (1.0 + e), u)
 
 
