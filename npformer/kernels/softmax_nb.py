@@ -19,7 +19,6 @@ relative). The 'nnan'/'ninf' flags are left out on purpose: they would let LLVM
 assume the -inf mask entries never occur.
 Derivation: docs/derivations/softmax.md.
 """
-import math
 
 import numpy as np
 from numba import njit
