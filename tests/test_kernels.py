@@ -172,6 +172,25 @@ def test_activations_match_twin(rng, dtype, act):
     assert_twin(f"{act} dx, strided", NB[backward](dy_view, x_view), NP[backward](dy_view, x_view))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_relu_matches_twin_and_unfused(rng, dtype):
+    h = rng.standard_normal((33, 20)).astype(dtype)
+    b = rng.standard_normal(20).astype(dtype)
+    da = rng.standard_normal((33, 20)).astype(dtype)
+    a_nb, a_np = NB["bias_relu_forward"](h.copy(), b), NP["bias_relu_forward"](h.copy(), b)
+    assert_twin("bias+relu a", a_nb, a_np)
+    assert_twin("bias+relu a, unfused", a_nb, NP["relu_forward"](h + b))
+    (dh_nb, db_nb), (dh_np, db_np) = (NB["bias_relu_backward"](da.copy(), a_nb),
+                                      NP["bias_relu_backward"](da.copy(), a_np))
+    assert_twin("bias+relu dh", dh_nb, dh_np)
+    assert_twin("bias+relu db", db_nb, db_np)
+    unfused = NP["relu_backward"](da, h + b)
+    assert_twin("bias+relu dh, unfused", dh_nb, unfused)
+    assert_twin("bias+relu db, unfused", db_nb, unfused.sum(axis=0))
+    with pytest.raises(ValueError):
+        NB["bias_relu_forward"](h.T, b[:33] if b.size >= 33 else np.zeros(33, dtype))  # not C-contiguous
+
+
 def test_gelu_large_inputs_saturate(rng):
     x = np.array([-60.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 60.0])
     dy = rng.standard_normal(x.shape)
@@ -207,6 +226,41 @@ def test_exp32_error_bound_and_edges(impl):
     assert y[3] == 1.0, "exp(0) must be exactly 1"
     assert np.isinf(y[4]) and np.isinf(y[5]), "exp above float32's range must be inf"
     assert np.isnan(y[6]), "exp(NaN) must stay NaN"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_matches_twin_bit_for_bit(rng, dtype):
+    x = rng.standard_normal((6, 7, 9)).astype(dtype)
+    for key in (0, 1, 2**40 + 3, 2**63 - 1):
+        y = NB["dropout"](x, 0.25, key)
+        assert y.dtype == x.dtype
+        assert np.array_equal(y, NP["dropout"](x, 0.25, key)), f"dropout masks differ for key {key}"
+    assert np.array_equal(NB["dropout"](x.transpose(2, 0, 1), 0.25, 5),
+                          NP["dropout"](x.transpose(2, 0, 1), 0.25, 5)), "strided input"
+
+
+def test_dropout_mask_statistics(impl):
+    """Dropout keeps 1 - rate of the elements, and its masks look independent.
+
+    Keep rate within 5 standard deviations; masks of different keys and of
+    neighbouring elements are uncorrelated (|correlation| < 5 / sqrt(n)).
+    """
+    n, rate = 200_000, 0.1
+    ones = np.ones(n, np.float32)
+    masks = [impl["dropout"](ones, rate, key) != 0 for key in (1, 2, 3, 2**33 + 1)]
+    sd = np.sqrt(rate * (1 - rate) / n)
+    for m in masks:
+        assert abs((1 - m.mean()) - rate) < 5 * sd, f"drop share {1 - m.mean():.4f}, rate {rate}"
+    bound = 5 / np.sqrt(n)
+    for a, b in [(masks[0], masks[1]), (masks[1], masks[2]), (masks[0], masks[3]),
+                 (masks[0][:-1], masks[0][1:])]:  # two keys, and an element with its neighbour
+        corr = np.corrcoef(a.astype(float), b.astype(float))[0, 1]
+        assert abs(corr) < bound, f"dropout masks correlate: {corr:.4f} (bound {bound:.4f})"
+    kept = impl["dropout"](ones, rate, 7)
+    assert np.allclose(kept[kept != 0], 1 / (1 - rate)), "kept elements are scaled by 1/(1-rate)"
+    assert np.array_equal(impl["dropout"](ones, 0.0, 7), ones), "rate 0 keeps everything"
+    with pytest.raises(ValueError):
+        impl["dropout"](ones, 1.0, 7)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

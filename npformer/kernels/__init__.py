@@ -18,8 +18,10 @@ Kernel list (see each module for shapes):
   layernorm_forward, layernorm_backward           layernorm_np / layernorm_nb
   cross_entropy_forward_backward                  cross_entropy_np / cross_entropy_nb
   relu_forward, relu_backward, gelu_forward, gelu_backward   activation_np / activation_nb
+  bias_relu_forward, bias_relu_backward (fused with the bias)  activation_np / activation_nb
   embedding_backward                              embedding_np / embedding_nb
   exp (the vectorisable float32 exp inside softmax, loss, GELU)   exp_np / exp_nb
+  dropout (counter-based mask: regenerated, never stored)        dropout_np / dropout_nb
 """
 import os
 
@@ -28,6 +30,8 @@ from . import (
     activation_np,
     cross_entropy_nb,
     cross_entropy_np,
+    dropout_nb,
+    dropout_np,
     embedding_nb,
     embedding_np,
     exp_nb,
@@ -44,16 +48,32 @@ BACKENDS = ("numba", "numpy")
 backend = os.environ.get("NPFORMER_BACKEND", "numba").strip().lower() or "numba"
 
 if backend == "numba":
-    from .activation_nb import gelu_backward, gelu_forward, relu_backward, relu_forward
+    from .activation_nb import (
+        bias_relu_backward,
+        bias_relu_forward,
+        gelu_backward,
+        gelu_forward,
+        relu_backward,
+        relu_forward,
+    )
     from .cross_entropy_nb import cross_entropy_forward_backward
+    from .dropout_nb import dropout
     from .embedding_nb import embedding_backward
     from .exp_nb import exp
     from .layernorm_nb import layernorm_backward, layernorm_forward
     from .matmul_nb import bmm, matmul
     from .softmax_nb import softmax_backward, softmax_forward
 elif backend == "numpy":
-    from .activation_np import gelu_backward, gelu_forward, relu_backward, relu_forward
+    from .activation_np import (
+        bias_relu_backward,
+        bias_relu_forward,
+        gelu_backward,
+        gelu_forward,
+        relu_backward,
+        relu_forward,
+    )
     from .cross_entropy_np import cross_entropy_forward_backward
+    from .dropout_np import dropout
     from .embedding_np import embedding_backward
     from .exp_np import exp
     from .layernorm_np import layernorm_backward, layernorm_forward
@@ -69,14 +89,16 @@ KERNEL_NAMES = (
     "layernorm_forward", "layernorm_backward",
     "cross_entropy_forward_backward",
     "relu_forward", "relu_backward", "gelu_forward", "gelu_backward",
+    "bias_relu_forward", "bias_relu_backward",
     "embedding_backward",
     "exp",
+    "dropout",
 )
 _MODULES = {
     "numba": (matmul_nb, softmax_nb, layernorm_nb, cross_entropy_nb, activation_nb, embedding_nb,
-              exp_nb),
+              exp_nb, dropout_nb),
     "numpy": (matmul_np, softmax_np, layernorm_np, cross_entropy_np, activation_np, embedding_np,
-              exp_np),
+              exp_np, dropout_np),
 }
 
 
