@@ -168,6 +168,12 @@ def layer_checks(seed=0):
         rows += check_layer(f"cross-entropy (smoothing {smoothing})",
                             L.cross_entropy_forward, L.cross_entropy_backward,
                             [r(B, T, V), targets, 0, smoothing], {0: "dlogits"})
+    # the fused output projection + loss, in blocks of 4 rows (6 rows: a full and a part block)
+    for tied, W in ((True, r(V, C)), (False, r(C, V))):
+        rows += check_layer(f"output + loss ({'tied' if tied else 'untied'}, blocks of 4)",
+                            L.output_loss_forward, L.output_loss_backward,
+                            [r(B, T, C), W, r(V), targets, 0, 0.1, tied, True, 4],
+                            {0: "dx", 1: "dE" if tied else "dW", 2: "db"})
     # a classifier's loss: one label per sequence, class 0 is a label like any other
     rows += check_layer("cross-entropy (class labels)", L.cross_entropy_forward,
                         L.cross_entropy_backward, [r(B, 3), np.array([0, 2]), -1, 0.0],

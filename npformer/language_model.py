@@ -26,13 +26,12 @@ class LanguageModel(Model):
 
     kinds = ("decoder-only",)
 
-    def _logits(self, run, ids, cache=None):
-        """Shapes: ids (B,T) -> logits Value (B,T,V); with a cache, new positions only"""
+    def _states(self, run, ids, cache=None):
+        """Shapes: ids (B,T) -> last block's output Value (B,T,C); with a cache, new positions only"""
         mask, offset = self._self_mask(ids, cache)  # (B,T,T')
         x = self._embed(run, ids, "tgt", offset)
         caches = [layer.self_attn for layer in cache.layers] if cache is not None else None
-        x = self_attention_stack(run, "decoder", self.config.n_decoder_layers, x, mask, caches)
-        return self._output(run, x)
+        return self_attention_stack(run, "decoder", self.config.n_decoder_layers, x, mask, caches)
 
     def forward(self, ids, tape=None, train=False, rng=None, cache=None):
         """Next-token logits at every position.
@@ -44,7 +43,8 @@ class LanguageModel(Model):
         ids = self.check_ids(ids, "ids", self.config.tgt_vocab_size)
         if cache is not None and tape is not None:
             raise ValueError("a key/value cache is for generation: run without a tape")
-        return self._logits(self._run(tape, train, rng), ids, cache).data
+        run = self._run(tape, train, rng)
+        return self._output(run, self._states(run, ids, cache)).data
 
     def loss(self, ids_in, ids_out, tape=None, train=False, rng=None, label_smoothing=0.0):
         """Mean next-token cross-entropy of ids_out given ids_in (padding ignored).
@@ -56,8 +56,8 @@ class LanguageModel(Model):
         if ids_out.shape != ids_in.shape:
             raise ValueError(f"ids_out shape {ids_out.shape} != ids_in shape {ids_in.shape}")
         run = self._run(tape, train, rng)
-        return self._loss(run, self._logits(run, ids_in), ids_out, self.config.pad_id,
-                          label_smoothing)
+        return self._output_loss(run, self._states(run, ids_in), ids_out, self.config.pad_id,
+                                 label_smoothing)
 
     def batch_loss(self, batch, **kwargs):
         """`loss` of a batching.Batch (tgt_in, tgt_out; no source)."""

@@ -31,6 +31,8 @@ from .layers import (
     fixed_positional_backward,
     linear_backward,
     linear_forward,
+    output_loss_backward,
+    output_loss_forward,
     positional_backward,
     positional_forward,
     self_attention_backward,
@@ -210,11 +212,29 @@ class Model:
 
     def _loss(self, run, logits, targets, ignore_id, label_smoothing):
         """Mean cross-entropy op "loss" (so `tape.backward(model.grads, "loss")` works)."""
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing={label_smoothing}: must be in [0, 1)")
+        _check_smoothing(label_smoothing)
         loss = run.tape.call("loss", cross_entropy_forward, cross_entropy_backward,
                              logits, targets, ignore_id, label_smoothing)
         return float(loss.data)
+
+    def _output_loss(self, run, y, targets, ignore_id, label_smoothing):
+        """Output projection and mean cross-entropy as one op "loss" (layers/output_loss.py).
+
+        Computes what `_loss(run, _output(run, y), ...)` does, a block of rows at a
+        time, without the (B,T,V) logits. Shapes: y (B,T,C), targets (B,T) -> float
+        """
+        _check_smoothing(label_smoothing)
+        cfg = self.config
+        W = run.param(embedding_keys(cfg)[1] if cfg.tie_output else "out.W")  # (V,C) or (C,V)
+        loss = run.tape.call("loss", output_loss_forward, output_loss_backward,
+                             y, W, run.param("out.b"), targets, ignore_id, label_smoothing,
+                             cfg.tie_output, not isinstance(run.tape, NoTape))
+        return float(loss.data)
+
+
+def _check_smoothing(label_smoothing):
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing={label_smoothing}: must be in [0, 1)")
 
 
 class Transformer(Model):
@@ -228,16 +248,15 @@ class Transformer(Model):
         return encoder_stack(run, self._embed(run, src, "src"), src_mask)
 
     def _decode(self, run, tgt_in, memory, src, cache=None):
-        """Shapes: tgt_in (B,T), memory Value (B,S,C), src (B,S) -> logits Value (B,T,V)
+        """Shapes: tgt_in (B,T), memory Value (B,S,C), src (B,S) -> decoder output Value (B,T,C)
 
         With a cache, tgt_in holds positions cache.length .. cache.length+T-1 only.
         """
         self_mask, offset = self._self_mask(tgt_in, cache)  # (B,T,T')
         cross_mask = additive(padding_mask(src, self.config.pad_id), self.config.dtype)  # (B,1,S)
         y = self._embed(run, tgt_in, "tgt", offset)
-        y = decoder_stack(run, y, memory, self_mask, cross_mask,
-                          cache.layers if cache is not None else None)
-        return self._output(run, y)
+        return decoder_stack(run, y, memory, self_mask, cross_mask,
+                             cache.layers if cache is not None else None)
 
     # ------------------------------------------------------------------- API
     def encode(self, src, tape=None, train=False, rng=None):
@@ -262,14 +281,15 @@ class Transformer(Model):
         if cache is not None and tape is not None:
             raise ValueError("a key/value cache is for generation: decode without a tape")
         run = self._run(tape, train, rng)
-        return self._decode(run, tgt_in, Value(memory, "memory"), src, cache).data
+        return self._output(run, self._decode(run, tgt_in, Value(memory, "memory"), src, cache)).data
 
     def forward(self, src, tgt_in, tape=None, train=False, rng=None):
         """Shapes: src (B,S), tgt_in (B,T) -> logits (B,T,V)"""
-        return self._forward(self._run(tape, train, rng), src, tgt_in).data
+        run = self._run(tape, train, rng)
+        return self._output(run, self._forward(run, src, tgt_in)).data
 
     def _forward(self, run, src, tgt_in):
-        """Shapes: src (B,S), tgt_in (B,T) -> logits Value (B,T,V)"""
+        """Encoder, then decoder. Shapes: src (B,S), tgt_in (B,T) -> decoder output Value (B,T,C)"""
         cfg = self.config
         src = self.check_ids(src, "src", cfg.src_vocab_size)
         tgt_in = self.check_ids(tgt_in, "tgt_in", cfg.tgt_vocab_size)
@@ -287,8 +307,8 @@ class Transformer(Model):
         if tgt_out.shape != np.shape(tgt_in):
             raise ValueError(f"tgt_out shape {tgt_out.shape} != tgt_in shape {np.shape(tgt_in)}")
         run = self._run(tape, train, rng)
-        logits = self._forward(run, src, tgt_in)
-        return self._loss(run, logits, tgt_out, self.config.pad_id, label_smoothing)
+        y = self._forward(run, src, tgt_in)  # (B,T,C)
+        return self._output_loss(run, y, tgt_out, self.config.pad_id, label_smoothing)
 
     def batch_loss(self, batch, **kwargs):
         """`loss` of a batching.Batch (what a training step calls)."""

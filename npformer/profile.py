@@ -38,6 +38,7 @@ from .layers import (
     fixed_positional_backward,
     layernorm_backward,
     linear_backward,
+    output_loss_backward,
     positional_backward,
     self_attention_backward,
     tied_linear_backward,
@@ -51,7 +52,7 @@ from .train import train_step
 
 # Kinds of taped ops, in data-flow order. Attention is split by its name below.
 KINDS = ("embedding", "positional", "dropout", "layernorm", "self-attention",
-         "cross-attention", "feed-forward", "residual", "output projection", "loss")
+         "cross-attention", "feed-forward", "residual", "output projection + loss")
 OUTSIDE_TAPE = ("optimizer", "other")  # rows measured around the tape, not by it
 
 # An op's kind is decided by its backward function: the tape records it anyway,
@@ -66,9 +67,10 @@ KIND_OF_BACKWARD = {
     cross_attention_backward: "cross-attention",
     ffn_backward: "feed-forward",
     add_backward: "residual",
-    linear_backward: "output projection",
-    tied_linear_backward: "output projection",
-    cross_entropy_backward: "loss",
+    linear_backward: "output projection + loss",  # a classifier's head, unfused
+    tied_linear_backward: "output projection + loss",
+    cross_entropy_backward: "output projection + loss",
+    output_loss_backward: "output projection + loss",  # one fused op in training
 }
 
 

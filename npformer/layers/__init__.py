@@ -32,5 +32,6 @@ from .feedforward import ffn_backward, ffn_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward, tied_linear_backward, tied_linear_forward
 from .loss import cross_entropy_backward, cross_entropy_forward
+from .output_loss import output_loss_backward, output_loss_forward
 from .pooling import pool_backward, pool_forward, pool_weights
 from .residual import add_backward, add_forward
