@@ -39,11 +39,12 @@ def _cross_entropy_rows(logits, targets, ignore_id, smoothing):
                 raise IndexError("cross_entropy: a target id is outside [0, V)")
             n_valid += 1
     inv_denom = 1.0 / max(n_valid, 1)  # mean over counted rows
-    dlogits = np.zeros_like(logits)  # (N,V); ignored rows stay zero
-    loss_sum = 0.0
+    dlogits = np.empty_like(logits)  # (N,V); every row is written below (fresh zeroed
+    loss_sum = 0.0  # memory would cost a page fault per 4 KiB on large batches)
     for i in range(N):
         t = targets[i]
         if t == ignore_id:
+            dlogits[i] = 0.0  # ignored rows: no gradient
             continue
         row = logits[i]  # (V,)
         d_row = dlogits[i]  # (V,)
