@@ -47,10 +47,11 @@ def merge_heads(*parts):
 
     Shapes: parts arrays (B,H,T,D) -> (B,T,parts*C)
     """
-    x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # (parts,B,H,T,D)
-    n_parts, B, H, T, D = x.shape
-    x = x.transpose(1, 3, 0, 2, 4)  # (parts,B,H,T,D) -> (B,T,parts,H,D)
-    return x.reshape(B, T, n_parts * H * D)  # (B,T,parts,H,D) -> (B,T,parts*C), copies
+    B, H, T, D = parts[0].shape
+    out = np.empty((B, T, len(parts), H, D), parts[0].dtype)  # (B,T,parts,H,D)
+    for i, part in enumerate(parts):
+        out[:, :, i] = part.transpose(0, 2, 1, 3)  # (B,H,T,D) -> (B,T,H,D), one copy
+    return out.reshape(B, T, len(parts) * H * D)  # (B,T,parts,H,D) -> (B,T,parts*C), a view
 
 
 # ------------------------------------------------------------------ attention core
