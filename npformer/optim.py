@@ -40,8 +40,6 @@ from typing import Callable
 
 import numpy as np
 
-from . import kernels
-
 # Added to the total norm before dividing, exactly as torch.nn.utils does, so
 # an all-zero gradient gives a finite clipping coefficient.
 CLIP_NORM_EPS = 1e-6
@@ -188,12 +186,25 @@ class AdamW:
             buf = self._scratch[p.dtype][:p.size].reshape(p.shape)  # view, no copy
 
             if self.decay[key] and self.weight_decay != 0.0:
-                decay = decay_factor if scale == 1.0 else 1.0 - lr * scale * self.weight_decay
-            else:
-                decay = 1.0
-            # one fused pass (kernels/adamw_nb.py; its twin spells out the update line by line)
-            kernels.adamw_update(p, g, m, v, buf, decay, b1, b2, self.eps, step_size * scale,
-                                 bias_correction2_sqrt)
+                p *= decay_factor if scale == 1.0 else 1.0 - lr * scale * self.weight_decay
+
+            # m <- b1*m + (1-b1)*g, written as m + (1-b1)*(g - m): the same
+            # value, in the form torch uses (lerp), so rounding matches closely.
+            np.subtract(g, m, out=buf)
+            buf *= 1.0 - b1
+            m += buf
+
+            v *= b2                                   # v <- b2*v + (1-b2)*g*g
+            np.multiply(g, g, out=buf)
+            buf *= 1.0 - b2
+            v += buf
+
+            np.sqrt(v, out=buf)                       # denom = sqrt(v)/sqrt(bc2) + eps
+            buf /= bias_correction2_sqrt
+            buf += self.eps
+            np.divide(m, buf, out=buf)                # buf = m / denom
+            buf *= step_size * scale
+            p -= buf                                  # p <- p - lr/bc1 * m/denom
 
     def state_dict(self) -> dict:
         """A copy of the optimizer state: ints and plain numpy arrays only.

@@ -22,14 +22,11 @@ Kernel list (see each module for shapes):
   embedding_backward                              embedding_np / embedding_nb
   exp (the vectorisable float32 exp inside softmax, loss, GELU)   exp_np / exp_nb
   dropout (counter-based mask: regenerated, never stored)        dropout_np / dropout_nb
-  adamw_update (one fused pass per parameter)                    adamw_np / adamw_nb
 """
 import os
 
 from . import (
     activation_nb,
-    adamw_nb,
-    adamw_np,
     activation_np,
     cross_entropy_nb,
     cross_entropy_np,
@@ -51,7 +48,6 @@ BACKENDS = ("numba", "numpy")
 backend = os.environ.get("NPFORMER_BACKEND", "numba").strip().lower() or "numba"
 
 if backend == "numba":
-    from .adamw_nb import adamw_update
     from .activation_nb import (
         bias_relu_backward,
         bias_relu_forward,
@@ -68,7 +64,6 @@ if backend == "numba":
     from .matmul_nb import bmm, matmul
     from .softmax_nb import softmax_backward, softmax_forward
 elif backend == "numpy":
-    from .adamw_np import adamw_update
     from .activation_np import (
         bias_relu_backward,
         bias_relu_forward,
@@ -98,13 +93,12 @@ KERNEL_NAMES = (
     "embedding_backward",
     "exp",
     "dropout",
-    "adamw_update",
 )
 _MODULES = {
     "numba": (matmul_nb, softmax_nb, layernorm_nb, cross_entropy_nb, activation_nb, embedding_nb,
-              exp_nb, dropout_nb, adamw_nb),
+              exp_nb, dropout_nb),
     "numpy": (matmul_np, softmax_np, layernorm_np, cross_entropy_np, activation_np, embedding_np,
-              exp_np, dropout_np, adamw_np),
+              exp_np, dropout_np),
 }
 
 
