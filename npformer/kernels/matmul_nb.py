@@ -65,9 +65,9 @@ def matmul(a, b):
     return a @ b  # (M,K) @ (K,N) -> (M,N)
 
 
-def bmm(a, b):
-    """Batched matrix product (OpenBLAS, one call per matrix).
+def bmm(a, b, out=None):
+    """Batched matrix product (OpenBLAS, one call per matrix), written into `out` if given.
 
-    Shapes: a (G,M,K), b (G,K,N) -> (G,M,N)
+    Shapes: a (...,M,K), b (...,K,N) -> (...,M,N)
     """
-    return np.matmul(a, b)  # (G,M,K) @ (G,K,N) -> (G,M,N)
+    return np.matmul(a, b, out=out)  # (...,M,K) @ (...,K,N) -> (...,M,N)

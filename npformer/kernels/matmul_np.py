@@ -14,9 +14,10 @@ def matmul(a, b):
     return a @ b  # (M,K) @ (K,N) -> (M,N)
 
 
-def bmm(a, b):
-    """Batched matrix product over a leading batch axis.
+def bmm(a, b, out=None):
+    """Batched matrix product over the leading axes (written into `out` if given).
 
-    Shapes: a (G,M,K), b (G,K,N) -> (G,M,N)
+    a and b may be strided views (e.g. one head's slice of a packed projection).
+    Shapes: a (...,M,K), b (...,K,N) -> (...,M,N)
     """
-    return np.matmul(a, b)  # (G,M,K) @ (G,K,N) -> (G,M,N)
+    return np.matmul(a, b, out=out)  # (...,M,K) @ (...,K,N) -> (...,M,N)

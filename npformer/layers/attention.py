@@ -15,6 +15,12 @@ packed weights are stored as ONE parameter, as nanoGPT's `c_attn` and llm.c's
 `mask` is the ADDITIVE (Bm,Tm,S) mask from npformer.masks.additive. There is no
 dropout on the attention weights (dropout is applied to the block outputs). The
 weights P are kept in the cache so they can be plotted.
+The heads are never copied out: `head_views` gives each head's (T,D) slice of the
+packed projection as a strided view, the products read those views directly, and
+the context (and in the backward d[Q|K|V]) is written straight into the merged
+(B,T,C) layout, without the split/merge copies (`split_heads` and `merge_heads`
+spell out the same layouts with copies; measured 20-35% faster per attention core,
+docs/performance.md).
 
 Generation passes a `KVCache`: self-attention appends the new positions' keys
 and values and attends over every position so far; cross-attention projects
@@ -54,6 +60,17 @@ def merge_heads(*parts):
     return out.reshape(B, T, len(parts) * H * D)  # (B,T,parts,H,D) -> (B,T,parts*C), a view
 
 
+def head_views(x, n_heads, parts=1):
+    """The heads of a (packed) projection as views: no copy.
+
+    Shapes: x (B,T,parts*C) -> parts arrays (B,H,T,D), strided views into x
+    """
+    B, T, PC = x.shape
+    D = PC // (parts * n_heads)
+    x5 = x.reshape(B, T, parts, n_heads, D)  # (B,T,parts*C) -> (B,T,parts,H,D), a view
+    return tuple(x5[:, :, i].transpose(0, 2, 1, 3) for i in range(parts))  # parts x (B,H,T,D)
+
+
 # ------------------------------------------------------------------ attention core
 class AttentionCoreCache(NamedTuple):
     q: np.ndarray  # (B,H,T,D)
@@ -62,41 +79,35 @@ class AttentionCoreCache(NamedTuple):
     P: np.ndarray  # (B,H,T,S) attention weights (also what notebooks plot)
 
 
-def attention_forward(q, k, v, mask):
+def attention_forward(q, k, v, mask, out=None):
     """Scaled dot-product attention over already split heads: ctx = softmax(Q K^T / sqrt(D) + mask) V.
 
+    q, k, v may be strided views (head_views); ctx is written into `out` if given.
     Shapes: q (B,H,T,D), k (B,H,S,D), v (B,H,S,D), mask (Bm,Tm,S) -> ctx (B,H,T,D)
     """
-    B, H, T, D = q.shape
-    S, G = k.shape[2], B * H
-    k3 = k.reshape(G, S, D)  # (B,H,S,D) -> (G,S,D), a view
-    scores = kernels.bmm(q.reshape(G, T, D), k3.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
-    scores = scores.reshape(B, H, T, S)  # (G,T,S) -> (B,H,T,S)
+    D = q.shape[3]
+    scores = kernels.bmm(q, k.transpose(0, 1, 3, 2))  # (B,H,T,D) @ (B,H,D,S) -> (B,H,T,S)
     P = kernels.softmax_forward(scores, mask, 1.0 / math.sqrt(D))  # (B,H,T,S)
-    ctx = kernels.bmm(P.reshape(G, T, S), v.reshape(G, S, D))  # (G,T,S) @ (G,S,D) -> (G,T,D)
-    return ctx.reshape(B, H, T, D), AttentionCoreCache(q, k, v, P)  # (G,T,D) -> (B,H,T,D)
+    ctx = kernels.bmm(P, v, out=out)  # (B,H,T,S) @ (B,H,S,D) -> (B,H,T,D)
+    return ctx, AttentionCoreCache(q, k, v, P)
 
 
-def attention_backward(dctx, cache):
-    """Gradients of the attention core.
+def attention_backward(dctx, cache, out=None):
+    """Gradients of the attention core, written into `out` = (dq, dk, dv) arrays if given.
 
     Shapes: dctx (B,H,T,D) -> dq (B,H,T,D), dk (B,H,S,D), dv (B,H,S,D)
     """
     q, k, v, P = cache
-    B, H, T, D = q.shape
-    S, G = k.shape[2], B * H
-    q3, k3, v3 = q.reshape(G, T, D), k.reshape(G, S, D), v.reshape(G, S, D)  # (G,.,D) views
-    dctx = dctx.reshape(G, T, D)  # (B,H,T,D) -> (G,T,D)
-    P3 = P.reshape(G, T, S)  # (B,H,T,S) -> (G,T,S)
+    D = q.shape[3]
+    dq, dk, dv = out if out is not None else (None, None, None)
     # ctx = P V
-    dP = kernels.bmm(dctx, v3.transpose(0, 2, 1))  # (G,T,D) @ (G,D,S) -> (G,T,S)
-    dv = kernels.bmm(P3.transpose(0, 2, 1), dctx)  # (G,S,T) @ (G,T,D) -> (G,S,D)
+    dP = kernels.bmm(dctx, v.transpose(0, 1, 3, 2))  # (B,H,T,D) @ (B,H,D,S) -> (B,H,T,S)
+    dv = kernels.bmm(P.transpose(0, 1, 3, 2), dctx, out=dv)  # (B,H,S,T) @ (B,H,T,D) -> (B,H,S,D)
     # P = softmax(Q K^T / sqrt(D) + mask)
-    dscores = kernels.softmax_backward(dP.reshape(P.shape), P, 1.0 / math.sqrt(D))  # (B,H,T,S)
-    dscores = dscores.reshape(G, T, S)  # (B,H,T,S) -> (G,T,S)
-    dq = kernels.bmm(dscores, k3)  # (G,T,S) @ (G,S,D) -> (G,T,D)
-    dk = kernels.bmm(dscores.transpose(0, 2, 1), q3)  # (G,S,T) @ (G,T,D) -> (G,S,D)
-    return dq.reshape(B, H, T, D), dk.reshape(B, H, S, D), dv.reshape(B, H, S, D)
+    dscores = kernels.softmax_backward(dP, P, 1.0 / math.sqrt(D))  # (B,H,T,S)
+    dq = kernels.bmm(dscores, k, out=dq)  # (B,H,T,S) @ (B,H,S,D) -> (B,H,T,D)
+    dk = kernels.bmm(dscores.transpose(0, 1, 3, 2), q, out=dk)  # (B,H,S,T) @ (B,H,T,D) -> (B,H,S,D)
+    return dq, dk, dv
 
 
 # ---------------------------------------------------------------- key/value cache
@@ -161,18 +172,25 @@ class SelfAttentionCache(NamedTuple):
     out: LinearCache  # output projection: merged ctx and W_o
 
 
+def _merged(B, T, n_parts, C, dtype):
+    """An empty (B,T,n_parts*C) array, for outputs written head by head."""
+    return np.empty((B, T, n_parts * C), dtype)
+
+
 def self_attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask, n_heads, kv_cache=None):
     """Multi-head self-attention: queries, keys and values all come from x.
 
     Shapes: x (B,T,C), W_qkv (C,3C), b_qkv (3C,), W_o (C,C), b_o (C,), mask (Bm,Tm,S)
             -> y (B,T,C)   (S = T, or every position so far with a kv_cache)
     """
+    B, T, C = x.shape
     qkv, qkv_cache = linear_forward(x, W_qkv, b_qkv)  # (B,T,C) -> (B,T,3C)
-    q, k, v = split_heads(qkv, n_heads, parts=3)  # (B,T,3C) -> 3 x (B,H,T,D)
+    q, k, v = head_views(qkv, n_heads, parts=3)  # (B,T,3C) -> 3 x (B,H,T,D) views
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)  # -> (B,H,S,D): the past positions and these
-    ctx, core_cache = attention_forward(q, k, v, mask)  # (B,H,T,D)
-    y, out_cache = linear_forward(merge_heads(ctx), W_o, b_o)  # (B,H,T,D) -> (B,T,C) -> (B,T,C)
+    ctx = _merged(B, T, 1, C, x.dtype)  # (B,T,C), filled head by head
+    _, core_cache = attention_forward(q, k, v, mask, out=head_views(ctx, n_heads)[0])
+    y, out_cache = linear_forward(ctx, W_o, b_o)  # (B,T,C) -> (B,T,C)
     return y, SelfAttentionCache(qkv_cache, core_cache, out_cache)
 
 
@@ -180,9 +198,10 @@ def self_attention_backward(dy, cache):
     """Shapes: dy (B,T,C) -> dx (B,T,C), dW_qkv (C,3C), db_qkv (3C,), dW_o (C,C), db_o (C,)"""
     n_heads = cache.core.q.shape[1]
     dctx, dW_o, db_o = linear_backward(dy, cache.out)  # (B,T,C)
-    (dctx,) = split_heads(dctx, n_heads)  # (B,T,C) -> (B,H,T,D)
-    dq, dk, dv = attention_backward(dctx, cache.core)  # 3 x (B,H,T,D)
-    d_qkv = merge_heads(dq, dk, dv)  # 3 x (B,H,T,D) -> (B,T,3C)
+    B, T, C = dctx.shape
+    d_qkv = _merged(B, T, 3, C, dctx.dtype)  # (B,T,3C), filled head by head
+    attention_backward(head_views(dctx, n_heads)[0], cache.core,
+                       out=head_views(d_qkv, n_heads, parts=3))  # 3 x (B,H,T,D) into d_qkv
     dx, dW_qkv, db_qkv = linear_backward(d_qkv, cache.qkv)  # (B,T,C)
     return dx, dW_qkv, db_qkv, dW_o, db_o
 
@@ -202,18 +221,20 @@ def cross_attention_forward(x, memory, W_q, b_q, W_kv, b_kv, W_o, b_o, mask, n_h
     Shapes: x (B,T,C), memory (B,S,C), W_q (C,C), b_q (C,), W_kv (C,2C), b_kv (2C,),
             W_o (C,C), b_o (C,), mask (Bm,Tm,S) -> y (B,T,C)
     """
+    B, T, C = x.shape
     q, q_cache = linear_forward(x, W_q, b_q)  # (B,T,C) -> (B,T,C)
-    (q,) = split_heads(q, n_heads)  # (B,T,C) -> (B,H,T,D)
+    (q,) = head_views(q, n_heads)  # (B,T,C) -> (B,H,T,D) view
     if kv_cache is not None and kv_cache.length:
         k, v = kv_cache.keys_values()  # (B,H,S,D) projected at the first step
         kv_cache_lin = None
     else:
         kv, kv_cache_lin = linear_forward(memory, W_kv, b_kv)  # (B,S,C) -> (B,S,2C)
-        k, v = split_heads(kv, n_heads, parts=2)  # (B,S,2C) -> 2 x (B,H,S,D)
+        k, v = head_views(kv, n_heads, parts=2)  # (B,S,2C) -> 2 x (B,H,S,D) views
         if kv_cache is not None:
             kv_cache.append(k, v)
-    ctx, core_cache = attention_forward(q, k, v, mask)  # (B,H,T,D)
-    y, out_cache = linear_forward(merge_heads(ctx), W_o, b_o)  # (B,H,T,D) -> (B,T,C) -> (B,T,C)
+    ctx = _merged(B, T, 1, C, x.dtype)  # (B,T,C), filled head by head
+    _, core_cache = attention_forward(q, k, v, mask, out=head_views(ctx, n_heads)[0])
+    y, out_cache = linear_forward(ctx, W_o, b_o)  # (B,T,C) -> (B,T,C)
     return y, CrossAttentionCache(q_cache, kv_cache_lin, core_cache, out_cache)
 
 
@@ -225,8 +246,12 @@ def cross_attention_backward(dy, cache):
     """
     n_heads = cache.core.q.shape[1]
     dctx, dW_o, db_o = linear_backward(dy, cache.out)  # (B,T,C)
-    (dctx,) = split_heads(dctx, n_heads)  # (B,T,C) -> (B,H,T,D)
-    dq, dk, dv = attention_backward(dctx, cache.core)  # (B,H,T,D), 2 x (B,H,S,D)
-    dx, dW_q, db_q = linear_backward(merge_heads(dq), cache.q)  # (B,H,T,D) -> (B,T,C)
-    dmemory, dW_kv, db_kv = linear_backward(merge_heads(dk, dv), cache.kv)  # -> (B,S,2C) -> (B,S,C)
+    B, T, C = dctx.shape
+    S = cache.core.k.shape[2]
+    dq = _merged(B, T, 1, C, dctx.dtype)  # (B,T,C)
+    d_kv = _merged(B, S, 2, C, dctx.dtype)  # (B,S,2C)
+    attention_backward(head_views(dctx, n_heads)[0], cache.core,
+                       out=(*head_views(dq, n_heads), *head_views(d_kv, n_heads, parts=2)))
+    dx, dW_q, db_q = linear_backward(dq, cache.q)  # (B,T,C)
+    dmemory, dW_kv, db_kv = linear_backward(d_kv, cache.kv)  # (B,S,2C) -> (B,S,C)
     return dx, dmemory, dW_q, db_q, dW_kv, db_kv, dW_o, db_o
