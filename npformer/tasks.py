@@ -5,7 +5,8 @@ exact resume, data parallelism). A Task supplies what differs between them:
 
   load(cfg)             the train/valid/test splits and a one-line description
   build(cfg, splits)    tokenizers, labels and a fresh model (or one started from
-                        a pretrained language model: cfg.init_from)
+                        a pretrained language model: cfg.init_from); a translator's
+                        max_len may come from the data (cfg.max_len 0: lengths.py)
   encode(items, ...)    splits -> examples (token id lists), and how many were cut
   length(example)       the padded length an example needs (for token-budget batches)
   collate(examples)     a batching.Batch
@@ -19,6 +20,7 @@ exact resume, data parallelism). A Task supplies what differs between them:
   score         BLEU on a sample         -validation loss          accuracy
 """
 import math
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -30,6 +32,7 @@ from .data import (DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, 
                    load_text, load_tsv, make_copy_task, make_icl_text, make_reverse_task,
                    make_task, make_toy_corpus, make_toy_text, split_pairs)
 from .evaluation import evaluate, validation_loss
+from .lengths import batch_mib, choose_max_len
 from .model import build_model
 from .pretrained import load_pretrained
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, make_tokenizers
@@ -152,14 +155,34 @@ class TranslationTask:
         src_tok, tgt_tok = make_tokenizers([s for s, _ in splits["train"]],
                                            [t for _, t in splits["train"]], kind=cfg.tokenizer,
                                            vocab_size=vocab, shared=cfg.shared_vocab)
-        model = build_model(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size))
-        return Built(model, src_tok, tgt_tok, [], "")
+        max_len, note = cfg.max_len, ""
+        if max_len == 0:  # from the data (lengths.py), now that the tokenizers exist
+            lengths = [pair_length((src_tok.encode(s), tgt_tok.encode(t)))
+                       for s, t in splits["train"]]
+            memory = partial(batch_mib, max_tokens=cfg.max_tokens, d_model=cfg.d_model,
+                             n_heads=cfg.n_heads, d_ff=cfg.d_ff, n_layers=cfg.n_layers,
+                             vocab_size=tgt_tok.vocab_size)
+            choice = choose_max_len(lengths, memory)
+            max_len, note = choice.max_len, choice.describe()
+        model = build_model(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size,
+                                             max_len=max_len))
+        return Built(model, src_tok, tgt_tok, [], note)
 
     def encode(self, items, built, cfg):
         return encode_pairs(items, built.src_tokenizer, built.tgt_tokenizer, cfg.max_len)
 
     length = staticmethod(pair_length)
     collate = staticmethod(collate)
+
+    def data_facts(self, items, n_used, n_left_out, built):
+        """log.jsonl facts about the training pairs: how many are used, tokens per word."""
+        facts = {"pairs_used": n_used, "pairs_left_out": n_left_out,
+                 "left_out_share": n_left_out / max(n_used + n_left_out, 1)}
+        for side, tok, i in (("src", built.src_tokenizer, 0), ("tgt", built.tgt_tokenizer, 1)):
+            words = sum(len(pair[i].split()) for pair in items)
+            tokens = sum(len(tok.encode(pair[i])) for pair in items)
+            facts[f"{side}_tokens_per_word"] = tokens / max(words, 1)
+        return facts
 
     def validate(self, built, cfg, valid_examples, valid_items):
         vloss = validation_loss(built.model, valid_examples, cfg.max_tokens, self)

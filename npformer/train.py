@@ -226,6 +226,8 @@ def resume_config(run_dir, **changes):
     field outside RESUMABLE_FIELDS is a ConfigError.
     """
     changes.pop("out_dir", None)
+    if changes.get("max_len") == 0:  # "from the data": the length the run chose then
+        changes.pop("max_len")
     path = Path(run_dir) / "last.npz"
     if not path.exists():
         raise CheckpointError(f"nothing to resume: {path} does not exist (start a new run "
@@ -300,6 +302,16 @@ class CtrlC:
         return False
 
 
+def left_out_warning(dropped, n_pairs, max_len, from_data):
+    """The warning line for training pairs longer than max_len (left out of training)."""
+    fix = ("max_len was chosen from the data within a memory bound (the line above); a "
+           "larger --max-len keeps them, at more memory per batch" if from_data else
+           "raise --max-len, or give --max-len 0 to choose it from the data")
+    return (f"warning: {dropped:,} of {n_pairs:,} training pairs ({100 * dropped / n_pairs:.1f}%) "
+            f"need more than max_len={max_len} tokens (incl. BOS/EOS) and are left out: the "
+            f"model never learns them; {fix}")
+
+
 def _clock(seconds):
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -364,6 +376,9 @@ def train(cfg, resume=False, log=None):
         if built.note:
             log(built.note)
     model, src_tok, tgt_tok = built.model, built.src_tokenizer, built.tgt_tokenizer
+    max_len_from_data = cfg.max_len == 0
+    if max_len_from_data:  # task.build chose it (lengths.py); the run keeps that number
+        cfg = cfg.replace(max_len=model.config.max_len)
     if is_root:
         write_log(out / "log.jsonl", state.history)
     if world.size > 1:
@@ -384,7 +399,9 @@ def train(cfg, resume=False, log=None):
 
     examples, dropped = task.encode(splits["train"], built, cfg)
     valid_examples, _ = task.encode(splits["valid"], built, cfg)
-    if dropped:
+    if dropped and task.name == "translate":  # pairs the model will never learn: say so
+        log(left_out_warning(dropped, len(examples) + dropped, cfg.max_len, max_len_from_data))
+    elif dropped:
         log(f"note: {dropped} training {TOO_LONG[task.name]} max_len={cfg.max_len}")
     if not examples or not valid_examples:
         raise DataError(f"{cfg.data}: no {'training' if not examples else 'validation'} "
@@ -400,6 +417,11 @@ def train(cfg, resume=False, log=None):
         if log_file:
             log_file.write(json.dumps(entry) + "\n")
             log_file.flush()
+
+    if not resume and task.name == "translate":  # what the run trains on, first in the log
+        record({"type": "data", "step": 0, "max_len": cfg.max_len,
+                "max_len_from_data": max_len_from_data,
+                **task.data_facts(splits["train"], len(examples), dropped, built)})
 
     def save(name):
         if not is_root:
