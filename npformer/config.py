@@ -150,6 +150,11 @@ TOKENIZERS = ("word", "char", "bpe")
 SCHEDULES = ("warmup_cosine", "inverse_sqrt", "constant")
 TASKS = ("translate", "lm", "classify")  # what a run trains: see npformer/tasks.py
 TEXT_MODES = ("lines", "whole")
+# Validation scores that may pick best.npz, per task; the first is the default
+# (docs/checkpoints.md#which-checkpoint-is-best). Runs saved before the choice existed
+# keep the rule they used (train.resume_config): BLEU for a translator.
+BEST_BY = {"translate": ("valid_loss", "bleu", "exact_match"), "lm": ("valid_loss",),
+           "classify": ("accuracy", "valid_loss")}
 ALL = TASKS
 DEFAULT_TEXT_TOKENS = 300_000  # generated toy text for pretraining, when data_size is 0
 DEFAULT_LABELLED = 2000  # labelled examples of a toy classification task, when data_size is 0
@@ -248,6 +253,12 @@ class TrainConfig(_DictRoundTrip):
     eval_every: int = option(250, "steps between validations")
     eval_sentences: int = option(200, "validation sentences translated for BLEU at each "
                                       "validation", ("translate",))
+    best_by: str = option("", {
+        "translate": "the validation score that picks best.npz (and counts for --patience): "
+                     "valid_loss (lowest loss on the whole validation split), bleu or "
+                     "exact_match (on the --eval-sentences sample); empty = valid_loss",
+        "classify": "the validation score that picks best.npz (and counts for --patience): "
+                    "accuracy or valid_loss; empty = accuracy"}, ("translate", "classify"))
     patience: int = option(0, "early stop after this many validations without a better score "
                               "(0 = off)")
     out_dir: str = option("runs/toy", "directory for checkpoints (best.npz, last.npz), "
@@ -294,6 +305,8 @@ class TrainConfig(_DictRoundTrip):
         need(bool(self.out_dir), "out_dir", "must not be empty")
         need(self.task in TASKS, "task", f"choose one of {TASKS}")
         need(self.text_mode in TEXT_MODES, "text_mode", f"choose one of {TEXT_MODES}")
+        need(self.best_by == "" or self.best_by in BEST_BY[self.task], "best_by",
+             f"choose one of {BEST_BY[self.task]} for {self.task}")
         need(self.body in ("decoder-only", "encoder-only"), "body",
              "choose decoder-only or encoder-only")
         need(self.pooling in POOLINGS, "pooling", f"choose one of {POOLINGS}")

@@ -10,14 +10,18 @@ exact resume, data parallelism). A Task supplies what differs between them:
   encode(items, ...)    splits -> examples (token id lists), and how many were cut
   length(example)       the padded length an example needs (for token-budget batches)
   collate(examples)     a batching.Batch
-  validate(...)         a validation's log fields and its score (higher is better)
+  validate(...)         a validation's log fields (valid_loss, bleu, ...) and a line
 
                 translate                lm                        classify
   data          sentence pairs           lines of text             (text, label) pairs
   model         Transformer              LanguageModel             Classifier
   batch         src, tgt_in, tgt_out     tgt_in, tgt_out           src = ids, tgt_out = labels
   loss over     target tokens            next tokens               examples
-  score         BLEU on a sample         -validation loss          accuracy
+  best.npz by    validation loss          validation loss           accuracy
+                (or BLEU / exact match)                             (or validation loss)
+
+Which validation score picks best.npz is cfg.best_by (config.BEST_BY); the
+loop compares `selection_score(fields, rule)`, higher is better.
 """
 import math
 from functools import partial
@@ -27,7 +31,7 @@ import numpy as np
 
 from .batching import Batch, bucket_batches, collate, encode_pairs, pair_length
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError
+from .config import BEST_BY, DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError
 from .data import (DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, load_parallel,
                    load_text, load_tsv, make_copy_task, make_icl_text, make_reverse_task,
                    make_task, make_toy_corpus, make_toy_text, split_pairs)
@@ -115,7 +119,6 @@ class TranslationTask:
     """Sentence pairs -> an encoder-decoder translator, scored by BLEU."""
 
     name = "translate"
-    score_name = "BLEU"
     unit = "tok"  # what Batch.n_tokens counts, for the progress line
 
     builtins = ("toy", "copy", "reverse")  # --data names that are not files
@@ -192,7 +195,7 @@ class TranslationTask:
                   "exact_match": result["exact_match"]}
         line = (f"loss {vloss:.3f}, BLEU {result['bleu']:.1f}, exact match "
                 f"{100 * result['exact_match']:.1f}% ({result['n']} sentences)")
-        return fields, result["bleu"], line
+        return fields, line
 
     def report(self, built, cfg, test_items):
         """Lines describing the model on the test split (npformer train prints them)."""
@@ -212,7 +215,6 @@ class LanguageModelTask:
     """Lines of text -> a decoder-only LM trained to predict the next token."""
 
     name = "lm"
-    score_name = "validation loss"
     unit = "tok"
 
     builtins = (*TOY_TEXTS, "toy-icl")
@@ -278,7 +280,7 @@ class LanguageModelTask:
     def validate(self, built, cfg, valid_examples, valid_items):
         vloss = validation_loss(built.model, valid_examples, cfg.max_tokens, self)
         fields = {"valid_loss": vloss, "perplexity": math.exp(min(vloss, 50.0))}
-        return fields, -vloss, f"loss {vloss:.3f}, perplexity {fields['perplexity']:.2f}"
+        return fields, f"loss {vloss:.3f}, perplexity {fields['perplexity']:.2f}"
 
     def report(self, built, cfg, test_items):
         from .decoding import continue_text
@@ -299,7 +301,6 @@ class ClassificationTask:
     """(text, label) pairs -> a classifier; from scratch or from a pretrained LM's body."""
 
     name = "classify"
-    score_name = "accuracy"
     unit = "examples"
 
     builtins = tuple(CLASSIFICATION_TASKS)
@@ -371,7 +372,7 @@ class ClassificationTask:
         vloss = validation_loss(built.model, valid_examples, cfg.max_tokens, self)
         acc = accuracy(built.model, valid_examples, cfg.max_tokens, self)
         fields = {"valid_loss": vloss, "accuracy": acc}
-        return fields, acc, f"loss {vloss:.3f}, accuracy {100 * acc:.1f}%"
+        return fields, f"loss {vloss:.3f}, accuracy {100 * acc:.1f}%"
 
     def report(self, built, cfg, test_items):
         examples, _ = self.encode(test_items, built, cfg)
@@ -379,6 +380,23 @@ class ClassificationTask:
         acc = np.trace(matrix) / max(matrix.sum(), 1)
         return [f"test split ({matrix.sum()} examples, best checkpoint): accuracy "
                 f"{100 * acc:.1f}%", format_confusion(matrix, built.labels)]
+
+
+# What each best_by rule compares (higher is better) and calls itself in messages.
+SCORES = {"valid_loss": (lambda fields: -fields["valid_loss"], "validation loss"),
+          "bleu": (lambda fields: fields["bleu"], "BLEU"),
+          "exact_match": (lambda fields: fields["exact_match"], "exact match"),
+          "accuracy": (lambda fields: fields["accuracy"], "accuracy")}
+
+
+def best_by(cfg):
+    """The rule that picks best.npz: cfg.best_by, or the task's default (config.BEST_BY)."""
+    return cfg.best_by or BEST_BY[cfg.task][0]
+
+
+def selection_score(fields, rule):
+    """A validation's score under `rule` (a config.BEST_BY name); higher is better."""
+    return SCORES[rule][0](fields)
 
 
 def confusion_matrix(model, examples, max_tokens, task):
