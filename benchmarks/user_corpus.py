@@ -132,7 +132,6 @@ def main():
     train_rows = [h for h in log if h["type"] == "train"]
     valid = [h for h in log if h["type"] == "valid"]
     speeds = sorted(h["tokens_per_s"] for h in train_rows)
-    elapsed = {h["step"]: h["elapsed_s"] for h in train_rows}
     test = re.search(r"test split \((\d+) sentences.*?BLEU ([\d.]+), exact match ([\d.]+)%",
                      result.stdout)
     n = data["pairs_used"] + data["pairs_left_out"]
@@ -150,15 +149,18 @@ def main():
               f"{old[1]:.2f}, target {old[2]:.2f}")
     print(f"steps {train_rows[-1]['step'] if train_rows else 0}; tokens/s median "
           f"{speeds[len(speeds) // 2]:,.0f} (min {speeds[0]:,.0f}, max {speeds[-1]:,.0f})")
-    print("\n| step | min | valid loss | BLEU (200) | exact (200) | test BLEU | test exact |")
+    k = cfg.eval_sentences
+    print(f"\n| step | min | valid loss | valid BLEU ({k}) | valid exact ({k}) | test BLEU | "
+          "test exact |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for h in valid:
-        minutes = elapsed.get(h["step"], float("nan")) / 60
+    for h in valid:  # minutes: the elapsed time of the last progress record before it
+        before = [row["elapsed_s"] for row in train_rows if row["step"] <= h["step"]]
+        minutes = before[-1] / 60 if before else float("nan")
         bleu, exact = snapshot_scores.get(h["step"], (float("nan"), float("nan")))
         print(f"| {h['step']} | {minutes:.1f} | {h['valid_loss']:.4f} | {h['bleu']:.1f} | "
               f"{100 * h['exact_match']:.1f}% | {bleu:.1f} | {100 * exact:.1f}% |")
     picks = {}
-    for rule in ("valid_loss", "bleu", "exact_match"):
+    for rule in ("bleu_exact", "bleu", "exact_match", "valid_loss"):
         best = None  # the first validation with the highest score, as the trainer keeps it
         for h in valid:
             if best is None or selection_score(h, rule) > selection_score(best, rule):

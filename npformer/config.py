@@ -153,7 +153,7 @@ TEXT_MODES = ("lines", "whole")
 # Validation scores that may pick best.npz, per task; the first is the default
 # (docs/checkpoints.md#which-checkpoint-is-best). Runs saved before the choice existed
 # keep the rule they used (train.resume_config): BLEU for a translator.
-BEST_BY = {"translate": ("valid_loss", "bleu", "exact_match"), "lm": ("valid_loss",),
+BEST_BY = {"translate": ("bleu_exact", "valid_loss", "bleu", "exact_match"), "lm": ("valid_loss",),
            "classify": ("accuracy", "valid_loss")}
 ALL = TASKS
 DEFAULT_TEXT_TOKENS = 300_000  # generated toy text for pretraining, when data_size is 0
@@ -255,8 +255,9 @@ class TrainConfig(_DictRoundTrip):
                                       "validation", ("translate",))
     best_by: str = option("", {
         "translate": "the validation score that picks best.npz (and counts for --patience): "
-                     "valid_loss (lowest loss on the whole validation split), bleu or "
-                     "exact_match (on the --eval-sentences sample); empty = valid_loss",
+                     "bleu_exact (the mean of BLEU and exact match, both in percent), bleu, exact_match "
+                     "(on the --eval-sentences sample), or valid_loss (lowest loss on the "
+                     "whole validation split); empty = bleu_exact",
         "classify": "the validation score that picks best.npz (and counts for --patience): "
                     "accuracy or valid_loss; empty = accuracy"}, ("translate", "classify"))
     patience: int = option(0, "early stop after this many validations without a better score "

@@ -17,8 +17,8 @@ exact resume, data parallelism). A Task supplies what differs between them:
   model         Transformer              LanguageModel             Classifier
   batch         src, tgt_in, tgt_out     tgt_in, tgt_out           src = ids, tgt_out = labels
   loss over     target tokens            next tokens               examples
-  best.npz by    validation loss          validation loss           accuracy
-                (or BLEU / exact match)                             (or validation loss)
+  best.npz by    (BLEU + exact match) / 2 validation loss           accuracy
+                (or one of them, or loss)                           (or validation loss)
 
 Which validation score picks best.npz is cfg.best_by (config.BEST_BY); the
 loop compares `selection_score(fields, rule)`, higher is better.
@@ -383,7 +383,9 @@ class ClassificationTask:
 
 
 # What each best_by rule compares (higher is better) and calls itself in messages.
-SCORES = {"valid_loss": (lambda fields: -fields["valid_loss"], "validation loss"),
+SCORES = {"bleu_exact": (lambda fields: (fields["bleu"] + 100 * fields["exact_match"]) / 2,
+                         "mean of BLEU and exact match"),
+          "valid_loss": (lambda fields: -fields["valid_loss"], "validation loss"),
           "bleu": (lambda fields: fields["bleu"], "BLEU"),
           "exact_match": (lambda fields: fields["exact_match"], "exact match"),
           "accuracy": (lambda fields: fields["accuracy"], "accuracy")}

@@ -7,10 +7,10 @@ a sample, best checkpoint, early stopping) -> final plot.
 Files written to config.out_dir:
   last.npz     latest state, for --resume (saved at every validation, on Ctrl-C, at the end)
   best.npz     the checkpoint with the best validation score so far, by cfg.best_by: for a
-               translator by default the lowest validation loss on the whole validation
-               split (BLEU on a 200-sentence sample, the rule before, moves by a point
-               from sentence to sentence and once kept a checkpoint 8.5 points worse in
-               exact match: docs/checkpoints.md#which-checkpoint-is-best)
+               translator by default the mean of BLEU and exact match (in %) on the
+               validation sample. BLEU alone, the rule before, barely sees a wrong action
+               in a long target and once kept a checkpoint 8.5 points worse in exact
+               match (docs/checkpoints.md#which-checkpoint-is-best)
   log.jsonl    one JSON record per logged step / validation (appended as it happens)
   curves.png   training / validation loss and the learning rate against the step
 

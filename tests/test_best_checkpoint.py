@@ -26,8 +26,10 @@ def test_each_rule_ranks_the_issues_two_validations():
     def pick(rule):
         return max((earlier, later), key=lambda fields: selection_score(fields, rule))
 
-    assert pick("bleu") is earlier
-    assert pick("valid_loss") is later and pick("exact_match") is later
+    assert pick("bleu") is earlier  # the old rule
+    assert pick("bleu_exact") is later and pick("exact_match") is later
+    assert pick("valid_loss") is later
+    assert selection_score(later, "bleu_exact") == pytest.approx((98.8 + 95.0) / 2)
     assert selection_score({"accuracy": 0.7}, "accuracy") == 0.7
 
 
@@ -39,14 +41,24 @@ def test_best_by_names_a_score_of_the_task():
         TrainConfig(best_by="perplexity")
 
 
-def test_default_keeps_the_lowest_validation_loss(tmp_path):
+def test_default_keeps_the_best_mean_of_bleu_and_exact_match(tmp_path):
     history = train(TrainConfig(**SMALL, out_dir=str(tmp_path)), log=quiet)
     valid = [h for h in history if h["type"] == "valid"]
     assert len(valid) == 3
-    best = min(valid, key=lambda h: h["valid_loss"])
+    means = [(h["bleu"] + 100 * h["exact_match"]) / 2 for h in valid]
+    best = valid[means.index(max(means))]  # the first of equals, as the trainer keeps it
     ckpt = load_checkpoint(tmp_path / "best.npz")
     assert ckpt.state["step"] == best["step"]
-    assert ckpt.train_config["best_by"] == "valid_loss"  # the default, named in the run
+    assert ckpt.train_config["best_by"] == "bleu_exact"  # the default, named in the run
+    assert ckpt.state["best_score"] == pytest.approx(max(means))
+
+
+def test_valid_loss_rule_keeps_the_lowest_validation_loss(tmp_path):
+    history = train(TrainConfig(**SMALL, best_by="valid_loss", out_dir=str(tmp_path)),
+                    log=quiet)
+    best = min((h for h in history if h["type"] == "valid"), key=lambda h: h["valid_loss"])
+    ckpt = load_checkpoint(tmp_path / "best.npz")
+    assert ckpt.state["step"] == best["step"]
     assert ckpt.state["best_score"] == -best["valid_loss"]
 
 
@@ -68,16 +80,17 @@ def test_a_run_saved_before_best_by_resumes_with_its_bleu_rule(tmp_path):
         del meta["train_config"]["best_by"]
         state = meta["state"]
         state.pop("best_score")
-        state["best_bleu"] = -1.0  # any BLEU beats it; no loss-based score above -1 here
+        state["best_bleu"] = 99.0  # a BLEU this tiny run cannot beat (its mean could)
 
     rewrite_meta(tmp_path / "last.npz", as_before)
     assert resume_config(tmp_path).best_by == "bleu"
     lines = []
     history = train(cfg.replace(max_steps=4), resume=True, log=lines.append)
     valid = [h for h in history if h["type"] == "valid"]
-    assert valid[-1]["step"] == 4 and valid[-1]["valid_loss"] > 1.0
-    assert any(line.startswith("valid step 4") and "[best, saved]" in line for line in lines)
-    assert load_checkpoint(tmp_path / "best.npz").state["best_score"] == valid[-1]["bleu"]
+    assert valid[-1]["step"] == 4 and valid[-1]["bleu"] < 99.0
+    assert not any("[best, saved]" in line for line in lines)  # judged by BLEU, not replaced
+    resumed = load_checkpoint(tmp_path / "last.npz")
+    assert resumed.state["best_score"] == 99.0 and resumed.train_config["best_by"] == "bleu"
 
 
 def test_resume_keeps_the_rule_the_run_started_with(tmp_path):
