@@ -147,7 +147,7 @@ def main():
         print(f"before (GPT-2 pre-tokenizer, max_len {OLD_MAX_LEN}): {old[0]:,} of {n:,} "
               f"training pairs left out ({100 * old[0] / n:.1f}%); tokens per word: source "
               f"{old[1]:.2f}, target {old[2]:.2f}")
-    print(f"steps {train_rows[-1]['step'] if train_rows else 0}; tokens/s median "
+    print(f"steps {max(h['step'] for h in log)}; tokens/s median "
           f"{speeds[len(speeds) // 2]:,.0f} (min {speeds[0]:,.0f}, max {speeds[-1]:,.0f})")
     k = cfg.eval_sentences
     print(f"\n| step | min | valid loss | valid BLEU ({k}) | valid exact ({k}) | test BLEU | "

@@ -17,8 +17,8 @@ exact resume, data parallelism). A Task supplies what differs between them:
   model         Transformer              LanguageModel             Classifier
   batch         src, tgt_in, tgt_out     tgt_in, tgt_out           src = ids, tgt_out = labels
   loss over     target tokens            next tokens               examples
-  best.npz by    (BLEU + exact match) / 2 validation loss           accuracy
-                (or one of them, or loss)                           (or validation loss)
+  best.npz by   (BLEU + exact match) / 2 validation loss           accuracy
+                (or one of them, or loss)                          (or validation loss)
 
 Which validation score picks best.npz is cfg.best_by (config.BEST_BY); the
 loop compares `selection_score(fields, rule)`, higher is better.
@@ -116,7 +116,7 @@ def _split_stream(text, cfg, source):
 
 
 class TranslationTask:
-    """Sentence pairs -> an encoder-decoder translator, scored by BLEU."""
+    """Sentence pairs -> an encoder-decoder translator, scored by BLEU and exact match."""
 
     name = "translate"
     unit = "tok"  # what Batch.n_tokens counts, for the progress line

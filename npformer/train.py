@@ -11,7 +11,9 @@ Files written to config.out_dir:
                validation sample. BLEU alone, the rule before, barely sees a wrong action
                in a long target and once kept a checkpoint 8.5 points worse in exact
                match (docs/checkpoints.md#which-checkpoint-is-best)
-  log.jsonl    one JSON record per logged step / validation (appended as it happens)
+  log.jsonl    one JSON record per logged step / validation (appended as it happens);
+               a translator's log starts with a "data" record: max_len, training pairs
+               used and left out (longer than max_len), tokens per word on each side
   curves.png   training / validation loss and the learning rate against the step
 
 Resume is exact: a run stopped at any moment and resumed gives the same losses,
