@@ -150,6 +150,11 @@ TOKENIZERS = ("word", "char", "bpe")
 SCHEDULES = ("warmup_cosine", "inverse_sqrt", "constant")
 TASKS = ("translate", "lm", "classify")  # what a run trains: see npformer/tasks.py
 TEXT_MODES = ("lines", "whole")
+# Validation scores that may pick best.npz, per task; the first is the default
+# (docs/checkpoints.md#which-checkpoint-is-best). Runs saved before the choice existed
+# keep the rule they used (train.resume_config): BLEU for a translator.
+BEST_BY = {"translate": ("bleu_exact", "valid_loss", "bleu", "exact_match"), "lm": ("valid_loss",),
+           "classify": ("accuracy", "valid_loss")}
 ALL = TASKS
 DEFAULT_TEXT_TOKENS = 300_000  # generated toy text for pretraining, when data_size is 0
 DEFAULT_LABELLED = 2000  # labelled examples of a toy classification task, when data_size is 0
@@ -205,8 +210,12 @@ class TrainConfig(_DictRoundTrip):
     n_heads: int = option(4, "attention heads (d_model must be divisible by it)")
     d_ff: int = option(256, "hidden width of the feed-forward networks (F)")
     n_layers: int = option(2, "layers of each stack (translate: encoder and decoder each)")
-    max_len: int = option(32, "longest sequence in tokens incl. BOS/EOS; longer training pairs "
-                              "are left out (pretrain: longer lines are cut into pieces)")
+    max_len: int = option(32, {
+        "translate": "longest sequence in tokens incl. BOS/EOS; longer training pairs are left "
+                     "out (with a warning); 0 = from the data: the longest training pair, "
+                     "within a memory bound (docs/cli.md)",
+        "lm": "longest sequence in tokens incl. BOS/EOS; longer lines are cut into pieces",
+        "classify": "longest text in tokens incl. BOS/EOS; longer texts are cut"})
     dropout: float = option(0.1, "dropout probability")
     activation: str = option("relu", "relu or gelu")
     norm_position: str = option("pre", "pre (pre-LN, default) or post (post-LN as in the "
@@ -244,6 +253,13 @@ class TrainConfig(_DictRoundTrip):
     eval_every: int = option(250, "steps between validations")
     eval_sentences: int = option(200, "validation sentences translated for BLEU at each "
                                       "validation", ("translate",))
+    best_by: str = option("", {
+        "translate": "the validation score that picks best.npz (and counts for --patience): "
+                     "bleu_exact (the mean of BLEU and exact match, both in percent), bleu, exact_match "
+                     "(on the --eval-sentences sample), or valid_loss (lowest loss on the "
+                     "whole validation split); empty = bleu_exact",
+        "classify": "the validation score that picks best.npz (and counts for --patience): "
+                    "accuracy or valid_loss; empty = accuracy"}, ("translate", "classify"))
     patience: int = option(0, "early stop after this many validations without a better score "
                               "(0 = off)")
     out_dir: str = option("runs/toy", "directory for checkpoints (best.npz, last.npz), "
@@ -281,11 +297,17 @@ class TrainConfig(_DictRoundTrip):
         need(self.clip_norm >= 0, "clip_norm", "must be >= 0")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
-        need(4 <= self.max_len <= MAX_LEN, "max_len", f"must be in [4, {MAX_LEN}]")
+        need(self.max_len == 0 or 4 <= self.max_len <= MAX_LEN, "max_len",
+             f"must be 0 (from the data) or in [4, {MAX_LEN}]")
+        if self.max_len == 0:
+            need(self.task == "translate", "max_len", "0 (from the data) is for translation "
+                                                      "only; give a length")
         need(1 <= self.n_layers <= MAX_LAYERS, "n_layers", f"must be in [1, {MAX_LAYERS}]")
         need(bool(self.out_dir), "out_dir", "must not be empty")
         need(self.task in TASKS, "task", f"choose one of {TASKS}")
         need(self.text_mode in TEXT_MODES, "text_mode", f"choose one of {TEXT_MODES}")
+        need(self.best_by == "" or self.best_by in BEST_BY[self.task], "best_by",
+             f"choose one of {BEST_BY[self.task]} for {self.task}")
         need(self.body in ("decoder-only", "encoder-only"), "body",
              "choose decoder-only or encoder-only")
         need(self.pooling in POOLINGS, "pooling", f"choose one of {POOLINGS}")
@@ -298,13 +320,14 @@ class TrainConfig(_DictRoundTrip):
                 and not self.data.endswith(".tsv"):
             need(bool(self.tgt_file), "data",
                  "a file that is not .tsv needs --tgt-file (two line-aligned text files)")
-        self.model_config(10, 10, 2)  # validates d_model/n_heads/... with ModelConfig's messages
+        self.model_config(10, 10, 2, max_len=self.max_len or 4)  # ModelConfig's checks
 
-    def model_config(self, src_vocab_size, tgt_vocab_size, n_classes=0):
+    def model_config(self, src_vocab_size, tgt_vocab_size, n_classes=0, max_len=None):
         """The ModelConfig this training run builds, given the vocabulary sizes.
 
         translate: an encoder-decoder; lm: a decoder-only model over tgt_vocab_size;
         classify: the `body` kind over src_vocab_size with an n_classes head.
+        max_len: the length chosen from the data when self.max_len is 0 (lengths.py).
         """
         kind = {"translate": "encoder-decoder", "lm": "decoder-only"}.get(self.task, self.body)
         if self.task == "lm":
@@ -316,7 +339,7 @@ class TrainConfig(_DictRoundTrip):
             d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff,
             n_encoder_layers=self.n_layers if "encoder" in kind else 0,
             n_decoder_layers=self.n_layers if "decoder" in kind else 0,
-            max_len=self.max_len, dropout=self.dropout, activation=self.activation,
+            max_len=max_len or self.max_len, dropout=self.dropout, activation=self.activation,
             norm_position=self.norm_position, positional=self.positional,
             tie_output=self.tie_output,
             share_embeddings=self.shared_vocab and src_vocab_size == tgt_vocab_size
@@ -334,10 +357,11 @@ PRESETS = {
     "reverse": dict(data="reverse", out_dir="runs/reverse", max_steps=1500, max_minutes=1.5,
                     eval_every=300, warmup_steps=100),
     # your own corpus: shared BPE word parts, a 3+3-layer d_model 128 model (a d_model
-    # 256 one manages only ~250 steps in 10 CPU minutes), and a schedule that needs no
-    # total step count, so the time budget decides the length
+    # 256 one manages only ~250 steps in 10 CPU minutes), a schedule that needs no
+    # total step count, so the time budget decides the length, and max_len from the
+    # data (0: npformer/lengths.py), so that no pair is silently left out
     "tsv": dict(tokenizer="bpe", vocab_size=4000, shared_vocab=True, d_model=128, n_heads=4,
-                d_ff=512, n_layers=3, max_len=64, max_tokens=3072, lr=2e-3,
+                d_ff=512, n_layers=3, max_len=0, max_tokens=3072, lr=2e-3,
                 schedule="inverse_sqrt", warmup_steps=400, max_steps=100000, max_minutes=10.0,
                 eval_every=500, out_dir="runs/tsv"),
 }

@@ -5,31 +5,38 @@ exact resume, data parallelism). A Task supplies what differs between them:
 
   load(cfg)             the train/valid/test splits and a one-line description
   build(cfg, splits)    tokenizers, labels and a fresh model (or one started from
-                        a pretrained language model: cfg.init_from)
+                        a pretrained language model: cfg.init_from); a translator's
+                        max_len may come from the data (cfg.max_len 0: lengths.py)
   encode(items, ...)    splits -> examples (token id lists), and how many were cut
   length(example)       the padded length an example needs (for token-budget batches)
   collate(examples)     a batching.Batch
-  validate(...)         a validation's log fields and its score (higher is better)
+  validate(...)         a validation's log fields (valid_loss, bleu, ...) and a line
 
                 translate                lm                        classify
   data          sentence pairs           lines of text             (text, label) pairs
   model         Transformer              LanguageModel             Classifier
   batch         src, tgt_in, tgt_out     tgt_in, tgt_out           src = ids, tgt_out = labels
   loss over     target tokens            next tokens               examples
-  score         BLEU on a sample         -validation loss          accuracy
+  best.npz by   (BLEU + exact match) / 2 validation loss           accuracy
+                (or one of them, or loss)                          (or validation loss)
+
+Which validation score picks best.npz is cfg.best_by (config.BEST_BY); the
+loop compares `selection_score(fields, rule)`, higher is better.
 """
 import math
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
 from .batching import Batch, bucket_batches, collate, encode_pairs, pair_length
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError
+from .config import BEST_BY, DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError
 from .data import (DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, load_parallel,
                    load_text, load_tsv, make_copy_task, make_icl_text, make_reverse_task,
                    make_task, make_toy_corpus, make_toy_text, split_pairs)
 from .evaluation import evaluate, validation_loss
+from .lengths import batch_mib, choose_max_len
 from .model import build_model
 from .pretrained import load_pretrained
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, make_tokenizers
@@ -109,10 +116,9 @@ def _split_stream(text, cfg, source):
 
 
 class TranslationTask:
-    """Sentence pairs -> an encoder-decoder translator, scored by BLEU."""
+    """Sentence pairs -> an encoder-decoder translator, scored by BLEU and exact match."""
 
     name = "translate"
-    score_name = "BLEU"
     unit = "tok"  # what Batch.n_tokens counts, for the progress line
 
     builtins = ("toy", "copy", "reverse")  # --data names that are not files
@@ -152,14 +158,34 @@ class TranslationTask:
         src_tok, tgt_tok = make_tokenizers([s for s, _ in splits["train"]],
                                            [t for _, t in splits["train"]], kind=cfg.tokenizer,
                                            vocab_size=vocab, shared=cfg.shared_vocab)
-        model = build_model(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size))
-        return Built(model, src_tok, tgt_tok, [], "")
+        max_len, note = cfg.max_len, ""
+        if max_len == 0:  # from the data (lengths.py), now that the tokenizers exist
+            lengths = [pair_length((src_tok.encode(s), tgt_tok.encode(t)))
+                       for s, t in splits["train"]]
+            memory = partial(batch_mib, max_tokens=cfg.max_tokens, d_model=cfg.d_model,
+                             n_heads=cfg.n_heads, d_ff=cfg.d_ff, n_layers=cfg.n_layers,
+                             vocab_size=tgt_tok.vocab_size)
+            choice = choose_max_len(lengths, memory)
+            max_len, note = choice.max_len, choice.describe()
+        model = build_model(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size,
+                                             max_len=max_len))
+        return Built(model, src_tok, tgt_tok, [], note)
 
     def encode(self, items, built, cfg):
         return encode_pairs(items, built.src_tokenizer, built.tgt_tokenizer, cfg.max_len)
 
     length = staticmethod(pair_length)
     collate = staticmethod(collate)
+
+    def data_facts(self, items, n_used, n_left_out, built):
+        """log.jsonl facts about the training pairs: how many are used, tokens per word."""
+        facts = {"pairs_used": n_used, "pairs_left_out": n_left_out,
+                 "left_out_share": n_left_out / max(n_used + n_left_out, 1)}
+        for side, tok, i in (("src", built.src_tokenizer, 0), ("tgt", built.tgt_tokenizer, 1)):
+            words = sum(len(pair[i].split()) for pair in items)
+            tokens = sum(len(tok.encode(pair[i])) for pair in items)
+            facts[f"{side}_tokens_per_word"] = tokens / max(words, 1)
+        return facts
 
     def validate(self, built, cfg, valid_examples, valid_items):
         vloss = validation_loss(built.model, valid_examples, cfg.max_tokens, self)
@@ -169,7 +195,7 @@ class TranslationTask:
                   "exact_match": result["exact_match"]}
         line = (f"loss {vloss:.3f}, BLEU {result['bleu']:.1f}, exact match "
                 f"{100 * result['exact_match']:.1f}% ({result['n']} sentences)")
-        return fields, result["bleu"], line
+        return fields, line
 
     def report(self, built, cfg, test_items):
         """Lines describing the model on the test split (npformer train prints them)."""
@@ -189,7 +215,6 @@ class LanguageModelTask:
     """Lines of text -> a decoder-only LM trained to predict the next token."""
 
     name = "lm"
-    score_name = "validation loss"
     unit = "tok"
 
     builtins = (*TOY_TEXTS, "toy-icl")
@@ -255,7 +280,7 @@ class LanguageModelTask:
     def validate(self, built, cfg, valid_examples, valid_items):
         vloss = validation_loss(built.model, valid_examples, cfg.max_tokens, self)
         fields = {"valid_loss": vloss, "perplexity": math.exp(min(vloss, 50.0))}
-        return fields, -vloss, f"loss {vloss:.3f}, perplexity {fields['perplexity']:.2f}"
+        return fields, f"loss {vloss:.3f}, perplexity {fields['perplexity']:.2f}"
 
     def report(self, built, cfg, test_items):
         from .decoding import continue_text
@@ -276,7 +301,6 @@ class ClassificationTask:
     """(text, label) pairs -> a classifier; from scratch or from a pretrained LM's body."""
 
     name = "classify"
-    score_name = "accuracy"
     unit = "examples"
 
     builtins = tuple(CLASSIFICATION_TASKS)
@@ -348,7 +372,7 @@ class ClassificationTask:
         vloss = validation_loss(built.model, valid_examples, cfg.max_tokens, self)
         acc = accuracy(built.model, valid_examples, cfg.max_tokens, self)
         fields = {"valid_loss": vloss, "accuracy": acc}
-        return fields, acc, f"loss {vloss:.3f}, accuracy {100 * acc:.1f}%"
+        return fields, f"loss {vloss:.3f}, accuracy {100 * acc:.1f}%"
 
     def report(self, built, cfg, test_items):
         examples, _ = self.encode(test_items, built, cfg)
@@ -356,6 +380,25 @@ class ClassificationTask:
         acc = np.trace(matrix) / max(matrix.sum(), 1)
         return [f"test split ({matrix.sum()} examples, best checkpoint): accuracy "
                 f"{100 * acc:.1f}%", format_confusion(matrix, built.labels)]
+
+
+# What each best_by rule compares (higher is better) and calls itself in messages.
+SCORES = {"bleu_exact": (lambda fields: (fields["bleu"] + 100 * fields["exact_match"]) / 2,
+                         "mean of BLEU and exact match"),
+          "valid_loss": (lambda fields: -fields["valid_loss"], "validation loss"),
+          "bleu": (lambda fields: fields["bleu"], "BLEU"),
+          "exact_match": (lambda fields: fields["exact_match"], "exact match"),
+          "accuracy": (lambda fields: fields["accuracy"], "accuracy")}
+
+
+def best_by(cfg):
+    """The rule that picks best.npz: cfg.best_by, or the task's default (config.BEST_BY)."""
+    return cfg.best_by or BEST_BY[cfg.task][0]
+
+
+def selection_score(fields, rule):
+    """A validation's score under `rule` (a config.BEST_BY name); higher is better."""
+    return SCORES[rule][0](fields)
 
 
 def confusion_matrix(model, examples, max_tokens, task):

@@ -6,8 +6,14 @@ a sample, best checkpoint, early stopping) -> final plot.
 
 Files written to config.out_dir:
   last.npz     latest state, for --resume (saved at every validation, on Ctrl-C, at the end)
-  best.npz     the checkpoint with the best validation BLEU so far
-  log.jsonl    one JSON record per logged step / validation (appended as it happens)
+  best.npz     the checkpoint with the best validation score so far, by cfg.best_by: for a
+               translator by default the mean of BLEU and exact match (in %) on the
+               validation sample. BLEU alone, the rule before, barely sees a wrong action
+               in a long target and once kept a checkpoint 8.5 points worse in exact
+               match (docs/checkpoints.md#which-checkpoint-is-best)
+  log.jsonl    one JSON record per logged step / validation (appended as it happens);
+               a translator's log starts with a "data" record: max_len, training pairs
+               used and left out (longer than max_len), tokens per word on each side
   curves.png   training / validation loss and the learning rate against the step
 
 Resume is exact: a run stopped at any moment and resumed gives the same losses,
@@ -42,7 +48,7 @@ from .config import ConfigError, TrainConfig
 from .data import DataError
 from .optim import AdamW, clip_grad_norm, make_schedule
 from .tape import Tape
-from .tasks import TASKS, Built, pretrained_checkpoint
+from .tasks import SCORES, TASKS, Built, best_by, pretrained_checkpoint, selection_score
 from .threads import set_blas_threads
 
 # Fields a resumed run may change: how long it runs and how it reports, never
@@ -53,6 +59,8 @@ TOO_LONG = {"translate": "pairs longer than", "lm": "lines were cut into pieces 
 CHECK_SAME_EVERY = 100  # steps between checks that all processes hold the same parameters
 RESUMABLE_FIELDS = ("max_steps", "max_minutes", "threads", "log_every", "eval_every",
                     "patience")
+# The rule that picked best.npz in runs saved before best_by existed (resume keeps it).
+LEGACY_BEST_BY = {"translate": "bleu", "lm": "valid_loss", "classify": "accuracy"}
 
 
 class TrainingError(RuntimeError):
@@ -64,7 +72,7 @@ class TrainState:
     """Everything the loop carries from one step to the next; saved in every checkpoint."""
 
     step: int = 0  # optimizer steps done
-    best_score: float = -math.inf  # best validation score so far (task.score_name)
+    best_score: float = -math.inf  # best selection_score so far (the run's best_by rule)
     evals_without_gain: int = 0  # validations since the best one (early stopping)
     validated_step: int = 0  # last step whose validation was recorded
     window_loss: float = 0.0  # sum of loss * tokens since the last progress line
@@ -226,6 +234,10 @@ def resume_config(run_dir, **changes):
     field outside RESUMABLE_FIELDS is a ConfigError.
     """
     changes.pop("out_dir", None)
+    if changes.get("max_len") == 0:  # "from the data": the length the run chose then
+        changes.pop("max_len")
+    if changes.get("best_by") == "":  # "the default": the rule the run chose then
+        changes.pop("best_by")
     path = Path(run_dir) / "last.npz"
     if not path.exists():
         raise CheckpointError(f"nothing to resume: {path} does not exist (start a new run "
@@ -233,7 +245,10 @@ def resume_config(run_dir, **changes):
     meta = read_checkpoint_meta(path)
     if not meta.get("train_config"):
         raise CheckpointError(f"{path}: holds no training configuration; cannot resume it")
-    saved = TrainConfig.from_dict(meta["train_config"])
+    fields = dict(meta["train_config"])
+    if "best_by" not in fields:  # saved before the choice: keep the rule the run used
+        fields["best_by"] = LEGACY_BEST_BY[fields.get("task", "translate")]
+    saved = TrainConfig.from_dict(fields)
     fixed = sorted(k for k, v in changes.items()
                    if k not in RESUMABLE_FIELDS and v != getattr(saved, k))
     if fixed:
@@ -300,6 +315,16 @@ class CtrlC:
         return False
 
 
+def left_out_warning(dropped, n_pairs, max_len, from_data):
+    """The warning line for training pairs longer than max_len (left out of training)."""
+    fix = ("max_len was chosen from the data within a memory bound (the line above); a "
+           "larger --max-len keeps them, at more memory per batch" if from_data else
+           "raise --max-len, or give --max-len 0 to choose it from the data")
+    return (f"warning: {dropped:,} of {n_pairs:,} training pairs ({100 * dropped / n_pairs:.1f}%) "
+            f"need more than max_len={max_len} tokens (incl. BOS/EOS) and are left out: the "
+            f"model never learns them; {fix}")
+
+
 def _clock(seconds):
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -335,6 +360,7 @@ def train(cfg, resume=False, log=None):
         cfg = resume_config(cfg.out_dir, **cfg.to_dict())
         ckpt = load_checkpoint(out / "last.npz")
         state = TrainState.from_dict(ckpt.state, where=str(out / "last.npz"))
+    cfg = cfg.replace(best_by=best_by(cfg))  # the default rule, named (kept on resume)
     set_blas_threads(cfg.threads)
     task = TASKS[cfg.task]  # what differs between translation, LM and classification
     if cfg.init_from and not resume:  # a wrong checkpoint fails now, not after loading the data
@@ -364,6 +390,9 @@ def train(cfg, resume=False, log=None):
         if built.note:
             log(built.note)
     model, src_tok, tgt_tok = built.model, built.src_tokenizer, built.tgt_tokenizer
+    max_len_from_data = cfg.max_len == 0
+    if max_len_from_data:  # task.build chose it (lengths.py); the run keeps that number
+        cfg = cfg.replace(max_len=model.config.max_len)
     if is_root:
         write_log(out / "log.jsonl", state.history)
     if world.size > 1:
@@ -384,7 +413,9 @@ def train(cfg, resume=False, log=None):
 
     examples, dropped = task.encode(splits["train"], built, cfg)
     valid_examples, _ = task.encode(splits["valid"], built, cfg)
-    if dropped:
+    if dropped and task.name == "translate":  # pairs the model will never learn: say so
+        log(left_out_warning(dropped, len(examples) + dropped, cfg.max_len, max_len_from_data))
+    elif dropped:
         log(f"note: {dropped} training {TOO_LONG[task.name]} max_len={cfg.max_len}")
     if not examples or not valid_examples:
         raise DataError(f"{cfg.data}: no {'training' if not examples else 'validation'} "
@@ -401,6 +432,11 @@ def train(cfg, resume=False, log=None):
             log_file.write(json.dumps(entry) + "\n")
             log_file.flush()
 
+    if not resume and task.name == "translate":  # what the run trains on, first in the log
+        record({"type": "data", "step": 0, "max_len": cfg.max_len,
+                "max_len_from_data": max_len_from_data,
+                **task.data_facts(splits["train"], len(examples), dropped, built)})
+
     def save(name):
         if not is_root:
             return
@@ -409,7 +445,8 @@ def train(cfg, resume=False, log=None):
 
     def validate():
         if is_root:
-            fields, score, summary = task.validate(built, cfg, valid_examples, splits["valid"])
+            fields, summary = task.validate(built, cfg, valid_examples, splits["valid"])
+            score = selection_score(fields, cfg.best_by)  # higher is better
             with ctrl_c.critical():  # the record, the state and both checkpoints, together
                 record({"type": "valid", "step": state.step, **fields})
                 improved = score > state.best_score
@@ -495,8 +532,8 @@ def train(cfg, resume=False, log=None):
                 if state.step % cfg.eval_every == 0:
                     validate()
                     if cfg.patience and state.evals_without_gain >= cfg.patience:
-                        stop_reason = (f"no better {task.score_name} in {cfg.patience} "
-                                       "validations (early stop)")
+                        stop_reason = (f"no better {SCORES[cfg.best_by][1]} in "
+                                       f"{cfg.patience} validations (early stop)")
                         break
                 if ctrl_c.stop_requested:
                     raise KeyboardInterrupt

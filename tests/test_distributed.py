@@ -50,7 +50,7 @@ def mpi(n, *args, driver_spec=None, timeout=120):
 
 def losses(history):
     return {(h["type"], h["step"]): h["loss" if h["type"] == "train" else "valid_loss"]
-            for h in history}
+            for h in history if h["type"] != "data"}
 
 
 def logged(out):

@@ -239,5 +239,8 @@ def test_numpy_and_numba_backends_train_alike(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         runs[backend] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     for a, b in zip(runs["numba"], runs["numpy"], strict=True):
+        if a["type"] == "data":  # the corpus facts: no arithmetic, so equal
+            assert a == b
+            continue
         key = "loss" if a["type"] == "train" else "valid_loss"
         assert a[key] == pytest.approx(b[key], rel=BACKENDS_RTOL), (a, b)

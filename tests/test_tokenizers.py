@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from npformer.tokenizers import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BPETokenizer, CharTokenizer,
                                  TokenizerError, WordTokenizer, load_tokenizer, make_tokenizers)
-from npformer.tokenizers.bpe import N_BASE, PRETOKENIZE_RE, learn_merges, merge_pair
+from npformer.data import scan_commands
+from npformer.tokenizers.bpe import (GPT2_PRETOKENIZE_RE, N_BASE, PRETOKENIZE_RE, learn_merges,
+                                      merge_pair)
 
 TEXTS = [
     "the cat sat on the mat .",
@@ -44,6 +46,44 @@ def test_bpe_round_trips_arbitrary_unicode(bpe, text):
 @given(st.text())
 def test_pretokenizer_covers_every_character(text):
     assert "".join(PRETOKENIZE_RE.findall(text)) == text
+
+
+def test_pretokenizer_keeps_identifiers_whole():
+    text = "I_TURN_LEFT I_WALK, snake_case2 and max__len: _x y_ 3_4 a_1"
+    assert PRETOKENIZE_RE.findall(text) == [
+        "I_TURN_LEFT", " I_WALK", ",", " snake_case2", " and", " max__len", ":", " _",
+        "x", " y", "_", " 3", "_", "4", " a_1"]
+    assert GPT2_PRETOKENIZE_RE.findall("I_TURN_LEFT")[:3] == ["I", "_", "TURN"]  # the old rule
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text().map(lambda t: t.replace("_", "")))
+def test_pretokenizer_is_gpt2s_on_text_without_underscores(text):
+    assert PRETOKENIZE_RE.findall(text) == GPT2_PRETOKENIZE_RE.findall(text)
+
+
+def test_bpe_learns_underscore_symbols_as_one_token():
+    targets = [a for _, a in scan_commands()[:3000]]
+    tok = BPETokenizer.train(targets, vocab_size=400)
+    words = sum(len(t.split()) for t in targets)
+    assert sum(len(tok.encode(t)) for t in targets) == words  # one token per symbol
+    assert tok.tokenize("I_TURN_LEFT I_JUMP") == ["I_TURN_LEFT", " I_JUMP"]
+    old = BPETokenizer.train(targets, vocab_size=400, identifiers=False)
+    assert sum(len(old.encode(t)) for t in targets) > 3 * words  # "I", "_", "TURN", ...
+
+
+def test_bpe_saved_before_identifiers_keeps_splitting_at_underscores(tmp_path):
+    tok = BPETokenizer.train(["I_WALK I_RUN"] * 5, vocab_size=300)
+    assert tok.to_dict()["identifiers"] is True
+    old_dict = {k: v for k, v in tok.to_dict().items() if k != "identifiers"}
+    old = BPETokenizer.from_dict(old_dict)  # a tokenizer JSON written before the rule
+    assert old.identifiers is False and tok.encode("I_WALK") != old.encode("I_WALK")
+    assert old.decode(old.encode("I_WALK x_y")) == "I_WALK x_y"
+    path = tmp_path / "bpe.json"
+    tok.save(path)
+    assert load_tokenizer(path).encode("I_WALK I_RUN") == tok.encode("I_WALK I_RUN")
+    with pytest.raises(TokenizerError, match="identifiers"):
+        BPETokenizer.from_dict({**tok.to_dict(), "identifiers": "yes"})
 
 
 def test_bpe_learns_frequent_words(bpe):

@@ -7,7 +7,10 @@ encodes without UNK and decode(encode(text)) == text.
 
 Training (Sennrich et al. 2016; byte-level variant of Radford et al. 2019):
 1. Pre-split each text into chunks with PRETOKENIZE_RE:
-   "Two young, White males." -> ["Two", " young", ",", " White", " males", "."].
+   "Two young, White males." -> ["Two", " young", ",", " White", " males", "."];
+   an underscore_joined identifier is one chunk: "I_TURN_LEFT I_WALK" ->
+   ["I_TURN_LEFT", " I_WALK"]. (Tokenizers saved before that rule keep
+   GPT-2's, which splits at every underscore: `identifiers` is False.)
    Merges never cross a chunk boundary, and a word keeps its leading space,
    so " the" (inside a sentence) and "The" (at the start) are different tokens.
 2. Count each distinct chunk once: ~1.5M words are only ~30k distinct chunks.
@@ -38,7 +41,15 @@ N_BASE = N_SPECIAL + 256  # specials + bytes; the first merge gets this id
 # space followed by letters, or by digits, or by other symbols; then runs of
 # whitespace. [^\W\d_] means "a letter". The alternatives cover every
 # character, so joining the chunks gives back the text exactly.
-PRETOKENIZE_RE = re.compile(r" ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
+GPT2_PRETOKENIZE_RE = re.compile(r" ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
+# The same with one alternative in front: an identifier, i.e. a letter, then letters
+# or digits, joined to more of them by underscores ("I_TURN_LEFT", "snake_case2",
+# "max_len"), is one chunk, so BPE can learn it as one token. GPT-2's rule would cut
+# "I_TURN_LEFT" into "I", "_", "TURN", "_", "LEFT": five tokens for one symbol
+# (benchmarks/user_corpus.py). The alternative needs an underscore between two
+# letters or digits, so text without one is split exactly as by GPT-2's rule.
+PRETOKENIZE_RE = re.compile(r" ?[^\W\d_][^\W_]*(?:_+[^\W_]+)+"
+                            r"| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
 
 _CACHE_LIMIT = 200_000  # max chunks remembered by encode (a pure speed-up)
 
@@ -145,12 +156,18 @@ def learn_merges(words, freqs, n_merges):
 
 
 class BPETokenizer(Tokenizer):
-    """Byte-level BPE: `merges[k] = (a, b)` means ids a and b join into id 260 + k."""
+    """Byte-level BPE: `merges[k] = (a, b)` means ids a and b join into id 260 + k.
+
+    identifiers: pre-split with PRETOKENIZE_RE (True) or, as tokenizers saved before
+    identifiers were kept whole, with GPT2_PRETOKENIZE_RE (False).
+    """
 
     kind = "bpe"
 
-    def __init__(self, merges):
+    def __init__(self, merges, identifiers=True):
         self.merges = [tuple(m) for m in merges]
+        self.identifiers = bool(identifiers)
+        self._pretokenize = (PRETOKENIZE_RE if identifiers else GPT2_PRETOKENIZE_RE).findall
         self._ranks = {pair: N_BASE + k for k, pair in enumerate(self.merges)}
         self._token_bytes = [s.encode() for s in SPECIAL_TOKENS]
         self._token_bytes += [bytes([b]) for b in range(256)]
@@ -159,7 +176,7 @@ class BPETokenizer(Tokenizer):
         self._cache = {}  # chunk -> ids; only avoids re-encoding repeated words
 
     @classmethod
-    def train(cls, texts, vocab_size=8000):
+    def train(cls, texts, vocab_size=8000, identifiers=True):
         """Learn `vocab_size - 260` merges from an iterable of strings.
 
         Stops early (smaller vocabulary) if no pair occurs at all any more.
@@ -167,12 +184,13 @@ class BPETokenizer(Tokenizer):
         if vocab_size < N_BASE:
             raise ValueError(
                 f"BPE vocab_size must be at least {N_BASE} (4 specials + 256 bytes), got {vocab_size}")
+        pretokenize = PRETOKENIZE_RE if identifiers else GPT2_PRETOKENIZE_RE
         chunk_counts = Counter()
         for text in texts:
-            chunk_counts.update(PRETOKENIZE_RE.findall(text))
+            chunk_counts.update(pretokenize.findall(text))
         words = [[b + BYTE_OFFSET for b in chunk.encode("utf-8")] for chunk in chunk_counts]
         freqs = list(chunk_counts.values())
-        return cls(learn_merges(words, freqs, vocab_size - N_BASE))
+        return cls(learn_merges(words, freqs, vocab_size - N_BASE), identifiers)
 
     @property
     def vocab_size(self):
@@ -191,7 +209,7 @@ class BPETokenizer(Tokenizer):
 
     def encode(self, text):
         ids = []
-        for chunk in PRETOKENIZE_RE.findall(text):
+        for chunk in self._pretokenize(text):
             chunk_ids = self._cache.get(chunk)
             if chunk_ids is None:
                 chunk_ids = self._encode_chunk(chunk)
@@ -229,7 +247,7 @@ class BPETokenizer(Tokenizer):
         return rows
 
     def _fields(self):
-        return {"merges": [list(m) for m in self.merges]}
+        return {"merges": [list(m) for m in self.merges], "identifiers": self.identifiers}
 
     @classmethod
     def _from_fields(cls, fields):
@@ -242,4 +260,7 @@ class BPETokenizer(Tokenizer):
                 raise TokenizerError(
                     f"merge {k} is {m!r}; expected two ids that exist before it "
                     f"(between {N_SPECIAL} and {N_BASE + k - 1})")
-        return cls(merges)
+        identifiers = fields.get("identifiers", False)  # absent: saved before the rule
+        if not isinstance(identifiers, bool):
+            raise TokenizerError(f"identifiers is {identifiers!r}; expected true or false")
+        return cls(merges, identifiers)
