@@ -173,7 +173,7 @@ def main():
               "wall_s": wall}
     train_rows = [h for h in history if h["type"] == "train"]
     speeds = sorted(h["tokens_per_s"] for h in train_rows)
-    report.update(steps=train_rows[-1]["step"] if train_rows else 0,
+    report.update(steps=max((h["step"] for h in history), default=0),
                   best_step=ckpt.state.get("step"),
                   tokens_per_s_median=speeds[len(speeds) // 2] if speeds else 0.0,
                   curve=curve(history))
