@@ -29,13 +29,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .exp_np import EXP_HI, EXP_LO, LN2_HI, LN2_LO, LOG2E  # the constants' one home
 from .fastmath import SAFE_FASTMATH
-
-LOG2E = 1.4426950408889634  # 1 / ln 2
-LN2_HI = 0.693145751953125  # ln 2 cut to 16 significant bits: n * LN2_HI is exact for |n| < 256
-LN2_LO = 1.42860682030941723212e-6  # ln 2 - LN2_HI
-EXP_LO = -87.0  # below: 0
-EXP_HI = 88.72  # above: inf (float32 max is exp(88.7228))
 
 
 @njit(cache=True, fastmath={"contract"})

@@ -6,10 +6,11 @@ See exp_nb.py for why and for the error bound. float64 uses np.exp.
 """
 import numpy as np
 
-LOG2E = 1.4426950408889634
-LN2_HI = 0.693145751953125
-LN2_LO = 1.42860682030941723212e-6
-EXP_LO, EXP_HI = -87.0, 88.72
+LOG2E = 1.4426950408889634  # 1 / ln 2
+LN2_HI = 0.693145751953125  # ln 2 cut to 16 significant bits: n * LN2_HI is exact for |n| < 256
+LN2_LO = 1.42860682030941723212e-6  # ln 2 - LN2_HI
+EXP_LO = -87.0  # below: 0
+EXP_HI = 88.72  # above: inf (float32 max is exp(88.7228))
 
 
 def exp(x):

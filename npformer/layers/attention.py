@@ -18,9 +18,8 @@ weights P are kept in the cache so they can be plotted.
 The heads are never copied out: `head_views` gives each head's (T,D) slice of the
 packed projection as a strided view, the products read those views directly, and
 the context (and in the backward d[Q|K|V]) is written straight into the merged
-(B,T,C) layout, without the split/merge copies (`split_heads` and `merge_heads`
-spell out the same layouts with copies; measured 20-35% faster per attention core,
-docs/performance.md).
+(B,T,C) layout, without copying heads out and back in (measured 20-35% faster per
+attention core than with those copies, docs/performance.md).
 
 Generation passes a `KVCache`: self-attention appends the new positions' keys
 and values and attends over every position so far; cross-attention projects
@@ -34,30 +33,6 @@ import numpy as np
 
 from .. import kernels
 from .linear import LinearCache, linear_backward, linear_forward
-
-
-def split_heads(x, n_heads, parts=1):
-    """Split a (packed) projection into its parts and each part into heads.
-
-    parts=3 splits [Q|K|V], parts=2 splits [K|V], parts=1 a single projection.
-    Shapes: x (B,T,parts*C) -> parts arrays (B,H,T,D), each contiguous
-    """
-    B, T, PC = x.shape
-    D = PC // (parts * n_heads)
-    x = x.reshape(B, T, parts, n_heads, D).transpose(2, 0, 3, 1, 4)  # -> (parts,B,H,T,D)
-    return tuple(np.ascontiguousarray(x))  # parts x (B,H,T,D), one copy
-
-
-def merge_heads(*parts):
-    """Inverse of split_heads: heads side by side, then the parts side by side.
-
-    Shapes: parts arrays (B,H,T,D) -> (B,T,parts*C)
-    """
-    B, H, T, D = parts[0].shape
-    out = np.empty((B, T, len(parts), H, D), parts[0].dtype)  # (B,T,parts,H,D)
-    for i, part in enumerate(parts):
-        out[:, :, i] = part.transpose(0, 2, 1, 3)  # (B,H,T,D) -> (B,T,H,D), one copy
-    return out.reshape(B, T, len(parts) * H * D)  # (B,T,parts,H,D) -> (B,T,parts*C), a view
 
 
 def head_views(x, n_heads, parts=1):
@@ -172,11 +147,6 @@ class SelfAttentionCache(NamedTuple):
     out: LinearCache  # output projection: merged ctx and W_o
 
 
-def _merged(B, T, n_parts, C, dtype):
-    """An empty (B,T,n_parts*C) array, for outputs written head by head."""
-    return np.empty((B, T, n_parts * C), dtype)
-
-
 def self_attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask, n_heads, kv_cache=None):
     """Multi-head self-attention: queries, keys and values all come from x.
 
@@ -188,7 +158,7 @@ def self_attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask, n_heads, kv_cache=No
     q, k, v = head_views(qkv, n_heads, parts=3)  # (B,T,3C) -> 3 x (B,H,T,D) views
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)  # -> (B,H,S,D): the past positions and these
-    ctx = _merged(B, T, 1, C, x.dtype)  # (B,T,C), filled head by head
+    ctx = np.empty((B, T, C), x.dtype)  # (B,T,C), filled head by head
     _, core_cache = attention_forward(q, k, v, mask, out=head_views(ctx, n_heads)[0])
     y, out_cache = linear_forward(ctx, W_o, b_o)  # (B,T,C) -> (B,T,C)
     return y, SelfAttentionCache(qkv_cache, core_cache, out_cache)
@@ -199,7 +169,7 @@ def self_attention_backward(dy, cache):
     n_heads = cache.core.q.shape[1]
     dctx, dW_o, db_o = linear_backward(dy, cache.out)  # (B,T,C)
     B, T, C = dctx.shape
-    d_qkv = _merged(B, T, 3, C, dctx.dtype)  # (B,T,3C), filled head by head
+    d_qkv = np.empty((B, T, 3 * C), dctx.dtype)  # (B,T,3C), filled head by head
     attention_backward(head_views(dctx, n_heads)[0], cache.core,
                        out=head_views(d_qkv, n_heads, parts=3))  # 3 x (B,H,T,D) into d_qkv
     dx, dW_qkv, db_qkv = linear_backward(d_qkv, cache.qkv)  # (B,T,C)
@@ -232,7 +202,7 @@ def cross_attention_forward(x, memory, W_q, b_q, W_kv, b_kv, W_o, b_o, mask, n_h
         k, v = head_views(kv, n_heads, parts=2)  # (B,S,2C) -> 2 x (B,H,S,D) views
         if kv_cache is not None:
             kv_cache.append(k, v)
-    ctx = _merged(B, T, 1, C, x.dtype)  # (B,T,C), filled head by head
+    ctx = np.empty((B, T, C), x.dtype)  # (B,T,C), filled head by head
     _, core_cache = attention_forward(q, k, v, mask, out=head_views(ctx, n_heads)[0])
     y, out_cache = linear_forward(ctx, W_o, b_o)  # (B,T,C) -> (B,T,C)
     return y, CrossAttentionCache(q_cache, kv_cache_lin, core_cache, out_cache)
@@ -248,8 +218,8 @@ def cross_attention_backward(dy, cache):
     dctx, dW_o, db_o = linear_backward(dy, cache.out)  # (B,T,C)
     B, T, C = dctx.shape
     S = cache.core.k.shape[2]
-    dq = _merged(B, T, 1, C, dctx.dtype)  # (B,T,C)
-    d_kv = _merged(B, S, 2, C, dctx.dtype)  # (B,S,2C)
+    dq = np.empty((B, T, C), dctx.dtype)  # (B,T,C), filled head by head
+    d_kv = np.empty((B, S, 2 * C), dctx.dtype)  # (B,S,2C), filled head by head
     attention_backward(head_views(dctx, n_heads)[0], cache.core,
                        out=(*head_views(dq, n_heads), *head_views(d_kv, n_heads, parts=2)))
     dx, dW_q, db_q = linear_backward(dq, cache.q)  # (B,T,C)
