@@ -1,6 +1,6 @@
 """Command-line interface: a thin shell over importable functions.
 
-  npformer train       train a translator (default: the built-in toy, ~3 minutes)
+  npformer train       train a translator (default: the built-in toy, ~70 s)
   npformer translate   translate sentences with a trained model
   npformer eval        BLEU / exact match of a model on a data split or a TSV file
   npformer data        write the built-in corpora to TSV
@@ -588,7 +588,7 @@ def build_parser():
                             "docs/performance.md)")
 
     training_command(
-        sub, "train", help="train a translator (default: the built-in toy, about 3 minutes)",
+        sub, "train", help="train a translator (default: the built-in toy, about 70 s)",
         description="Train an encoder-decoder transformer. With no arguments it trains the "
                     "built-in toy English->Velan translator.",
         examples=["npformer train", "npformer train --preset copy",
