@@ -35,7 +35,7 @@ Stubs: notebooks/exercises_backward.ipynb. Answers: docs/exercises.md.
 from .catalog import EXERCISES
 from .checker import CheckResult, run
 
-__all__ = ["check", "check_functions", "EXERCISES", "CheckResult"]
+__all__ = ["check", "check_functions", "progress", "EXERCISES", "CheckResult"]
 
 
 def check(name, *, verbose=True, seed=0, **functions):
@@ -52,7 +52,7 @@ def check(name, *, verbose=True, seed=0, **functions):
     if unknown:
         raise TypeError(f"check({name!r}) takes {', '.join(r + '=' for r in exercise.roles)} "
                         f"not {', '.join(unknown)}")
-    result = run(exercise, functions, seed=seed)
+    result = run(exercise, functions, seed=seed, registry=EXERCISES)
     if verbose:
         print(result.report())
     return result
@@ -68,9 +68,27 @@ def check_functions(namespace, names=None, verbose=True):
     for name, exercise in EXERCISES.items():
         if names and name not in names:
             continue
-        functions = {role: namespace.get(fn) for role, fn in
-                     zip(exercise.roles, exercise.functions)}
+        functions = {role: namespace.get(fn) if callable(namespace.get(fn)) else None
+                     for role, fn in zip(exercise.roles, exercise.functions)}
         if not any(functions.values()):
             continue
         results[name] = check(name, verbose=verbose, **functions)
     return results
+
+
+def progress(namespace, names=None):
+    """The progress view of the answers `namespace` defines: a table, done / failing / not started.
+
+    The notebooks call progress(globals()); `npformer exercises --check FILE` prints the
+    same table for a file.
+    """
+    from .cli import progress_table
+
+    names = list(names or EXERCISES)
+    graded = check_functions(namespace, names, verbose=False)
+    results = {name: {"status": "not answered", "n_passed": 0, "n_cases": 0, "hints": [],
+                      "notes": []} for name in names}
+    for name, r in graded.items():
+        results[name] = {"status": r.status, "n_passed": r.n_passed, "n_cases": len(r.cases),
+                         "hints": r.hints, "notes": r.notes, "error": r.first_error}
+    return progress_table(results, names)
