@@ -129,7 +129,7 @@ def gelu_constant(case, got, which):
         else:
             values = (u / activation_np.GELU_C - x) / x**3
     values = values[np.isfinite(values) & (np.abs(x) > 0.3)]  # well-conditioned entries
-    if values.size == 0 or np.ptp(values) > 1e-6 * max(1.0, np.abs(values).max()):
+    if values.size < 2 or np.ptp(values) > 1e-6 * max(1.0, np.abs(values).max()):
         return None
     return float(values.mean())
 

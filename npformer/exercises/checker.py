@@ -310,8 +310,7 @@ def run(exercise, functions, seed=0, registry=None, _chain=()):
             crashed.append(str(err))
         if want is None:
             want = exercise.reference(case, got)
-        comparators = exercise.comparators or {}
-        lines = [comparators.get(name, _compare)(name, got[name], want[name], case)
+        lines = [_compare_output(exercise, name, got[name], want[name], case)
                  for name in exercise.outputs if name in got] + lines
         forward_ok = bool(lines) and lines[0].ok and exercise.outputs[0] in got
         fd_ok = None
@@ -359,9 +358,11 @@ def run(exercise, functions, seed=0, registry=None, _chain=()):
                 notes.append("the hints of this exercise are left out until that is fixed")
             hints = [message]
     if failed and not hints:
+        about = set()  # one message per output (the first failing case that explains it)
         for case, got, want, failed_outputs, fd_ok in failures:
-            for message in diagnose(exercise, case, got, want, failed_outputs, fd_ok):
-                if message not in hints:
+            for subject, message in diagnose(exercise, case, got, want, failed_outputs, fd_ok):
+                if subject not in about and message not in hints:
+                    about.add(subject)
                     hints.append(message)
             if len(hints) >= 3:
                 break
@@ -374,8 +375,16 @@ def run(exercise, functions, seed=0, registry=None, _chain=()):
     return CheckResult(exercise.name, exercise.title, status, results, hints, notes, blocked_by)
 
 
-def _compare(name, got, want, case):
-    return compare(name, got, want)
+def _compare_output(exercise, name, got, want, case):
+    """The exercise's comparator for this output (compare() by default), never raising."""
+    comparator = (exercise.comparators or {}).get(name)
+    if comparator is None:
+        return compare(name, got, want)
+    try:
+        return comparator(name, got, want, case)
+    except Exception:  # a value of a kind the comparator cannot read: say what it was
+        return Line(name, False, f"returned {type(got).__name__}, which cannot be compared "
+                                 f"with the expected {type(want).__name__}")
 
 
 def _backward_follows_forward(functions, case, exercise, got, rng):

@@ -147,6 +147,8 @@ def explain_output(name, got, want, structure=None):
         return None
     if _close(g, w):
         return None
+    if g.size < 2:  # one number: any factor or sum of terms fits it, proving nothing
+        return None
     if not np.any(g) and np.any(w):
         return (f"{name} is zero everywhere: no gradient reaches it. Is a path missing, or "
                 f"did the value leave the computation (a copy, .data, a plain array)?")
@@ -180,17 +182,12 @@ def _terms(name, g, w, terms):
     """Fit g - w with the terms and their wrong variants; name what an exact fit changes."""
     basis, labels = [], []
     for t in terms:
-        v = _flat_like(t.value, g.shape)
-        if v is None or not np.any(v):
-            continue
-        basis.append(v)
-        labels.append((t.name, None))
-        for message, wrong in t.variants:
-            u = _flat_like(wrong, g.shape)
-            if u is not None:
-                basis.append(u)
+        for message, value in ((None, t.value),) + tuple(t.variants):
+            v = _flat_like(value, g.shape)
+            if v is not None and np.any(v) and not _in_span(basis, v):
+                basis.append(v)
                 labels.append((t.name, message))
-    if not basis:
+    if not basis or len(basis) >= g.size:  # as many unknowns as numbers: a fit proves nothing
         return None
     M = np.stack(basis, axis=1)  # (size, n_basis)
     diff = (g - w).ravel()
@@ -220,6 +217,18 @@ def _terms(name, g, w, terms):
     if not parts:
         return None
     return f"{name}: " + "; ".join(parts) + "."
+
+
+def _in_span(basis, v):
+    """Is v (up to rounding) a combination of the vectors already in `basis`?
+
+    Then a fit could not tell it from them (a variant equal to its term in this case, say).
+    """
+    if not basis:
+        return False
+    M = np.stack(basis, axis=1)
+    coef, *_ = np.linalg.lstsq(M, v, rcond=None)
+    return _close(M @ coef, v)
 
 
 def _flat_like(value, shape):
@@ -279,22 +288,26 @@ def _region(name, g, w, regions):
 
 # ----------------------------------------------------------------- the whole answer
 def diagnose(exercise, case, got, want, failed, fd_ok=None):
-    """Messages for a failing case: switched mistakes, else the structure of each wrong output.
+    """[(about, message)] for a failing case: switched mistakes, else each wrong output.
 
+    `about` is what the message is about (an output's name, "forward", or the switch's
+    message itself), so that a caller can keep one message per output over several cases.
     failed: names of the outputs whose comparison failed, in the exercise's order.
     fd_ok: did the learner's backward agree with central differences of their forward?
     """
-    messages = explain_by_switches(exercise.mistakes, case, got, want)
-    if messages:
-        return messages
+    switched = explain_by_switches(exercise.mistakes, case, got, want)
+    if switched:
+        return [(text, text) for text in switched]
+    messages = []
     structure = exercise.structure(case, want) if exercise.structure else {}
     for name in failed:
         if name in got:
             text = explain_output(name, got[name], want[name], structure.get(name))
             if text:
-                messages.append(text)
+                messages.append((name, text))
     forward = exercise.outputs[0]
     if forward in failed and fd_ok:
-        messages.append(f"your backward agrees with your own forward (central differences): "
-                        f"the mistake is in the forward, {forward}; the gradients follow it")
+        messages.append(("forward", f"your backward agrees with your own forward (central "
+                                    f"differences): the mistake is in the forward, {forward}; "
+                                    f"the gradients follow it"))
     return messages[:MAX_MESSAGES]
