@@ -16,6 +16,7 @@
 """
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -595,3 +596,80 @@ def test_cli_end_to_end(graded):
     _, (status, out, err) = graded["end to end"]
     assert status == 0, out + err
     assert "2 done (of 2)" in out
+
+
+# ----------------------------------------------------------------- combined mistakes
+def doubled(backward, index):
+    """`backward` with its gradient number `index` doubled: a second, unrelated mistake."""
+    def wrong(d_out, cache):
+        grads = list(backward(d_out, cache))
+        grads[index] = 2 * np.asarray(grads[index], dtype=np.float64)
+        return tuple(grads)
+    return wrong
+
+
+def combined_variants():
+    """Every planted layer mistake that leaves a gradient right, with that gradient doubled.
+
+    [(exercise, planted words, wrong functions, name of the doubled gradient)]
+    """
+    variants = []
+    for name, words, wrong in PLANTED:
+        exercise = EXERCISES[name]
+        if exercise.roles != ("forward", "backward") or len(exercise.outputs) < 3:
+            continue
+        functions = answers(name, **wrong)
+        result, _ = quiet_check(name, functions)
+        gradients = [g for _, g in exercise.wrt]  # what the backward returns, in order
+        right = [o for o in gradients if all(
+            line.ok for case in result.cases for line in case.lines if line.what == o)
+            and any(line.what == o for case in result.cases for line in case.lines)]
+        if right:
+            index = gradients.index(right[-1])
+            variants.append((name, words, {**functions, "backward": doubled(
+                functions["backward"], index)}, right[-1]))
+    return variants
+
+
+def test_a_combined_mistake_gets_both_hints():
+    """A catalogued mistake plus a second one elsewhere: both are named.
+
+    The second by the structure of its error; for every planted layer mistake that
+    leaves a gradient right.
+    """
+    variants = combined_variants()
+    assert len(variants) >= 20
+    missed = []
+    for name, words, functions, other in variants:
+        result, text = quiet_check(name, functions)
+        found = all(any(w in h for h in result.hints) for w in words_of(words))
+        if not (found and any(f"{other} is 2 times" in h for h in result.hints)):
+            missed.append(f"{name} ({words!r} + {other} doubled): {result.hints}")
+    assert not missed, "\n".join(missed)
+
+
+ADAMW_FLAGS = {"bias_m": False, "bias_v": False, "betas_swapped": True, "decay_after": True,
+               "decoupled": False, "decay_times_lr": False, "eps_inside": True}
+ADAMW_WORDS = {"bias_m": "bias correction of m", "bias_v": "bias correction of v",
+               "betas_swapped": "betas are swapped", "decay_after": "comes before the Adam",
+               "decoupled": "Adam with L2", "decay_times_lr": "scaled by the learning rate",
+               "eps_inside": "eps goes outside"}
+
+
+@pytest.mark.parametrize("pair", list(itertools.combinations(ADAMW_FLAGS, 2)),
+                         ids=lambda pair: " + ".join(pair))
+def test_any_two_adamw_mistakes_are_both_named(pair):
+    """Partial and combined AdamW mistakes: every pair of the seven is named as a pair."""
+    from exercise_mistakes import adamw_step_switched
+
+    result, text = quiet_check("adamw", {"step": adamw_step_switched(
+        **{flag: ADAMW_FLAGS[flag] for flag in pair})})
+    expected = [ADAMW_WORDS[flag] for flag in pair]
+    if set(pair) == {"bias_m", "bias_v"}:
+        expected = ["the bias correction is missing"]
+    elif "decoupled" in pair and set(pair) & {"decay_after", "decay_times_lr", "eps_inside"}:
+        # L2 instead of decoupled decay: there is no decoupled decay left to misplace or
+        # mis-scale, and with wd * p in the gradient eps never matters: the numbers are L2's
+        expected = [ADAMW_WORDS["decoupled"]]
+    for words in expected:
+        assert any(words in h for h in result.hints), f"no hint with {words!r}:\n{text}"

@@ -306,12 +306,16 @@ def layernorm_simulate(case, gamma_dx=False, mean_term=False, var_term=False, db
     return out
 
 
+# The mistakes of dx (and dbeta) as switches: each alone, and any two together, are named.
 LAYERNORM_MISTAKES = Mistakes(layernorm_simulate, {
     "gamma_dx": "dx is missing gamma: y = gamma * xhat + beta, so the gradient reaching xhat "
                 "is g = dy * gamma, and dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).",
-    "mean_term": "dx is missing the mean term - mean(g) (the mean depends on every x).",
-    "var_term": "dx is missing the variance term - xhat * mean(g * xhat) (the variance "
-                "depends on x too).",
+    "mean_term": "dx is missing the mean term: the mean depends on every x, which gives "
+                 "- mean(g) in dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * "
+                 "gamma.",
+    "var_term": "dx is missing the variance term - xhat * mean(g * xhat): the variance "
+                "depends on x too (dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), "
+                "g = dy * gamma).",
     "dbeta_mean": "dbeta sums dy over the rows (every row adds beta); yours averages them.",
 })
 
@@ -347,18 +351,6 @@ LAYERNORM = Exercise(
     wrt=(("x", "dx"), ("gamma", "dgamma"), ("beta", "dbeta")),
     mistakes=LAYERNORM_MISTAKES, structure=layernorm_structure,
     hints=(
-        Hint("dx is missing the mean term: the mean depends on every x, which gives "
-             "- mean(g) in dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma.",
-             lambda c, got, want: matches(got["dx"], (lambda r, xh, g: r * (
-                 g - xh * mean_(g * xh)))(*layernorm_parts(c)))),
-        Hint("dx is missing the variance term - xhat * mean(g * xhat): the variance depends "
-             "on x too (dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma).",
-             lambda c, got, want: matches(got["dx"], (lambda r, xh, g: r * (
-                 g - mean_(g)))(*layernorm_parts(c)))),
-        Hint("the mean and the variance are functions of x, not constants: dx = g * rstd "
-             "ignores both; see the two extra terms in docs/derivations/layernorm.md.",
-             lambda c, got, want: matches(got["dx"], (lambda r, xh, g: r * g)(
-                 *layernorm_parts(c)))),
         Hint("layer norm uses the population variance (divide by C, np.var's default), "
              "not the sample variance (ddof=1).",
              lambda c, got, want: matches(got["y"], c.inputs["gamma"] * (

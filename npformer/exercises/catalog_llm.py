@@ -89,9 +89,15 @@ def filter_cases(rng):
                     inputs, None)
     peaked = 2.0 * randn(rng, 1, 6)
     peaked[0, 2] += 12.0  # one token holds almost all the probability
+    # Six clear leaders and a long tail: the nucleus of the six (renormalised) holds 4
+    # tokens, while the tail keeps the top six below top_p in the full distribution, so
+    # a nucleus taken before renormalising keeps all six: two tokens more, not one.
+    leaders = np.array([4.0, 3.6, 3.2, 2.8, 2.4, 2.0]) + 0.05 * randn(rng, 2, 6)
+    tail = 1.6 - 0.3 * np.abs(randn(rng, 2, 20))
+    long_tail = np.concatenate([leaders, tail], axis=1)[:, rng.permutation(26)]
     return [case("top-k", 2.0 * randn(rng, 2, 8), 3),
             case("top-p", 2.0 * randn(rng, 3, 10), 0, "mid"),
-            case("top-k, then top-p on what is left", 2.0 * randn(rng, 2, 12), 6, "mid"),
+            case("top-k, then top-p on what is left", long_tail, 6, "mid"),
             case("no filter", 2.0 * randn(rng, 2, 5), 0),
             case("top_k >= V keeps all", 2.0 * randn(rng, 1, 4), 4),
             case("a peaked row: the nucleus is one token", peaked, 0, "mid")]

@@ -326,10 +326,13 @@ def run(exercise, functions, seed=0, registry=None, _chain=()):
             results.append(CaseResult(number, case.label, lines))
         if lines and not all(line.ok for line in lines):
             failed = [line.what for line in lines if not line.ok and line.what in want]
-            failures.append((case, got, want, failed, fd_ok))
-            for hint in exercise.hints:
-                if hint.message not in hints and _shows(hint, case, got, want):
-                    hints.append(hint.message)
+            fired = [hint for hint in exercise.hints if _shows(hint, case, got, want)]
+            hints += [hint.message for hint in fired if hint.message not in hints]
+            # outputs no fired hint is about (it still fires with that output put right):
+            # a second, combined mistake, diagnosed by its structure below
+            unexplained = [name for name in failed if not fired or all(
+                _shows(hint, case, {**got, name: want[name]}, want) for hint in fired)]
+            failures.append((case, got, want, failed, fd_ok, unexplained, bool(fired)))
 
     missing = [role for role in exercise.roles if functions.get(role) is None]
     todo = sorted(not_yet) + missing  # roles that were not checked
@@ -357,15 +360,9 @@ def run(exercise, functions, seed=0, registry=None, _chain=()):
             if hints:
                 notes.append("the hints of this exercise are left out until that is fixed")
             hints = [message]
-    if failed and not hints:
-        about = set()  # one message per output (the first failing case that explains it)
-        for case, got, want, failed_outputs, fd_ok in failures:
-            for subject, message in diagnose(exercise, case, got, want, failed_outputs, fd_ok):
-                if subject not in about and message not in hints:
-                    about.add(subject)
-                    hints.append(message)
-            if len(hints) >= 3:
-                break
+    if failed:
+        hints += [message for message in _structural_hints(exercise, failures)
+                  if message not in hints]
     only_crashes = all(line.what == "error" for case in results for line in case.lines
                        if not line.ok)
     if failed and not hints and not only_crashes:
@@ -373,6 +370,31 @@ def run(exercise, functions, seed=0, registry=None, _chain=()):
                      f"{exercise.page}; the largest error above shows where to look")
     status = "fail" if failed else ("incomplete" if todo else "pass")
     return CheckResult(exercise.name, exercise.title, status, results, hints, notes, blocked_by)
+
+
+def _structural_hints(exercise, failures):
+    """Hints from the structure of the errors (diagnose.py), one per output, at most 3.
+
+    In a case where catalogued hints fired, only for the outputs none of them is about (a
+    second mistake); in a case where none fired (a mistake that shows only there, or
+    only with another one), the whole diagnosis: switched mistakes, then structure.
+    """
+    hints, about = [], set()  # one message per output: the first failing case that explains it
+    forward = exercise.outputs[0]
+    for case, got, want, failed, fd_ok, unexplained, fired in failures:
+        outputs = unexplained
+        if fired and forward in failed and fd_ok is not False:
+            outputs = [name for name in outputs if name == forward]  # gradients follow it
+        if not outputs:
+            continue
+        for subject, message in diagnose(exercise, case, got, want, outputs, fd_ok,
+                                         switches=not fired):
+            if subject not in about and message not in hints:
+                about.add(subject)
+                hints.append(message)
+        if len(hints) >= 3:
+            break
+    return hints[:3]
 
 
 def _compare_output(exercise, name, got, want, case):

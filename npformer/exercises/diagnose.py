@@ -92,30 +92,46 @@ def _nice(c):
 
 # ----------------------------------------------------------------- switched mistakes
 def explain_by_switches(mistakes, case, got, want):
-    """Messages of the fewest switches (one, else two) that reproduce every output of `got`."""
+    """(messages, outputs left over) of the fewest switches that reproduce the answer.
+
+    A switch combination (one switch, else two) must reproduce every output it changes;
+    the best leaves no other output wrong, else as few as possible (a second mistake
+    elsewhere, which the caller diagnoses by its structure). ([], None) if none fits.
+    """
     if mistakes is None:
-        return []
-    flags = list(mistakes.flags)
+        return [], None
+    best = None  # (number of outputs left over, messages, those outputs)
     for size in (1, 2):
-        for combo in combinations(flags, size):
+        for combo in combinations(list(mistakes.flags), size):
             try:
                 wrong = mistakes.simulate(case, **{f: True for f in combo})
             except Exception:  # a switch that cannot apply to this case
                 continue
-            if _reproduces(got, want, wrong):
-                return [mistakes.flags[f] for f in combo]
-    return []
+            left = _left_over(got, want, wrong)
+            if left is not None and (best is None or len(left) < best[0]):
+                best = (len(left), [mistakes.flags[f] for f in combo], left)
+        if best is not None and best[0] == 0:
+            break
+    return (best[1], best[2]) if best else ([], None)
 
 
-def _reproduces(got, want, wrong):
-    """Every output of `got` equals the switched reference, and the switch changed something."""
-    changed = False
+def _left_over(got, want, wrong):
+    """The outputs the switched reference does not explain, or None if it does not fit.
+
+    It fits when it changes something and every output it changes equals the learner's.
+    """
+    changed, left = False, []
     for name, right in want.items():
+        if name not in got:
+            return None
         expected = wrong.get(name, right)
-        if name not in got or not _same(got[name], expected):
-            return False
-        changed |= not _same(right, expected)
-    return changed
+        if not _same(right, expected):  # the switch changes this output ...
+            changed = True
+            if not _same(got[name], expected):  # ... and the learner's is not that
+                return None
+        elif not _same(got[name], right):
+            left.append(name)
+    return left if changed else None
 
 
 def _same(a, b):
@@ -167,7 +183,7 @@ def _factor(name, g, w, factors):
     if not np.any(w):
         return None
     c = float((g * w).sum() / (w * w).sum())  # least-squares g ~ c w
-    if not _close(g, c * w):
+    if not _close(g, c * w) or abs(c - 1) <= COEF_TOL:  # (c = 1: a rounding-size error)
         return None
     for f in factors:
         if abs(c - f.value) <= COEF_TOL * abs(f.value):
@@ -287,18 +303,20 @@ def _region(name, g, w, regions):
 
 
 # ----------------------------------------------------------------- the whole answer
-def diagnose(exercise, case, got, want, failed, fd_ok=None):
+def diagnose(exercise, case, got, want, failed, fd_ok=None, switches=True):
     """[(about, message)] for a failing case: switched mistakes, else each wrong output.
 
     `about` is what the message is about (an output's name, "forward", or the switch's
     message itself), so that a caller can keep one message per output over several cases.
     failed: names of the outputs whose comparison failed, in the exercise's order.
     fd_ok: did the learner's backward agree with central differences of their forward?
+    switches: try the switched mistakes first (they explain every output at once).
     """
-    switched = explain_by_switches(exercise.mistakes, case, got, want)
+    switched, left = explain_by_switches(exercise.mistakes, case, got, want) if switches \
+        else ([], None)
+    messages = [(text, text) for text in switched]
     if switched:
-        return [(text, text) for text in switched]
-    messages = []
+        failed = [name for name in failed if name in left]
     structure = exercise.structure(case, want) if exercise.structure else {}
     for name in failed:
         if name in got:
@@ -306,7 +324,7 @@ def diagnose(exercise, case, got, want, failed, fd_ok=None):
             if text:
                 messages.append((name, text))
     forward = exercise.outputs[0]
-    if forward in failed and fd_ok:
+    if forward in failed and fd_ok and not switched:
         messages.append(("forward", f"your backward agrees with your own forward (central "
                                     f"differences): the mistake is in the forward, {forward}; "
                                     f"the gradients follow it"))
