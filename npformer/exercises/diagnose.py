@@ -6,7 +6,8 @@ look at HOW a wrong output differs from the right one, whatever code produced it
 - mistakes as switches (`Mistakes`): the reference with parts switched off or
   replaced (AdamW without the bias correction of m, of v, or of both; layer norm
   without gamma in dx); every single switch and every pair is tried, so a
-  partial or a combined mistake is named as precisely as a catalogued one;
+  partial or a combined mistake is named as precisely as a catalogued one (a
+  switch that explains only some outputs leaves the others to the tests below);
 - a constant factor: yours = c * right everywhere, c compared with the
   exercise's named factors (sqrt(D), alpha/r, 1/n, ...) and with -1;
 - a transpose: yours = right^T (values) or a transposed shape;
