@@ -471,6 +471,7 @@ HOSTILE = {  # name: source of a learner's file; each ends or stops its grading
     "exit0": "def relu_forward(x):\n    raise SystemExit(0)\n",
     "os_exit": "import os\ndef relu_forward(x):\n    os._exit(3)\n",
     "exit_at_import": "import sys\nsys.exit('bye')\n",
+    "segfault": "import ctypes\ndef relu_forward(x):\n    ctypes.string_at(0)  # reads address 0\n",
 }
 CRASHES = (  # one file whose answers crash in three ways; grading goes on after each
     "import os\nimport numpy as np\nWHERE = os.getcwd()\n"
@@ -561,6 +562,9 @@ def test_cli_exit_status_is_0_when_all_pass(graded, monkeypatch, capsys):
     ("os_exit", "your file exited during grading (code 3) in exercise relu"),
     ("exit_at_import", "your file exited during grading (code 1) while importing "
                        "exit_at_import.py (bye)"),
+    pytest.param("segfault", "grading crashed in exercise relu: the child process was "
+                             "killed by SIGSEGV", marks=pytest.mark.skipif(
+                                 sys.platform == "win32", reason="POSIX signals")),
 ])
 def test_cli_survives_a_file_that_loops_or_exits(graded, monkeypatch, capsys, name, words):
     """One line says what stopped the grading and where; the exit status is 1."""

@@ -100,6 +100,14 @@ def other_mask(case, got, want):
     return looks_dropout and np.any((dx == 0) != (y == 0))
 
 
+def drops_the_kept_share(case, got, want):
+    """About 1 - rate of the entries are dropped (rate read as the probability to keep)."""
+    rate = case.inputs["rate"]
+    if rate in (0.0, 0.5):  # 0: nothing to tell; 0.5: both readings drop half
+        return False
+    return abs(got["share dropped"] - (1 - rate)) < 0.05
+
+
 DROPOUT = Exercise(
     name="dropout", title="inverted dropout, forward and backward (same mask)",
     roles=("forward", "backward"), functions=("dropout_forward", "dropout_backward"),
@@ -109,9 +117,7 @@ DROPOUT = Exercise(
     page="docs/derivations/residual_dropout.md",
     hints=(
         Hint("rate is the probability of DROPPING an entry: keep = rng.random(x.shape) >= rate "
-             "(you drop about 1 - rate of them).",
-             lambda c, got, want: 0 < c.inputs["rate"] != 0.5 and abs(
-                 got["share dropped"] - (1 - c.inputs["rate"])) < 0.05),
+             "(you drop about 1 - rate of them).", drops_the_kept_share),
         Hint("the backward must use the SAME mask as the forward (keep it in the cache): a "
              "fresh mask in the backward lets gradient through entries that were dropped.",
              other_mask),
