@@ -105,7 +105,26 @@ class Model:
             self._check_params(params)
         self.params = params
         self.grads = {k: np.zeros_like(v) for k, v in params.items()}
-        self.pos_table = sinusoidal_table(config.max_len, config.d_model, np.dtype(config.dtype))
+        self._sinusoids = np.zeros((0, config.d_model), np.dtype(config.dtype))  # rows made so far
+
+    @property
+    def pos_table(self):
+        """The fixed sinusoid table of every position. Shapes: (L,C)"""
+        return self._positions(self.config.max_len)
+
+    def _positions(self, n):
+        """The first n rows of the sinusoid table, made when first needed (at least doubling).
+
+        A model may allow max_len 32768 at d_model 1024 (a 134 MB table) and only ever
+        see 40 positions: the table grows with the positions used, not with max_len.
+        Row p does not depend on the table's length, so growing never changes a value.
+        Shapes: -> (n,C)
+        """
+        if n > len(self._sinusoids):
+            rows = min(max(n, 2 * len(self._sinusoids)), self.config.max_len)
+            self._sinusoids = sinusoidal_table(rows, self.config.d_model,
+                                               np.dtype(self.config.dtype))  # (rows,C)
+        return self._sinusoids[:n]
 
     # ------------------------------------------------------------------ checks
     def _check_params(self, params):
@@ -177,7 +196,8 @@ class Model:
                               x, run.param(f"{side}_pos.W"), offset)  # + learned rows
         else:
             x = run.tape.call(f"{side}_pos", positional_forward, fixed_positional_backward,
-                              x, self.pos_table, offset)  # + sinusoids (a constant)
+                              x, self._positions(offset + ids.shape[1]),
+                              offset)  # + sinusoids (a constant)
         return dropout(run, f"{side}_embed.drop", x)
 
     def _self_mask(self, ids, cache=None):

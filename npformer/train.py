@@ -43,7 +43,8 @@ import numpy as np
 
 from . import distributed
 from .batching import bucket_batches
-from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .checkpoint import (CheckpointError, check_history, load_checkpoint, read_checkpoint_meta,
+                         save_checkpoint)
 from .config import ConfigError, TrainConfig
 from .data import DataError
 from .optim import AdamW, clip_grad_norm, make_schedule
@@ -101,10 +102,9 @@ class TrainState:
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or math.isnan(value) or value == math.inf:
                 raise CheckpointError(f"{where}: state.{name}={value!r} is not a finite number")
-        if not isinstance(state.data, dict) or not isinstance(state.history, list) \
-                or not all(isinstance(h, dict) and isinstance(h.get("step"), int)
-                           for h in state.history):
-            raise CheckpointError(f"{where}: state.data / state.history are malformed")
+        if not isinstance(state.data, dict):
+            raise CheckpointError(f"{where}: state.data is malformed")
+        check_history(state.history, where)
         if "validated_step" not in d:  # version 1 checkpoints were saved after a validation
             state.validated_step = state.step
         return state
