@@ -42,7 +42,6 @@ FORMAT = "npformer-checkpoint"
 VERSION = 1
 MAX_META_BYTES = 64 << 20  # the JSON part: configs, tokenizers, log records
 MAX_EXPANSION = 64  # a compressed archive may expand to at most 64 x its size in all
-JSON_MEMORY_PER_FILE_BYTE = 16  # the metadata's objects may take 16 x the file (safe_json)
 GROUPS = ("param/", "opt/exp_avg/", "opt/exp_avg_sq/")  # array entries: each <= the params
 
 
@@ -186,7 +185,7 @@ def _parse_meta(raw, path):
     """The checked JSON metadata of a checkpoint."""
     if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_META_BYTES:
         raise CheckpointError(f"{path}: checkpoint metadata is malformed")
-    limit = JSON_MEMORY_PER_FILE_BYTE * max(path.stat().st_size, 1)
+    limit = safe_json.MEMORY_PER_FILE_BYTE * max(path.stat().st_size, 1)
     try:
         meta = safe_json.loads(raw.tobytes(), limit, f"{path}: checkpoint metadata")
     except safe_json.JSONLimitError as err:

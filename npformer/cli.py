@@ -148,6 +148,7 @@ def train_config_from_args(args):
     and only the flags given explicitly may change it (see train.resume_config).
     """
     from .config import PRESETS, TrainConfig
+    from .tasks import pretrained_conflicts
     from .train import resume_config
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
@@ -164,6 +165,13 @@ def train_config_from_args(args):
             raise UsageError(f"{cfg.out_dir} holds a {cfg.task} run; resume it with: npformer "
                              f"{command} --resume --out-dir {cfg.out_dir}")
         return cfg
+    if given.get("init_from"):  # the run takes the LM's architecture and tokenizer
+        conflicts = pretrained_conflicts(given, given["init_from"])
+        if conflicts:
+            flag = "--from" if args.task == "classify" else "--init-from"
+            raise UsageError(f"{', '.join(conflicts)}: a model started from {flag} "
+                             f"{given['init_from']} takes that LM's architecture and tokenizer; "
+                             "leave these options out")
     return TrainConfig(**{**PRESETS[preset or args.presets[0]], **given, "task": args.task})
 
 

@@ -158,6 +158,11 @@ BEST_BY = {"translate": ("bleu_exact", "valid_loss", "bleu", "exact_match"), "lm
 ALL = TASKS
 DEFAULT_TEXT_TOKENS = 300_000  # generated toy text for pretraining, when data_size is 0
 DEFAULT_LABELLED = 2000  # labelled examples of a toy classification task, when data_size is 0
+# The most generated data a run may ask for: what the CPU makes in about a minute
+# (8.4M tokens of toy text; 131k labelled examples). `eval` remakes a run's corpus
+# from its saved configuration, so a checkpoint cannot ask it for unbounded work.
+# (Translation ignores data_size: its built-in corpora have fixed sizes.)
+MAX_DATA_SIZE = {"translate": 1 << 23, "lm": 1 << 23, "classify": 1 << 17}
 
 
 def option(default, help, tasks=ALL):
@@ -311,8 +316,14 @@ class TrainConfig(_DictRoundTrip):
         need(self.body in ("decoder-only", "encoder-only"), "body",
              "choose decoder-only or encoder-only")
         need(self.pooling in POOLINGS, "pooling", f"choose one of {POOLINGS}")
-        need(0 <= self.data_size <= 1 << 30, "data_size", "must be in [0, 2**30]")
+        most = MAX_DATA_SIZE.get(self.task, 0)  # (an unknown task is refused below)
+        need(0 <= self.data_size <= most, "data_size", f"must be in [0, {most}] for {self.task}")
         need(0.0 < self.body_lr_scale <= 1e3, "body_lr_scale", "must be in (0, 1000]")
+        need(not self.scratch or self.init_from, "scratch", "takes the architecture and "
+             "tokenizer of the model in init_from (--from), so it needs one")
+        need(not self.freeze_body or (self.init_from and not self.scratch), "freeze_body",
+             "trains the head alone on a pretrained body; without pretrained weights "
+             "(no --from, or --scratch) the body is random and stays random")
         parts = self.init_parts.split(",")
         need(bool(parts) and set(parts) <= {"encoder", "decoder"}, "init_parts",
              "a comma-separated subset of encoder,decoder")

@@ -19,6 +19,9 @@ The counts include characters inside strings, so they overcount, never under.
 """
 import json
 
+# The limit npformer's loaders give: a file's JSON may take 16 x the file's size once
+# parsed (a long training log needs ~12 x its text by this bound, ~4 x in truth).
+MEMORY_PER_FILE_BYTE = 16
 COST = {b"{": 64, b"[": 72, b":": 96, b",": 40, b'"': 32}  # bytes per character (above)
 
 

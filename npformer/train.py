@@ -49,7 +49,8 @@ from .config import ConfigError, TrainConfig
 from .data import DataError
 from .optim import AdamW, clip_grad_norm, make_schedule
 from .tape import Tape
-from .tasks import SCORES, TASKS, Built, best_by, pretrained_checkpoint, selection_score
+from .tasks import (SCORES, TASKS, Built, best_by, pretrained_checkpoint, selection_score,
+                    with_architecture_of)
 from .threads import set_blas_threads
 
 # Fields a resumed run may change: how long it runs and how it reports, never
@@ -391,8 +392,8 @@ def train(cfg, resume=False, log=None):
             log(built.note)
     model, src_tok, tgt_tok = built.model, built.src_tokenizer, built.tgt_tokenizer
     max_len_from_data = cfg.max_len == 0
-    if max_len_from_data:  # task.build chose it (lengths.py); the run keeps that number
-        cfg = cfg.replace(max_len=model.config.max_len)
+    if not resume:  # the run records what it built: a max_len chosen from the data
+        cfg = with_architecture_of(cfg, model.config)  # (lengths.py), a pretrained LM's sizes
     if is_root:
         write_log(out / "log.jsonl", state.history)
     if world.size > 1:
