@@ -185,7 +185,7 @@ def _parse_meta(raw, path):
     """The checked JSON metadata of a checkpoint."""
     if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_META_BYTES:
         raise CheckpointError(f"{path}: checkpoint metadata is malformed")
-    limit = safe_json.MEMORY_PER_FILE_BYTE * max(path.stat().st_size, 1)
+    limit = safe_json.file_limit(path.stat().st_size)
     try:
         meta = safe_json.loads(raw.tobytes(), limit, f"{path}: checkpoint metadata")
     except safe_json.JSONLimitError as err:

@@ -20,8 +20,16 @@ The counts include characters inside strings, so they overcount, never under.
 import json
 
 # The limit npformer's loaders give: a file's JSON may take 16 x the file's size once
-# parsed (a long training log needs ~12 x its text by this bound, ~4 x in truth).
+# parsed (a long training log needs ~12 x its text by this bound, ~4 x in truth), and
+# any file 1 MB (parse_cost alone adds 4 kB to the smallest document).
 MEMORY_PER_FILE_BYTE = 16
+MEMORY_FLOOR = 1 << 20
+
+
+def file_limit(file_size):
+    """The most memory the JSON of a file of `file_size` bytes may take once parsed."""
+    return MEMORY_PER_FILE_BYTE * file_size + MEMORY_FLOOR
+
 COST = {b"{": 64, b"[": 72, b":": 96, b",": 40, b'"': 32}  # bytes per character (above)
 
 

@@ -69,9 +69,9 @@ def toy_model(log=None, **changes):
     settings = {**TUTORIAL_TRAINING, **changes}
     out = _run_dir("toy", settings)
     path = out / "best.npz"
-    if not path.exists():
+    if not path.exists():  # (a run interrupted before its first checkpoint: start again)
         cfg = TrainConfig(**settings, out_dir=str(out))
-        train(cfg, log=log or _say)
+        train(cfg, log=log or _say, overwrite=True)
     return load_checkpoint(path)
 
 

@@ -162,7 +162,7 @@ def load_tokenizer(path):
     path = Path(path)
     try:
         raw = path.read_bytes()
-        d = safe_json.loads(raw, safe_json.MEMORY_PER_FILE_BYTE * max(len(raw), 1), str(path))
+        d = safe_json.loads(raw, safe_json.file_limit(len(raw)), str(path))
     except safe_json.JSONLimitError as e:
         raise TokenizerError(str(e)) from None
     except UnicodeDecodeError as e:
