@@ -31,7 +31,7 @@ except ImportError:  # not POSIX: the pid check alone
     fcntl = None
 
 RUN_FILES = ("best.npz", "last.npz", "log.jsonl", "curves.png")  # what a run writes
-HOLDS_A_RUN = ("best.npz", "last.npz", "log.jsonl")  # any of these: a run was started here
+HOLDS_A_RUN = ("best.npz", "last.npz")  # a checkpoint: a run worth keeping (a log alone is not)
 LOCK_NAME = ".lock"
 
 

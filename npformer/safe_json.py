@@ -8,7 +8,7 @@ brackets, colons and commas (bytes.count: no parsing, no allocation) and refuses
 the document when that bound exceeds the caller's limit.
 
 The bound per character, from CPython 3.11 (sys.getsizeof; tracemalloc on lists,
-dicts, numbers and strings: tests/test_reliability2.py) and rounded up:
+dicts, numbers and strings: tests/test_loading_limits.py) and rounded up:
   {  a dict: 64 bytes empty          [  a list: 56 bytes + the first element's pointer
   :  one dict entry: 96 (its slot, and the old table while the dict grows)
   ,  one more element: 8 for the pointer, 28 for its value (an int), list growth
