@@ -144,9 +144,10 @@ def claim(out_dir, resume=False, overwrite=False, writer=True):
     try:
         found = [name for name in HOLDS_A_RUN if (out / name).exists()]
         if found and not (resume or overwrite):
-            raise RunDirError(
-                f"{out} already holds a run ({', '.join(found)}); continue it with --resume, "
-                "replace it with --overwrite, or choose another --out-dir")
+            resume_it = ("continue it with --resume, " if "last.npz" in found else
+                         "it has no last.npz to resume (killed during its first save?); ")
+            raise RunDirError(f"{out} already holds a run ({', '.join(found)}); {resume_it}"
+                              "replace it with --overwrite, or choose another --out-dir")
         if overwrite and not resume:
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
