@@ -15,13 +15,18 @@ then renamed over it, so an interrupted save never corrupts the last good one.
 Checkpoints written before attention packed Q|K|V into one matrix (separate
 W_q/W_k/W_v) are converted on load (model.upgrade_legacy_params), moments too.
 
-Loading trusts nothing in the file. Before an array is read, its header is
-checked (a plain numeric dtype, no objects, a size that fits in the file), so
-a corrupt or hostile file cannot make it allocate more than its own size. Then
-everything that is used later is checked: the configs, the parameter names,
-shapes, dtypes and values, the tokenizers against the vocabulary sizes, the
-optimizer moments. Any problem is a CheckpointError with a one-line reason.
-No pickle anywhere: a checkpoint from someone else cannot run code.
+Loading trusts nothing in the file, and allocates nothing the file cannot justify
+(docs/reliability.md#bounded-loading): first the archive as a whole (every entry an
+array, named once, all of them expanding to no more than the file, or 64 x it when
+compressed); then the metadata, parsed only when its objects fit in 16 x the file
+(safe_json); then every array's header, checked against the model config (a plain
+numeric dtype, a size that fits in the file, no more bytes per group than the
+parameters need) before any array is read. Then everything that is used later is
+checked: the configs, alone and against each other (check_training_fits,
+check_history), the parameter names, shapes, dtypes and values, the tokenizers
+against the vocabulary sizes, the optimizer moments. Any problem is a
+CheckpointError with a one-line reason. No pickle anywhere: a checkpoint from
+someone else cannot run code.
 """
 import json
 import math

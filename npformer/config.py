@@ -198,8 +198,10 @@ class TrainConfig(_DictRoundTrip):
     text_mode: str = option("lines", "a text file is one document per line (lines) or one "
                                      "stream (whole)", ("lm",))
     data_size: int = option(0, {
-        "lm": f"tokens of generated toy text (0 = {DEFAULT_TEXT_TOKENS})",
-        "classify": f"labelled training examples of a toy task (0 = {DEFAULT_LABELLED})"},
+        "lm": f"tokens of generated toy text (0 = {DEFAULT_TEXT_TOKENS}; at most "
+              f"{MAX_DATA_SIZE['lm']})",
+        "classify": f"labelled training examples of a toy task (0 = {DEFAULT_LABELLED}; at "
+                    f"most {MAX_DATA_SIZE['classify']})"},
         ("lm", "classify"))
     valid_frac: float = option(0.02, "fraction of a user corpus held out for validation")
     test_frac: float = option(0.02, "fraction of a user corpus held out for testing")
@@ -239,8 +241,10 @@ class TrainConfig(_DictRoundTrip):
     init_parts: str = option("encoder,decoder", "with --init-from: which stacks of the "
                                                 "translator start from the LM", ("translate",))
     scratch: bool = option(False, "with --init-from: take only the architecture and tokenizer, "
-                                  "not the weights (the from-scratch baseline)", ("classify",))
-    freeze_body: bool = option(False, "train the classification head only", ("classify",))
+                                  "not the weights (the from-scratch baseline); needs --from",
+                           ("classify",))
+    freeze_body: bool = option(False, "train the classification head only; needs pretrained "
+                                      "weights (--from, not --scratch)", ("classify",))
     body_lr_scale: float = option(1.0, "learning rate of the pretrained body relative to the "
                                        "head's", ("classify",))
     # optimisation
