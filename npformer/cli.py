@@ -198,7 +198,7 @@ def cmd_train(args):
         cfg = train_config_from_args(args)
         history = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except TrainingError as err:
-        print(f"npformer train: {err}", file=sys.stderr)
+        print(f"npformer {args.command}: {err}", file=sys.stderr)
         return 1
     if rank_from_env() != 0:  # with data parallelism, rank 0 reports
         return 0

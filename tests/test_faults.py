@@ -26,17 +26,13 @@ import pytest
 from npformer.checkpoint import load_checkpoint
 from npformer.config import COMMAND_PRESETS, COMMAND_TASKS, PRESETS, TrainConfig
 from npformer.train import train
+from small_corpora import labelled, lm_text
 
 DRIVER = Path(__file__).with_name("fault_driver.py")
 RUN = dict(data="copy", d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=12,
            max_tokens=128, max_steps=18, eval_every=5, eval_sentences=4, log_every=1,
            max_minutes=0.0, warmup_steps=2, lr=3e-3, dropout=0.2)
-# Every model kind goes through the same campaign: (command, its fields of the run)
-KINDS = {"translator": ("train", RUN),
-         "lm": ("pretrain", {**{k: v for k, v in RUN.items() if k != "eval_sentences"},
-                             "data": "toy", "data_size": 1500, "max_len": 16}),
-         "classifier": ("finetune", {**{k: v for k, v in RUN.items() if k != "eval_sentences"},
-                                     "data": "acceptability", "data_size": 48})}
+LM_RUN = {k: v for k, v in RUN.items() if k != "eval_sentences"}
 # (signal, place, times): every kind of fault the campaigns draw from
 FAULTS = [("KILL", "backward", 1), ("KILL", "update", 1), ("KILL", "validate", 1),
           ("KILL", "fsync", 1), ("INT", "backward", 1), ("INT", "backward", 2),
@@ -50,10 +46,24 @@ def without_timings(history):
 
 
 @pytest.fixture(scope="module")
-def references(tmp_path_factory):
+def kinds(tmp_path_factory):
+    """Every model kind goes through the same campaign: {kind: (command, its run's fields)}.
+
+    The LM and the classifier train on small files (tests/small_corpora.py).
+    """
+    data = tmp_path_factory.mktemp("data")
+    return {"translator": ("train", RUN),
+            "lm": ("pretrain", {**LM_RUN, "data": str(lm_text(data / "text.txt", 1500)),
+                                "max_len": 16, "valid_frac": 0.1, "test_frac": 0.1}),
+            "classifier": ("finetune", {**LM_RUN, "data": str(labelled(data / "l.tsv", 48)),
+                                        "valid_frac": 0.2, "test_frac": 0.1})}
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory, kinds):
     """{kind: (history, final parameters)} of the uninterrupted run of each kind."""
     refs = {}
-    for kind, (command, run) in KINDS.items():
+    for kind, (command, run) in kinds.items():
         out = tmp_path_factory.mktemp("reference")
         preset = PRESETS[COMMAND_PRESETS[command][0]]  # what the command starts from
         cfg = TrainConfig(**{**preset, **run, "task": COMMAND_TASKS[command],
@@ -63,8 +73,7 @@ def references(tmp_path_factory):
     return refs
 
 
-def run_with_fault(out, fault, kind):
-    command, run = KINDS[kind]
+def run_with_fault(out, fault, command, run):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in run.items()]
     cmd = [sys.executable, str(DRIVER), json.dumps(fault), command, *flags, "--out-dir",
            str(out), "--overwrite"]  # a start killed in its first save may leave best.npz
@@ -76,8 +85,8 @@ def run_with_fault(out, fault, kind):
 
 @pytest.mark.parametrize("kind,seed", [("translator", 0), ("translator", 1), ("lm", 3),
                                        ("classifier", 4)])
-def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path, references, kind,
-                                                               seed):
+def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path, kinds, references,
+                                                               kind, seed):
     history, params = references[kind]
     rng = random.Random(seed)
     faults = rng.sample(FAULTS, 3)
@@ -85,7 +94,7 @@ def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path, referen
     for signal_name, where, times in faults:
         call = rng.randint(1, 2) if where in ("validate", "fsync") else rng.randint(1, 5)
         fault = {"signal": signal_name, "where": where, "call": call, "times": times}
-        result = run_with_fault(out, fault, kind)
+        result = run_with_fault(out, fault, *kinds[kind])
         expected = -9 if signal_name == "KILL" else 130
         assert result.returncode == expected, (
             f"fault {fault} did not end the run as expected (exit {result.returncode}):\n"
@@ -93,7 +102,8 @@ def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path, referen
         assert "Traceback" not in result.stderr, result.stderr
         if signal_name == "KILL":  # a killed run leaves its lock; the next run must not mind
             assert (out / ".lock").exists()
-    final = run_with_fault(out, {"signal": "INT", "where": "backward", "call": 10 ** 9}, kind)
+    final = run_with_fault(out, {"signal": "INT", "where": "backward", "call": 10 ** 9},
+                           *kinds[kind])
     assert final.returncode == 0, final.stderr[-2000:]
 
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

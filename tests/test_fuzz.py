@@ -35,6 +35,7 @@ from npformer.distributed import launcher_env
 from npformer.tokenizers import make_tokenizers
 from npformer.tokenizers.bpe import N_BASE
 from npformer.train import train
+from small_corpora import labelled, lm_text
 
 FUZZ = settings(max_examples=60, deadline=2000, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -77,10 +78,8 @@ def run_dir(tmp_path_factory):
 
 # The other model kinds, each with the command that uses it: a language model with a
 # BPE tokenizer (its merges are a field to mutate) and a classifier.
-KIND_RUNS = {"lm": (dict(task="lm", data="toy", data_size=2000, tokenizer="bpe",
-                         vocab_size=300), "generate"),
-             "classifier": (dict(task="classify", data="acceptability", data_size=64),
-                            "classify")}
+KIND_RUNS = {"lm": (dict(task="lm", tokenizer="bpe", vocab_size=300), lm_text, "generate"),
+             "classifier": (dict(task="classify"), labelled, "classify")}
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +87,11 @@ def kind_dirs(tmp_path_factory, run_dir):
     """{kind: (run directory, command)} for the translator, the LM and the classifier."""
     dirs = {"translator": (run_dir, "translate")}
     small = {k: v for k, v in SMALL.items() if k not in ("data", "eval_sentences")}
-    for kind, (fields, command) in KIND_RUNS.items():
+    for kind, (fields, make_data, command) in KIND_RUNS.items():
         out = tmp_path_factory.mktemp("fuzz") / kind
-        train(TrainConfig(**small, **fields, out_dir=str(out)), log=lambda line: None)
+        data = make_data(out.parent / "data")  # a small file: a few lines to validate on
+        train(TrainConfig(**small, **fields, data=str(data), valid_frac=0.1, test_frac=0.1,
+                          out_dir=str(out)), log=lambda line: None)
         dirs[kind] = (out, command)
     return dirs
 

@@ -30,6 +30,7 @@ from npformer.tokenizers import BPETokenizer, TokenizerError, WordTokenizer, tok
 from npformer.tokenizers.bpe import (BYTE_OFFSET, MAX_TOKEN_BYTES, N_BASE, apply_merges,
                                      merge_pair, utf8_bytes)
 from npformer.train import train
+from small_corpora import labelled, lm_text
 
 TINY = dict(d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=16, max_tokens=256,
             max_steps=2, eval_every=2, eval_sentences=3, log_every=1, max_minutes=0.0,
@@ -44,11 +45,12 @@ def quiet(line):
 def runs(tmp_path_factory):
     """A tiny translator, language model (BPE) and classifier: {kind: last.npz}."""
     root = tmp_path_factory.mktemp("limits")
+    split = dict(valid_frac=0.1, test_frac=0.1)  # a few lines to validate on (small_corpora)
     configs = {"translator": TrainConfig(**TINY, data="copy"),
-               "lm": TrainConfig(**TINY, task="lm", data_size=2000, tokenizer="bpe",
-                                 vocab_size=300),
-               "classifier": TrainConfig(**TINY, task="classify", data="acceptability",
-                                         data_size=64)}
+               "lm": TrainConfig(**TINY, **split, task="lm", data=str(lm_text(root / "t.txt")),
+                                 tokenizer="bpe", vocab_size=300),
+               "classifier": TrainConfig(**TINY, **split, task="classify",
+                                         data=str(labelled(root / "l.tsv")))}
     for kind, cfg in configs.items():
         train(cfg.replace(out_dir=str(root / kind)), log=quiet)
     return {kind: root / kind / "last.npz" for kind in configs}

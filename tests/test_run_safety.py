@@ -35,6 +35,7 @@ from npformer.decoding import draw_tokens, tempered
 from npformer.distributed import launcher_env
 from npformer.run_dir import RunDirError, claim
 from npformer.train import train
+from small_corpora import labelled, lm_text
 
 TINY = dict(d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=16, max_tokens=256,
             max_steps=2, eval_every=2, eval_sentences=3, log_every=1, max_minutes=0.0,
@@ -94,16 +95,18 @@ def one_line(code, err, needle, status=2):
 def runs(tmp_path_factory):
     """{name: run directory}: translator, word LM, BPE LM, a classifier fine-tuned from the LM."""
     root = tmp_path_factory.mktemp("safety")
+    text = str(lm_text(root / "text.txt"))
+    split = dict(valid_frac=0.1, test_frac=0.1)  # a few lines to validate on (small_corpora)
     configs = {"translator": TrainConfig(**TINY, data="copy"),
-               "lm": TrainConfig(**TINY, task="lm", data_size=2000),
-               "lmbpe": TrainConfig(**TINY, task="lm", data_size=2000, tokenizer="bpe",
+               "lm": TrainConfig(**TINY, **split, task="lm", data=text),
+               "lmbpe": TrainConfig(**TINY, **split, task="lm", data=text, tokenizer="bpe",
                                     vocab_size=300)}
-    configs["classifier"] = TrainConfig(**{**TINY, "max_len": 64}, task="classify",
-                                        data="acceptability", data_size=64,
+    configs["classifier"] = TrainConfig(**{**TINY, "max_len": 64}, **split, task="classify",
+                                        data=str(labelled(root / "labelled.tsv")),
                                         init_from=str(root / "lm" / "best.npz"))
     for name, cfg in configs.items():
         train(cfg.replace(out_dir=str(root / name)), log=quiet)
-    return {name: root / name for name in configs}
+    return {**{name: root / name for name in configs}, "text": text}
 
 
 # ------------------------------------------------------------- class 2: run dirs
@@ -112,14 +115,15 @@ def test_a_new_run_in_a_directory_that_holds_one_is_refused(runs, tmp_path, caps
     out = tmp_path / "lm"
     shutil.copytree(runs["lm"], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    code = main(["pretrain", *LM_FLAGS, "--data-size", "2000", "--out-dir", str(out)])
+    data = ["--data", runs["text"], "--valid-frac", "0.1", "--test-frac", "0.1"]
+    code = main(["pretrain", *LM_FLAGS, *data, "--out-dir", str(out)])
     one_line(code, capsys.readouterr().err, "already holds a run (best.npz, last.npz)")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     with pytest.raises(RunDirError, match="--overwrite"):  # the Python API alike
-        train(TrainConfig(**TINY, task="lm", data_size=2000, out_dir=str(out)), log=quiet)
+        train(TrainConfig(**TINY, task="lm", data=runs["text"], out_dir=str(out)), log=quiet)
     # --overwrite replaces the run: the old log's records are gone, not mixed in
-    assert main(["pretrain", *LM_FLAGS, "--data-size", "2000", "--max-steps", "1",
-                 "--eval-every", "1", "--out-dir", str(out), "--overwrite"]) == 0
+    assert main(["pretrain", *LM_FLAGS, *data, "--max-steps", "1", "--eval-every", "1",
+                 "--out-dir", str(out), "--overwrite"]) == 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert max(h["step"] for h in log) == 1
     capsys.readouterr()
@@ -218,10 +222,13 @@ def test_attention_of_a_model_without_cross_attention_is_one_line(runs, capsys, 
     one_line(code, capsys.readouterr().err, f"holds a {holds}, not a translator")
 
 
-KERNEL_CALL = ("import numpy as np; from npformer import kernels; "
-               "print(kernels.relu_forward(np.ones((2, 3), np.float32)).sum())")
+KERNEL_CALL = ("import numpy as np; from npformer.kernels import activation_nb; "
+               "print(activation_nb.relu_forward(np.ones((2, 3), np.float32)).sum())")
+NO_JIT = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
+                            reason="with NUMBA_DISABLE_JIT nothing is compiled or cached")
 
 
+@NO_JIT
 def test_a_read_only_numba_cache_falls_back_to_a_writable_one(tmp_path):
     """Issue: a read-only home or Numba cache directory made the package die at import."""
     package = tmp_path / "site"
@@ -239,6 +246,7 @@ def test_a_read_only_numba_cache_falls_back_to_a_writable_one(tmp_path):
     assert list((tmp_path / f"npformer-numba-cache-{os.getuid()}").rglob("*.nbi"))
 
 
+@NO_JIT
 def test_with_no_writable_cache_at_all_caching_is_off_with_a_note(tmp_path):
     (tmp_path / "kern.py").write_text(textwrap.dedent("""
         from numba import njit
