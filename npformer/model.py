@@ -80,6 +80,9 @@ class DecoderCache:
         self.key_ok[:, :n] = self.key_ok[rows, :n]  # (B,n)
 
 
+POSITIONS_AT_ONCE = 1024  # rows of the sinusoid table made at its first use (Model._positions)
+
+
 class Model:
     """What every kind of model shares: parameters in a flat dict, checks, embeddings, output.
 
@@ -113,18 +116,21 @@ class Model:
         return self._positions(self.config.max_len)
 
     def _positions(self, n):
-        """The first n rows of the sinusoid table, made when first needed (at least doubling).
+        """The sinusoid table, with at least n rows; made when first needed.
 
         A model may allow max_len 32768 at d_model 1024 (a 134 MB table) and only ever
-        see 40 positions: the table grows with the positions used, not with max_len.
+        see 40 positions, so the table grows with the positions used, not with max_len:
+        up to POSITIONS_AT_ONCE rows at first (every row, for max_len <= 1024; never
+        more than one d_model x d_model weight when d_model >= 1024), then doubling.
         Row p does not depend on the table's length, so growing never changes a value.
-        Shapes: -> (n,C)
+        Shapes: -> (L',C) with n <= L' <= L
         """
         if n > len(self._sinusoids):
-            rows = min(max(n, 2 * len(self._sinusoids)), self.config.max_len)
+            rows = min(max(n, 2 * len(self._sinusoids), POSITIONS_AT_ONCE),
+                       self.config.max_len)
             self._sinusoids = sinusoidal_table(rows, self.config.d_model,
-                                               np.dtype(self.config.dtype))  # (rows,C)
-        return self._sinusoids[:n]
+                                               np.dtype(self.config.dtype))  # (L',C)
+        return self._sinusoids
 
     # ------------------------------------------------------------------ checks
     def _check_params(self, params):

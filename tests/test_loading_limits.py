@@ -265,7 +265,8 @@ def test_the_sinusoid_table_is_sized_to_the_positions_used(tmp_path):
     short = build_model(cfg.replace(max_len=64), {k: v.copy() for k, v in model.params.items()})
     ids = np.random.default_rng(0).integers(4, 16, size=(2, 40))
     assert np.array_equal(model.forward(ids, ids), short.forward(ids, ids))
-    assert np.array_equal(model._positions(40), sinusoidal_table(40, 512))
+    assert np.array_equal(model._positions(40)[:40], sinusoidal_table(40, 512))
+    assert len(model._positions(40)) == 1024 and len(short.pos_table) == 64
 
 
 # -------------------------------------------------------------- archive budget
