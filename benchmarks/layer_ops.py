@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from npformer import kernels
-from npformer import layers as L
-from npformer.threads import set_blas_threads
+from npformer.nn import kernels
+from npformer.nn import layers as L
+from npformer.nn.threads import set_blas_threads
 
 # name: (N rows, C d_model, H heads, T length, F d_ff, V vocab), as in vs_torch.py
 SHAPES = {"tiny": (1024, 64, 4, 16, 256, 1000), "small": (1536, 128, 4, 24, 512, 4000),

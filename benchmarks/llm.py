@@ -51,12 +51,12 @@ def log_records(run_dir):
 
 
 def run_pretrain(args):
-    from npformer.checkpoint import load_checkpoint
-    from npformer.config import PRESETS
+    from npformer.training.checkpoint import load_checkpoint
+    from npformer.training.config import PRESETS
     from npformer.data import entropy_floor, is_grammatical_mixed, text_nll
-    from npformer.decoding import continue_text
+    from npformer.models.decoding import continue_text
     from npformer.tasks import TASKS
-    from npformer.config import TrainConfig
+    from npformer.training.config import TrainConfig
 
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
@@ -138,7 +138,7 @@ def run_finetune(args):
 
 
 def run_translator(args):
-    from npformer.checkpoint import load_checkpoint
+    from npformer.training.checkpoint import load_checkpoint
 
     lm = LM_DIR / "best.npz"
     if not lm.exists():

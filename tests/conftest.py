@@ -7,7 +7,7 @@ The tests import from tests/helpers.py, so this folder goes on sys.path.
 import sys
 from pathlib import Path
 
-from npformer.threads import set_blas_threads
+from npformer.nn.threads import set_blas_threads
 
 sys.path.insert(0, str(Path(__file__).parent))
 set_blas_threads(1)

@@ -191,9 +191,9 @@ def adamw_step_with(bias_correction=True, decoupled=True, decay_times_lr=True,
 
 def block_with(residual="tape", norm_position="pre", gamma="value"):
     """The encoder block with one mistake (see solutions.encoder_block for the right one)."""
-    from npformer.blocks import add, feed_forward, norm, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.tape import Value
 
     def plain_gamma_norm(run, name, x):  # gamma passed as an array: the tape cannot see it
         return run.tape.call(name, layernorm_forward, layernorm_backward, x,
@@ -380,9 +380,9 @@ def output_loss_all_logits(x, E, b, targets, pad_id):
 
 
 def decoder_block_with(memory="value", residual="tape", gamma="value"):
-    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.tape import Value
 
     def block(run, prefix, y, mem, self_mask, cross_mask):
         attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
@@ -765,8 +765,8 @@ def v_embedding_forward_unscaled(ids, W, P, pad_id):
 
 
 def v_block_one_numpy_residual():
-    from npformer.blocks import add, feed_forward, norm, self_attention
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, feed_forward, norm, self_attention
+    from npformer.nn.tape import Value
 
     def block(run, prefix, x, mask):
         attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"

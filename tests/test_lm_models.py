@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
-from npformer.checkpoint import load_checkpoint, save_checkpoint
-from npformer.config import ConfigError, ModelConfig
-from npformer.decoding import continue_text
-from npformer.language_model import Classifier, LanguageModel
-from npformer.model import Transformer, build_model
-from npformer.pretrained import load_pretrained, pretrained_key_map
-from npformer.tape import Tape
+from npformer.training.checkpoint import load_checkpoint, save_checkpoint
+from npformer.nn.config import ConfigError, ModelConfig
+from npformer.models.decoding import continue_text
+from npformer.models.classifier import Classifier
+from npformer.models.language_model import LanguageModel
+from npformer.models.transformer import Transformer
+from npformer.models import build_model
+from npformer.models.pretrained import load_pretrained, pretrained_key_map
+from npformer.nn.tape import Tape
 from npformer.tokenizers import make_tokenizers
 
 BOS, EOS, PAD = 1, 2, 0
@@ -115,7 +117,7 @@ def test_build_model_picks_the_class_and_each_class_refuses_the_others():
         cfg = ModelConfig(**fields)
         assert type(build_model(cfg)) is model_class
         for other in {Transformer, LanguageModel, Classifier} - {model_class}:
-            with pytest.raises(ValueError, match="use npformer.model.build_model"):
+            with pytest.raises(ValueError, match="use npformer.models.build_model"):
                 other(cfg)
 
 
@@ -232,7 +234,7 @@ def test_checkpoints_of_every_kind_round_trip(kind, tmp_path):
 
 
 def test_checkpoint_with_labels_that_do_not_fit_is_refused(tmp_path):
-    from npformer.checkpoint import CheckpointError
+    from npformer.training.checkpoint import CheckpointError
 
     tok = tokenizer()
     model = build_model(ModelConfig(**{**ENCODER, "src_vocab_size": tok.vocab_size,

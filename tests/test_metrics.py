@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from npformer.metrics import corpus_bleu, exact_match, sentence_bleu, tokenize_13a
+from npformer.tasks.metrics import corpus_bleu, exact_match, sentence_bleu, tokenize_13a
 
 sacrebleu = pytest.importorskip("sacrebleu")
 

@@ -1,4 +1,4 @@
-"""Tests for npformer.optim: AdamW, gradient clipping, learning-rate schedules.
+"""Tests for npformer.training.optim: AdamW, gradient clipping, learning-rate schedules.
 
 PyTorch, where installed, is the oracle for AdamW and clip_grad_norm; the
 schedule tests derive their expected values by hand from the formulas.
@@ -12,18 +12,10 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
-from npformer.optim import (
-    SCHEDULES,
-    AdamW,
-    clip_grad_norm,
-    constant_with_warmup,
-    default_no_decay,
-    global_norm,
-    inverse_sqrt_warmup,
-    make_schedule,
-    warmup_cosine,
-    zero_grads,
-)
+from npformer.training.optim import (SCHEDULES, AdamW, clip_grad_norm, constant_with_warmup,
+                                     default_no_decay, global_norm, inverse_sqrt_warmup,
+                                     make_schedule, warmup_cosine)
+from npformer.nn.params import zero_grads
 
 # Relative error bound when comparing float64 AdamW with torch over N_STEPS
 # steps: both do the same operations in the same order, so only a few ulps of

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from npformer import cli
-from npformer.sweep import (SweepError, compute, fit_power_law, mean_over_seeds, parse_size,
-                            read_sweep, sweep)
+from npformer.tools.sweep import (SweepError, compute, fit_power_law, mean_over_seeds, parse_size,
+                                  read_sweep, sweep)
 
 TINY = dict(sizes=["16x1", "32x1"], token_amounts=[1000, 3000], seeds=(0,), steps=6,
             eval_every=3)

@@ -1,12 +1,11 @@
 """Data: toy corpora, loaders for user files, and the language-model side.
 
 The built-in toy corpus, symbol tasks, loaders for user files, toy text,
-classification tasks, grammar checker, entropy floor, in-context-learning prompts,
-and the SCAN command corpus (commands.py).
+classification tasks, grammar checker, entropy floor and in-context-learning prompts.
+(The SCAN command corpus, used by a benchmark only, is in npformer/devtools/.)
 """
 from .baselines import logistic_regression_accuracy, majority_accuracy, naive_bayes_accuracy
 from .classify import TASKS, load_labelled_tsv, make_task
-from .commands import make_command_corpus, scan_commands
 from .entropy import entropy_floor, line_logprob, sentence_logprob, text_nll
 from .grammar import (
     Ungrammatical,
@@ -34,5 +33,4 @@ __all__ = [
     "why_not_english", "why_not_velan", "parse_english", "parse_velan", "Ungrammatical",
     "entropy_floor", "sentence_logprob", "line_logprob", "text_nll",
     "make_icl_text", "make_icl_prompts", "evaluate_icl",
-    "scan_commands", "make_command_corpus",
 ]

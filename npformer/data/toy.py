@@ -29,6 +29,10 @@ import random
 # --- lexicon ----------------------------------------------------------------
 # Nouns: (source singular, source plural, target, gender). Target nouns do not
 # change for number; gender "m" takes article lo, "f" takes la.
+# How often each kind of line is drawn in "mixed" toy text (text.py draws the lines,
+# entropy.py computes their entropy).
+MIXED_WEIGHTS = {"english": 0.35, "velan": 0.35, "pair": 0.30}
+
 ANIMATE_NOUNS = [
     ("man", "men", "om", "m"), ("woman", "women", "fema", "f"),
     ("boy", "boys", "puer", "m"), ("girl", "girls", "pela", "f"),
