@@ -52,7 +52,7 @@ def log_records(run_dir):
 
 def run_pretrain(args):
     from npformer.training.checkpoint import load_checkpoint
-    from npformer.training.config import PRESETS
+    from npformer.tasks import PRESETS
     from npformer.data import entropy_floor, is_grammatical_mixed, text_nll
     from npformer.models.decoding import continue_text
     from npformer.tasks import TASKS

@@ -33,7 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from npformer.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta  # noqa: E402
-from npformer.training.config import PRESETS, TrainConfig  # noqa: E402
+from npformer.tasks import PRESETS  # noqa: E402
+from npformer.training.config import TrainConfig  # noqa: E402
 from npformer.devtools.scan_commands import make_command_corpus
 from npformer.data import save_tsv  # noqa: E402
 from npformer.tasks.evaluation import evaluate  # noqa: E402

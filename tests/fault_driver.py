@@ -61,7 +61,7 @@ def inject(spec):
     elif where == "update":
         after(npformer.training.optim.AdamW, "step")
     elif where == "validate":
-        before(npformer.tasks, "validation_loss")  # every task's validation starts with it
+        before(npformer.tasks.evaluation, "validation_loss")  # every task's validation starts with it
     elif where == "fsync":
         before(npformer.training.checkpoint.os, "fsync")
     else:

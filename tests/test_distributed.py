@@ -22,7 +22,8 @@ import pytest
 
 from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.training.config import PRESETS, TrainConfig
+from npformer.tasks import PRESETS
+from npformer.training.config import TrainConfig
 from npformer.training.distributed import GradientSync, SingleProcess, flat_gradients, shard
 from npformer.models.transformer import Transformer
 from npformer.nn.config import ModelConfig

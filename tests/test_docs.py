@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from npformer.cli import build_parser
-from npformer.training.config import COMMAND_PRESETS, PRESETS, TrainConfig
+from npformer.tasks import COMMAND_PRESETS, PRESETS
+from npformer.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

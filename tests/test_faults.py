@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from npformer.training.checkpoint import load_checkpoint
-from npformer.training.config import COMMAND_PRESETS, COMMAND_TASKS, PRESETS, TrainConfig
+from npformer.tasks import COMMAND_PRESETS, COMMAND_TASKS, PRESETS
+from npformer.training.config import TrainConfig
 from npformer.training.loop import train
 from small_corpora import labelled, lm_text
 

@@ -94,29 +94,30 @@ def _check_writable(path, flag):
         raise UsageError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
 
 
-# What each kind of model is called, where its command saves it, and what uses it.
-MODEL_KINDS = {"Transformer": ("translator", DEFAULT_MODEL, "npformer train", "translate, eval"),
-               "LanguageModel": ("language model", "runs/lm/best.npz", "npformer pretrain",
-                                 "generate, eval"),
-               "Classifier": ("classifier", "runs/classify/best.npz", "npformer finetune",
-                              "classify, eval")}
+def _default_model(task):
+    """Where a task's command saves its best model by default (its first preset's out_dir)."""
+    from ..training.config import TrainConfig
+
+    out_dir = next(iter(task.presets.values())).get("out_dir", TrainConfig().out_dir)
+    return f"{out_dir}/best.npz"
 
 
 def _load_model(path, want=None):
     """A checkpoint; `want` (a model class name) must match, else a one-line error."""
+    from ..tasks import TASK_OF_MODEL, TASKS
     from ..training.checkpoint import CheckpointError, load_checkpoint
 
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as err:
-        made_by = {info[1]: info[2] for info in MODEL_KINDS.values()}
+        made_by = {_default_model(task): f"npformer {task.command}" for task in TASKS.values()}
         hint = f" (train one first with: {made_by[str(path)]})" if str(path) in made_by else ""
         raise UsageError(f"{err}{hint}") from None
-    have = type(ckpt.model).__name__
-    if want is not None and have != want:
-        name, _, _, commands = MODEL_KINDS[have]
-        raise UsageError(f"{path} holds a {name}, not a {MODEL_KINDS[want][0]}; use it with: "
-                         f"npformer {commands}")
+    have = TASK_OF_MODEL[type(ckpt.model).__name__]
+    if want is not None and have.model_class != want:
+        raise UsageError(f"{path} holds a {have.model_name}, not a "
+                         f"{TASK_OF_MODEL[want].model_name}; use it with: "
+                         f"npformer {have.serve_commands}")
     return ckpt
 
 
@@ -149,8 +150,8 @@ def train_config_from_args(args):
     With --resume the run's saved configuration is the starting point instead,
     and only the flags given explicitly may change it (see train.resume_config).
     """
-    from ..training.config import PRESETS, TrainConfig
-    from ..tasks import pretrained_conflicts
+    from ..tasks import PRESETS, TASKS, pretrained_conflicts
+    from ..training.config import TrainConfig
     from ..training.loop import resume_config
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
@@ -163,14 +164,14 @@ def train_config_from_args(args):
         cfg = resume_config(given.get("out_dir", PRESETS[args.presets[0]].get(
             "out_dir", TrainConfig().out_dir)), **given)
         if cfg.task != args.task:
-            command = {"translate": "train", "lm": "pretrain", "classify": "finetune"}[cfg.task]
+            command = TASKS[cfg.task].command
             raise UsageError(f"{cfg.out_dir} holds a {cfg.task} run; resume it with: npformer "
                              f"{command} --resume --out-dir {cfg.out_dir}")
         return cfg
     if given.get("init_from"):  # the run takes the LM's architecture and tokenizer
         conflicts = pretrained_conflicts(given, given["init_from"])
         if conflicts:
-            flag = "--from" if args.task == "classify" else "--init-from"
+            flag = TASKS[args.task].init_flag
             raise UsageError(f"{', '.join(conflicts)}: a model started from {flag} "
                              f"{given['init_from']} takes that LM's architecture and tokenizer; "
                              "leave these options out")
@@ -218,9 +219,7 @@ def cmd_train(args):
         print(f"last validation (step {last['step']}): {scores}")
     print(f"wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'log.jsonl'}, "
           f"{out / 'curves.png'}")
-    use = {"translate": 'translate --model {} "<a sentence>"', "lm": 'generate --model {} "<a '
-           'prompt>"', "classify": 'classify --model {} "<a sentence>"'}[cfg.task]
-    print(f"next: npformer {use.format(out / 'best.npz')}")
+    print(f"next: npformer {task.serve.format(out / 'best.npz')}")
     return 0
 
 
@@ -324,20 +323,15 @@ def cmd_classify(args):
     return _serve(args, answer)
 
 
-TASK_OF_MODEL = {"Transformer": "translate", "LanguageModel": "lm", "Classifier": "classify"}
-
-
 def _eval_items(args, ckpt, task):
     """What `npformer eval` scores: --data FILE, or a split of the model's own training data."""
     from ..training.config import TrainConfig
-    from ..data import DataError, load_labelled_tsv, load_text, load_tsv
+    from ..data import DataError
 
     cfg = TrainConfig.from_dict(ckpt.train_config) if ckpt.train_config else None
     try:
         if args.data:
-            loaders = {"translate": lambda f: load_tsv(f).pairs, "lm": load_text,
-                       "classify": load_labelled_tsv}
-            items, where = loaders[task.name](args.data), args.data
+            items, where = task.read_file(args.data), args.data
         else:
             if cfg is None:
                 raise UsageError("this checkpoint has no training config; pass --data FILE")
@@ -358,55 +352,24 @@ def cmd_eval(args):
     translator: BLEU and exact match; language model: loss and perplexity;
     classifier: accuracy and the confusion matrix.
     """
-    from ..tasks.evaluation import evaluate, validation_loss
-    from ..tasks import TASKS, Built, confusion_matrix, format_confusion
+    from ..data import DataError
+    from ..tasks import TASK_OF_MODEL, Built
 
     _set_threads(args.threads)
     if args.json:  # fail now, not after minutes of decoding
         _check_writable(Path(args.json), "--json")
     ckpt = _load_model(args.model)
-    task = TASKS[TASK_OF_MODEL[type(ckpt.model).__name__]]
+    task = TASK_OF_MODEL[type(ckpt.model).__name__]
     items, where, cfg = _eval_items(args, ckpt, task)
-    print(f"{'data':<14} {where}\n{'model':<14} {MODEL_KINDS[type(ckpt.model).__name__][0]}")
+    print(f"{'data':<14} {where}\n{'model':<14} {task.model_name}")
     built = Built(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.labels, "")
-    if task.name == "translate":
-        kw = {"beam_size": args.beam} if args.beam > 1 else {}
-        result = evaluate(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, items,
-                          method="beam" if args.beam > 1 else "greedy", **kw)
-        decoding = f"beam {args.beam}" if args.beam > 1 else "greedy"
-        print(f"{'sentences':<14} {result['n']}\n{'decoding':<14} {decoding}\n"
-              f"{'BLEU':<14} {result['bleu']:.2f}\n{'exact match':<14} "
-              f"{100 * result['exact_match']:.2f}%")
-        for (src, ref), hyp in list(zip(items, result["hypotheses"]))[: args.show]:
-            mark = "=" if hyp == ref else "x"
-            print(f"[{mark}] {src}\n    ref: {ref}\n    hyp: {hyp}")
-        report = {"decoding": decoding, "bleu": result["bleu"],
-                  "exact_match": result["exact_match"], "n": result["n"],
-                  "sentences": [{"source": s, "reference": r, "hypothesis": h}
-                                for (s, r), h in zip(items, result["hypotheses"])]}
-    elif task.name == "lm":
-        examples, _ = task.encode(items, built, cfg)
-        loss = validation_loss(ckpt.model, examples, cfg.max_tokens, task)
-        perplexity = float(np.exp(min(loss, 50.0)))
-        print(f"{'lines':<14} {len(items)}\n{'loss':<14} {loss:.4f} nats/token\n"
-              f"{'perplexity':<14} {perplexity:.3f}")
-        report = {"loss": loss, "perplexity": perplexity, "n": len(items)}
-    else:
-        examples, _ = task.encode(items, built, cfg)
-        unknown = sorted({label for _, label in items} - set(ckpt.labels))
-        if unknown:  # encode leaves them out: the model cannot predict them
-            message = (f"{where}: {len(items) - len(examples)} examples have labels the model "
-                       f"does not know ({', '.join(unknown[:5])}); its labels are "
-                       f"{', '.join(ckpt.labels)}")
-            if not examples:
-                raise UsageError(message)
-            print(f"note: {message}; they are left out", file=sys.stderr)
-        matrix = confusion_matrix(ckpt.model, examples, cfg.max_tokens, task)
-        acc = float(np.trace(matrix) / max(matrix.sum(), 1))
-        print(f"{'examples':<14} {int(matrix.sum())}\n{'accuracy':<14} {100 * acc:.2f}%\n"
-              f"{format_confusion(matrix, ckpt.labels)}")
-        report = {"accuracy": acc, "n": int(matrix.sum()), "labels": ckpt.labels,
-                  "confusion": matrix.tolist()}
+    try:
+        notes, lines, report = task.score(built, items, cfg, beam=args.beam, show=args.show)
+    except DataError as err:
+        raise UsageError(f"{where}: {err}") from None
+    for note in notes:
+        print(f"note: {where}: {note}", file=sys.stderr)
+    print("\n".join(lines))
     if args.json:
         text = json.dumps({"data": where, **report}, indent=1, ensure_ascii=False)
         try:
@@ -544,14 +507,14 @@ def _field_help(field, task):
     return text[task] if isinstance(text, dict) else text
 
 
-def training_command(sub, name, help, description, examples):
-    """A training command: one flag per TrainConfig field of its task, presets, resume."""
-    from ..training.config import COMMAND_PRESETS, COMMAND_TASKS, PRESETS, TrainConfig
+def training_command(sub, task):
+    """A task's training command: one flag per TrainConfig field of the task, presets, resume."""
+    from ..training.config import TrainConfig
 
-    task, presets = COMMAND_TASKS[name], COMMAND_PRESETS[name]
-    p = sub.add_parser(name, help=help, description=description,
+    name, presets = task.command, tuple(task.presets)
+    p = sub.add_parser(name, help=task.command_help, description=task.command_description,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n  " + "\n  ".join(examples))
+                       epilog="examples:\n  " + "\n  ".join(task.command_examples))
     if len(presets) > 1:
         p.add_argument("--preset", choices=sorted(presets), default=None,
                        help=f"starting point for all options ({presets[0]} when not given); "
@@ -564,69 +527,35 @@ def training_command(sub, name, help, description, examples):
     p.add_argument("--workers", type=_number(int, 1, 1024), default=1,
                    help=f"data-parallel processes, started with mpiexec (needs the mpi extra; "
                         f"the same as: mpiexec -n N npformer {name} ...)")
-    defaults = TrainConfig(**PRESETS[presets[0]])
-    aliases = {("finetune", "init_from"): ["--from"], ("finetune", "data"): ["--task"]}
+    defaults = TrainConfig(**task.presets[presets[0]])
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "task" or task not in f.metadata["tasks"]:
+        if f.name == "task" or task.name not in f.metadata["tasks"]:
             continue
         kind = _bool if f.type in (bool, "bool") else type(getattr(defaults, f.name))
-        flags = ["--" + f.name.replace("_", "-"), *aliases.get((name, f.name), [])]
+        flags = ["--" + f.name.replace("_", "-"), *task.flag_aliases.get(f.name, [])]
         p.add_argument(*flags, dest=f.name, type=kind, default=None,
                        metavar=f.name.upper() if kind is not _bool else "BOOL",
-                       help=f"{_field_help(f, task)} (default {getattr(defaults, f.name)!r})")
-    p.set_defaults(func=cmd_train, task=task, presets=presets)
+                       help=f"{_field_help(f, task.name)} (default {getattr(defaults, f.name)!r})")
+    p.set_defaults(func=cmd_train, task=task.name, presets=presets)
     return p
 
 
-def build_parser():
+def _sampling_filters(p):
+    """translate --sample and generate: which tokens may be drawn."""
+    p.add_argument("--top-k", type=_number(int, 0), default=0,
+                   help="sample from the k best tokens (0 = all)")
+    p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0,
+                   help="nucleus sampling mass in (0, 1] (1 = off)")
 
-    parser = Parser(
-        prog="npformer", description="An educational encoder-decoder transformer in NumPy.",
-        epilog="Run 'npformer COMMAND --help' for a command's options. Docs: docs/cli.md")
-    parser.add_argument("--version", action="version", version=f"npformer {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+def _threads(p):
+    """The --threads option of a command that runs a model."""
+    p.add_argument("--threads", type=_number(int, 1, 1024), default=1,
+                   help="BLAS threads (default 1: fastest for small models, see "
+                        "docs/performance.md)")
 
-    def sampling_filters(p):  # translate --sample and generate: which tokens may be drawn
-        p.add_argument("--top-k", type=_number(int, 0), default=0,
-                       help="sample from the k best tokens (0 = all)")
-        p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0,
-                       help="nucleus sampling mass in (0, 1] (1 = off)")
 
-    def threads(p):
-        p.add_argument("--threads", type=_number(int, 1, 1024), default=1,
-                       help="BLAS threads (default 1: fastest for small models, see "
-                            "docs/performance.md)")
-
-    training_command(
-        sub, "train", help="train a translator (default: the built-in toy, about 70 s)",
-        description="Train an encoder-decoder transformer. With no arguments it trains the "
-                    "built-in toy English->Velan translator.",
-        examples=["npformer train", "npformer train --preset copy",
-                  "npformer train --preset tsv --data pairs.tsv --max-minutes 10",
-                  "npformer train --data train.de --tgt-file train.en --tokenizer bpe",
-                  "npformer train --resume --out-dir runs/toy --max-minutes 5",
-                  "npformer train --init-from runs/lm/best.npz --out-dir runs/toy-from-lm"])
-    training_command(
-        sub, "pretrain", help="pretrain a decoder-only language model (next-token prediction)",
-        description="Train a GPT-style language model to predict the next token. With no "
-                    "arguments it pretrains on generated toy text (English, Velan and "
-                    "'English = Velan' lines) in about 4 minutes.",
-        examples=["npformer pretrain", "npformer pretrain --data my_text.txt --tokenizer bpe",
-                  "npformer pretrain --data toy-icl --out-dir runs/icl",
-                  "npformer pretrain --resume --out-dir runs/lm"])
-    training_command(
-        sub, "finetune", help="fine-tune a pretrained LM as a classifier (or train one from "
-                              "scratch)",
-        description="Train a classifier: a new head on a pretrained language model's body "
-                    "(--from), the same architecture from scratch (--from ... --scratch true), "
-                    "or a small model of its own (no --from).",
-        examples=["npformer finetune --from runs/lm/best.npz --task acceptability",
-                  "npformer finetune --from runs/lm/best.npz --scratch true --out-dir runs/ft0",
-                  "npformer finetune --from runs/lm/best.npz --data reviews.tsv "
-                  "--body-lr-scale 0.3",
-                  "npformer finetune --task plural_subject --body encoder-only"])
-
+def _translate_and_eval_commands(sub):
+    """translate and eval: serve a translator, score any model."""
     p = sub.add_parser(
         "translate", help="translate sentences with a trained model",
         description="Translate the sentences given as arguments, else the lines of standard "
@@ -644,9 +573,9 @@ def build_parser():
     p.add_argument("--sample", action="store_true", help="sample instead of greedy/beam")
     p.add_argument("--temperature", type=_number(float, 0.0, 100.0, low_open=True), default=1.0,
                    help="sampling temperature (> 0)")
-    sampling_filters(p)
+    _sampling_filters(p)
     p.add_argument("--seed", type=_number(int, 0), default=0, help="seed for --sample")
-    threads(p)
+    _threads(p)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser(
@@ -671,9 +600,12 @@ def build_parser():
                    help="print the first N translations")
     p.add_argument("--json", help="also write the scores (and every translation) to this "
                                   "JSON file")
-    threads(p)
+    _threads(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _generate_and_classify_commands(sub):
+    """generate and classify: serve a language model and a classifier."""
     p = sub.add_parser(
         "generate", help="continue a prompt with a pretrained language model",
         description="Continue each prompt given as an argument, else each line of standard "
@@ -690,11 +622,11 @@ def build_parser():
                    help="tokens to add at most (default 40; also bounded by the model's max_len)")
     p.add_argument("--temperature", type=_number(float, 0.0, 100.0), default=0.0,
                    help="0 = greedy (default); > 0 samples, < 1 sharper, > 1 flatter")
-    sampling_filters(p)
+    _sampling_filters(p)
     p.add_argument("--n", type=_number(int, 1, 100), default=1,
                    help="continuations per prompt (default 1)")
     p.add_argument("--seed", type=_number(int, 0), default=0, help="seed for sampling")
-    threads(p)
+    _threads(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -707,9 +639,12 @@ def build_parser():
     p.add_argument("text", nargs="*", help="texts to classify")
     p.add_argument("--model", default="runs/classify/best.npz",
                    help="checkpoint of a classifier (default runs/classify/best.npz)")
-    threads(p)
+    _threads(p)
     p.set_defaults(func=cmd_classify)
 
+
+def _tool_commands(sub):
+    """data, attention, profile and gradcheck."""
     p = sub.add_parser(
         "data", help="write a built-in corpus (toy, copy, reverse) as TSV",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -748,7 +683,7 @@ def build_parser():
     p.add_argument("--dropout", type=_number(float, 0.0, 1.0, high_open=True), default=0.1,
                    help="dropout (default 0.1)")
     p.add_argument("--plot", metavar="PNG", help="also save a stacked bar chart")
-    threads(p)
+    _threads(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser(
@@ -761,6 +696,9 @@ def build_parser():
     p.add_argument("--layers-only", action="store_true", help="skip the whole-model checks")
     p.set_defaults(func=cmd_gradcheck)
 
+
+def _exercises_and_sweep_commands(sub):
+    """exercises and sweep."""
     p = sub.add_parser(
         "exercises", help="list the exercises, or grade a file of your answers (progress table)",
         description="List the exercises (write each backward pass, and the LLM pieces, "
@@ -811,8 +749,26 @@ def build_parser():
     p.add_argument("--out", default="sweep.json", help="JSON file of results (default "
                                                         "sweep.json)")
     p.add_argument("--plot", metavar="PNG", help="also save the log-log plots")
-    threads(p)
+    _threads(p)
     p.set_defaults(func=cmd_sweep)
+
+
+def build_parser():
+    """The parser of `npformer COMMAND`: a training command per task, then the others."""
+    from ..tasks import TASKS
+
+    parser = Parser(
+        prog="npformer", description="An educational encoder-decoder transformer in NumPy.",
+        epilog="Run 'npformer COMMAND --help' for a command's options. Docs: docs/cli.md")
+    parser.add_argument("--version", action="version", version=f"npformer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for task in TASKS.values():  # train, pretrain, finetune: one per task, from the registry
+        training_command(sub, task)
+    _translate_and_eval_commands(sub)
+    _generate_and_classify_commands(sub)
+    _tool_commands(sub)
+    _exercises_and_sweep_commands(sub)
     return parser
 
 

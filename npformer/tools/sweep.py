@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..training.batching import bucket_batches
-from ..training.config import PRESETS, TrainConfig
+from ..tasks import PRESETS
+from ..training.config import TrainConfig
 from ..data import entropy_floor
 from ..tasks import TASKS
 

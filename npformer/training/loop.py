@@ -58,13 +58,10 @@ from ..nn.threads import set_blas_threads
 # Fields a resumed run may change: how long it runs and how it reports, never
 # what it computes (changing max_steps or eval_every changes when it stops and
 # validates; the cosine schedule then stretches to the new max_steps).
-TOO_LONG = {"translate": "pairs longer than", "lm": "lines were cut into pieces of",
-            "classify": "texts were cut to"}
 CHECK_SAME_EVERY = 100  # steps between checks that all processes hold the same parameters
 RESUMABLE_FIELDS = ("max_steps", "max_minutes", "threads", "log_every", "eval_every",
                     "patience")
 # The rule that picked best.npz in runs saved before best_by existed (resume keeps it).
-LEGACY_BEST_BY = {"translate": "bleu", "lm": "valid_loss", "classify": "accuracy"}
 
 
 class TrainingError(RuntimeError):
@@ -193,14 +190,6 @@ def train_step(model, opt, batch, lr, rng, label_smoothing=0.0, clip_norm=0.0, t
     return loss
 
 
-def body_lr_scale(model, cfg):
-    """Fine-tuning: {key: learning-rate factor} of a classifier's body (all but the head)."""
-    if cfg.task != "classify":
-        return None
-    factor = 0.0 if cfg.freeze_body else cfg.body_lr_scale
-    return {key: factor for key in model.params if not key.startswith("head.")}
-
-
 def make_lr_schedule(cfg):
     """The learning rate at each step, as configured (see npformer.training.optim.make_schedule)."""
     if cfg.schedule == "warmup_cosine":
@@ -234,7 +223,7 @@ def resume_config(run_dir, **changes):
         raise CheckpointError(f"{path}: holds no training configuration; cannot resume it")
     fields = dict(meta["train_config"])
     if "best_by" not in fields:  # saved before the choice: keep the rule the run used
-        fields["best_by"] = LEGACY_BEST_BY[fields.get("task", "translate")]
+        fields["best_by"] = TASKS[fields.get("task", TrainConfig().task)].legacy_best_by
     saved = TrainConfig.from_dict(fields)
     fixed = sorted(k for k, v in changes.items()
                    if k not in RESUMABLE_FIELDS and v != getattr(saved, k))
@@ -311,16 +300,6 @@ class CtrlC:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
         return False
-
-
-def left_out_warning(dropped, n_pairs, max_len, from_data):
-    """The warning line for training pairs longer than max_len (left out of training)."""
-    fix = ("max_len was chosen from the data within a memory bound (the line above); a "
-           "larger --max-len keeps them, at more memory per batch" if from_data else
-           "raise --max-len, or give --max-len 0 to choose it from the data")
-    return (f"warning: {dropped:,} of {n_pairs:,} training pairs ({100 * dropped / n_pairs:.1f}%) "
-            f"need more than max_len={max_len} tokens (incl. BOS/EOS) and are left out: the "
-            f"model never learns them; {fix}")
 
 
 def _clock(seconds):
@@ -405,23 +384,21 @@ def _train(cfg, resume, log, world, out):
     world.check_same([*model.params.values(), json.dumps([src_tok.to_dict(), tgt_tok.to_dict()])
                       .encode()], "the initial parameters or tokenizers")
     sync = distributed.GradientSync(world, model) if world.size > 1 else None
-    vocab = (f"source {src_tok.vocab_size}, target {tgt_tok.vocab_size}" if task.name == "translate"
+    vocab = (f"source {src_tok.vocab_size}, target {tgt_tok.vocab_size}" if task.two_vocabularies
              else f"{src_tok.vocab_size}")
     log(f"vocab: {vocab} ({src_tok.kind}); model: {model.config.kind}"
         f"{f', {len(built.labels)} classes' if built.labels else ''}, {model.n_params:,} "
         "parameters")
     opt = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                lr_scale=body_lr_scale(model, cfg))
+                lr_scale=task.lr_scale(model, cfg))
     if resume and ckpt.optimizer_state is not None:
         opt.load_state_dict(ckpt.optimizer_state)
     schedule = make_lr_schedule(cfg)
 
     examples, dropped = task.encode(splits["train"], built, cfg)
     valid_examples, _ = task.encode(splits["valid"], built, cfg)
-    if dropped and task.name == "translate":  # pairs the model will never learn: say so
-        log(left_out_warning(dropped, len(examples) + dropped, cfg.max_len, max_len_from_data))
-    elif dropped:
-        log(f"note: {dropped} training {TOO_LONG[task.name]} max_len={cfg.max_len}")
+    if dropped:  # examples left out or cut: say so
+        log(task.dropped_note(dropped, len(examples), cfg, max_len_from_data))
     if not examples or not valid_examples:
         raise DataError(f"{cfg.data}: no {'training' if not examples else 'validation'} "
                         f"example fits in max_len={cfg.max_len} (tokens incl. BOS/EOS); "
@@ -440,10 +417,10 @@ def _train(cfg, resume, log, world, out):
             except OSError as err:
                 raise log_error(out / "log.jsonl", err) from None
 
-    if not resume and task.name == "translate":  # what the run trains on, first in the log
+    facts = task.data_facts(splits["train"], len(examples), dropped, built)
+    if not resume and facts is not None:  # what the run trains on, first in the log
         record({"type": "data", "step": 0, "max_len": cfg.max_len,
-                "max_len_from_data": max_len_from_data,
-                **task.data_facts(splits["train"], len(examples), dropped, built)})
+                "max_len_from_data": max_len_from_data, **facts})
 
     def save(name):
         if not is_root:
