@@ -26,6 +26,7 @@ import npformer.training.checkpoint
 import npformer.tools.profile
 import npformer.tools.sweep
 import npformer.training.loop
+import npformer.training.session
 from npformer.training import run_dir
 from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
@@ -340,7 +341,7 @@ class FullDisk:
 
 def test_a_full_disk_while_logging_stops_the_run_with_one_line(tmp_path, capsys, monkeypatch):
     """Issue: writing log.jsonl on a full disk was a traceback."""
-    monkeypatch.setattr(npformer.training.loop, "open",
+    monkeypatch.setattr(npformer.training.session, "open",
                         lambda *a, **k: FullDisk(open(*a, **k), ok=1), raising=False)
     out = tmp_path / "run"
     code = main(["train", "--data", "copy", *FLAGS, "--max-steps", "4", "--out-dir", str(out)])
@@ -353,7 +354,7 @@ def test_a_full_disk_while_logging_stops_the_run_with_one_line(tmp_path, capsys,
 
     def no_space(*args):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(npformer.training.loop.os, "replace", no_space)
+    monkeypatch.setattr(npformer.training.session.os, "replace", no_space)
     code = main(["train", "--resume", "--max-steps", "3", "--out-dir", str(tmp_path / "b")])
     last_line(code, capsys.readouterr().err, "could not write the log")
 

@@ -152,7 +152,7 @@ def train_config_from_args(args):
     """
     from ..tasks import PRESETS, TASKS, pretrained_conflicts
     from ..training.config import TrainConfig
-    from ..training.loop import resume_config
+    from ..training.session import resume_config
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None and f.name != "task"}
@@ -850,12 +850,17 @@ def _stop_writing_stdout():
 
 def main(argv=None):
     _text_streams()
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    try:  # the parser reads the task registry, which starts the kernels: check first
+        _check_environment()
+    except UsageError as err:
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"npformer {command}: error: {err}".replace("npformer : ", "npformer: "),
+              file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
     args.argv = argv  # --workers starts the same command again under mpiexec
     try:
-        _check_environment()
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
