@@ -433,14 +433,14 @@ def test_make_schedule():
     schedule = make_schedule("warmup_cosine", **kw)
     for step in (1, 10, 37, 110, 111):
         assert schedule(step) == warmup_cosine(step, **kw)
-    assert set(SCHEDULES) == {"inverse_sqrt_warmup", "warmup_cosine", "constant_with_warmup"}
+    assert set(SCHEDULES) == {"inverse_sqrt", "warmup_cosine", "constant"}  # TrainConfig's names
 
 
 def test_make_schedule_errors():
-    with pytest.raises(ValueError, match="inverse_sqrt_warmup.*warmup_cosine"):
+    with pytest.raises(ValueError, match="constant.*inverse_sqrt.*warmup_cosine"):
         make_schedule("linear", peak_lr=1.0)
     # Bad hyperparameters fail at creation, not at step 1 of training.
     with pytest.raises(ValueError, match="warmup_steps"):
-        make_schedule("inverse_sqrt_warmup", d_model=512, warmup_steps=0)
+        make_schedule("inverse_sqrt", d_model=512, warmup_steps=0)
     with pytest.raises(TypeError):
-        make_schedule("constant_with_warmup", peak_lr=1.0)  # warmup_steps missing
+        make_schedule("constant", peak_lr=1.0)  # warmup_steps missing

@@ -180,7 +180,7 @@ def train_config_from_args(args):
 
 def cmd_train(args):
     """Train a model; print the test-set score and a few examples."""
-    from ..tasks import TASKS, Built
+    from ..tasks import TASKS, ModelBundle
     from ..training.loop import TrainingError, train
 
     from ..training.distributed import (DistributedError, launch_command, mpi_size_from_env,
@@ -208,7 +208,7 @@ def cmd_train(args):
     ckpt = _load_model(out / "best.npz")
     task = TASKS[cfg.task]
     splits, _ = task.load(cfg)
-    built = Built(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.labels, "")
+    built = ckpt.bundle()
     if splits["test"]:
         print("\n".join(task.report(built, cfg, splits["test"])))
     else:
@@ -353,7 +353,7 @@ def cmd_eval(args):
     classifier: accuracy and the confusion matrix.
     """
     from ..data import DataError
-    from ..tasks import TASK_OF_MODEL, Built
+    from ..tasks import TASK_OF_MODEL, ModelBundle
 
     _set_threads(args.threads)
     if args.json:  # fail now, not after minutes of decoding
@@ -362,7 +362,7 @@ def cmd_eval(args):
     task = TASK_OF_MODEL[type(ckpt.model).__name__]
     items, where, cfg = _eval_items(args, ckpt, task)
     print(f"{'data':<14} {where}\n{'model':<14} {task.model_name}")
-    built = Built(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.labels, "")
+    built = ckpt.bundle()
     try:
         notes, lines, report = task.score(built, items, cfg, beam=args.beam, show=args.show)
     except DataError as err:
@@ -383,10 +383,9 @@ def cmd_eval(args):
 
 def cmd_data(args):
     """Write a built-in corpus to TSV files."""
-    from ..data import make_copy_task, make_reverse_task, make_toy_corpus, save_tsv
+    from ..data import CORPORA, save_tsv
 
-    make = {"toy": make_toy_corpus, "copy": make_copy_task, "reverse": make_reverse_task}
-    splits = make[args.task](seed=args.seed)
+    splits = CORPORA[args.task][0](seed=args.seed)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = ["train", "valid", "test"] if args.split == "all" else [args.split]
@@ -645,11 +644,13 @@ def _generate_and_classify_commands(sub):
 
 def _tool_commands(sub):
     """data, attention, profile and gradcheck."""
+    from ..data import CORPORA
+
     p = sub.add_parser(
         "data", help="write a built-in corpus (toy, copy, reverse) as TSV",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  npformer data\n  npformer data --task reverse --split test")
-    p.add_argument("--task", choices=["toy", "copy", "reverse"], default="toy",
+    p.add_argument("--task", choices=list(CORPORA), default="toy",
                    help="which corpus (default toy)")
     p.add_argument("--split", choices=["train", "valid", "test", "all"], default="all",
                    help="which split (default all)")

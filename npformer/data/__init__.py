@@ -19,11 +19,11 @@ from .grammar import (
 )
 from .icl import evaluate_icl, make_icl_prompts, make_icl_text
 from .io import DataError, LoadResult, load_parallel, load_tsv, save_tsv, split_pairs
-from .text import load_text, make_toy_text
-from .toy import make_copy_task, make_reverse_task, make_toy_corpus, toy_sentence_pair
+from .text import TOY_TEXTS, load_text, make_toy_text
+from .toy import CORPORA, make_copy_task, make_reverse_task, make_toy_corpus, toy_sentence_pair
 
 __all__ = [
-    "make_toy_corpus", "make_copy_task", "make_reverse_task", "toy_sentence_pair",
+    "CORPORA", "TOY_TEXTS", "make_toy_corpus", "make_copy_task", "make_reverse_task", "toy_sentence_pair",
     "load_tsv", "load_parallel", "save_tsv", "split_pairs", "DataError", "LoadResult",
     # language models
     "make_toy_text", "load_text",

@@ -27,6 +27,9 @@ from . import toy
 from .entropy import sentence_logprob
 from .io import DataError, _read_lines
 
+# The --data names of generated toy text, and the kind of lines each draws
+TOY_TEXTS = {"toy": "mixed", "toy-mixed": "mixed", "toy-english": "english",
+             "toy-velan": "velan"}
 PAIR_SEPARATOR = "="  # "the dog sleeps . = lo kan dorme ."
 # Held-out sentences rarer than this never occur in train (see the module docstring).
 HELDOUT_EXCLUSION_MAX_PROB = 1e-6

@@ -20,7 +20,7 @@ Shapes: B batch, T length, S source length, C d_model (H heads, F d_ff).
 """
 import numpy as np
 
-from ..nn.blocks import Run, decoder_layer, self_attention_block
+from ..nn.blocks import Pass, decoder_layer, self_attention_block
 from ..nn.config import ModelConfig
 from ..nn.masks import additive, causal_mask, padding_mask
 from ..nn.params import init_params
@@ -77,7 +77,7 @@ def run_block(block, case, name="encoder_block", values=("x",), prefix=PREFIX):
     params = {k: v.copy() for k, v in x_in["params"].items()}
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     tape = Tape()
-    run = Run(tape, params, x_in["cfg"], False, None)
+    run = Pass(tape, params, x_in["cfg"], False, None)
     args = [Value(x_in[v].copy(), v) for v in values]
     args += [x_in[k] for k in x_in if k not in values and k not in ("params", "cfg")]
     y = call(block, name, run, prefix, *args)

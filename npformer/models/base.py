@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..nn.blocks import LayerCache, Run, dropout
+from ..nn.blocks import LayerCache, Pass, dropout
 from ..nn.config import ModelConfig
 from ..nn.layers import (KVCache, cross_entropy_backward,
                          cross_entropy_forward, embedding_backward, embedding_forward,
@@ -171,7 +171,7 @@ class Model:
     def _run(self, tape, train, rng):
         if train and self.config.dropout > 0 and rng is None:
             raise ValueError("training with dropout needs rng (a numpy Generator)")
-        return Run(tape if tape is not None else NoTape(), self.params, self.config, train, rng)
+        return Pass(tape if tape is not None else NoTape(), self.params, self.config, train, rng)
 
     def _embed(self, run, ids, side, offset=0):
         """Token embedding * sqrt(C) + positions (+ dropout). Shapes: (B,L) -> (B,L,C)"""

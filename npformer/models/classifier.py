@@ -77,5 +77,5 @@ class Classifier(Model):
                           label_smoothing)  # -1: no label is ignored
 
     def batch_loss(self, batch, **kwargs):
-        """`loss` of a batching.Batch (src = ids, tgt_out = labels)."""
-        return self.loss(batch.src, batch.tgt_out, **kwargs)
+        """`loss` of a batching.Batch (src = ids, labels = class indices)."""
+        return self.loss(batch.src, batch.labels, **kwargs)

@@ -1,6 +1,9 @@
-"""Turning a trained model into a translator: greedy decoding, beam search, sampling.
+"""Generation: greedy decoding, sampling and beam search; a language model's continuation.
 
-Inference only: no tape, no dropout, no gradients.
+Inference only: no tape, no dropout, no gradients. Greedy decoding, sampling and
+`continue_text` share ONE loop, `generate` (what differs is how the next token is
+chosen and what the model is fed); beam search keeps K hypotheses per row, so it has
+its own.
 Shapes: B batch, S source len, T target positions decoded so far, C d_model,
 H heads, D head dim (C = H*D), G = B*H, V target vocab, K beam size,
 L = config.max_len (the decoder has positions 0..L-1 and no more).
@@ -45,6 +48,8 @@ here). Trailing PAD is not part of a source; a source longer than L raises a
 ValueError naming the limit (we raise rather than silently truncate; a CLI may
 truncate and say so). A row with no tokens yields [] without running the model.
 """
+from functools import partial
+
 import numpy as np
 
 from ..tokenizers.base import BOS_ID, EOS_ID
@@ -125,10 +130,52 @@ def _ban_pad(logits, pad_id):
     return logits
 
 
-def _generate_rows(model, src, n_new, bos_id, eos_id, use_cache, choose):
-    """The loop shared by greedy decoding and sampling, on non-empty rows.
+def _feeder(run, cache):
+    """`next_logits(tokens, t)`: the logits for position t, given tokens[:, :t].
 
-    `choose(logits (B,V)) -> tokens (B,)` picks each row's next token.
+    run(ids, cache=None) -> logits (B,T,V) runs the model. With a cache only the
+    positions not fed yet go in (a prompt at once, then one token per step); without
+    one the whole prefix is run again each step (the slow, obviously correct reference).
+    """
+    fed = 0  # positions already in the cache
+
+    def next_logits(tokens, t):
+        nonlocal fed
+        if cache is None:
+            return run(tokens[:, :t])[:, -1]  # (B,t,V) -> (B,V)
+        logits = run(tokens[:, fed: t], cache=cache)[:, -1]  # (B,t-fed,V) -> (B,V)
+        fed = t
+        return logits
+
+    return next_logits
+
+
+def generate(tokens, start, n_new, next_logits, choose, eos_id, pad_id):
+    """The one generation loop (translation, sampling, a language model's continuation).
+
+    tokens (B,start+n_new) holds each row's prefix in tokens[:, :start]; position by
+    position, `choose(logits (B,V)) -> (B,)` picks the next token of every row from
+    `next_logits(tokens, t)`. A row stops at its EOS (not included); finished rows
+    are fed PAD; the batch stops when every row has.
+    Shapes: tokens (B,start+n_new) -> B lists of at most n_new ids
+    """
+    B = tokens.shape[0]
+    lengths = np.full(B, n_new)  # (B,) output length of each row
+    finished = np.zeros(B, dtype=bool)  # (B,)
+    for t in range(start, start + n_new):
+        next_token = choose(_ban_pad(next_logits(tokens, t), pad_id))  # (B,V) -> (B,)
+        ends = (next_token == eos_id) & ~finished  # (B,) rows that stop here
+        lengths[ends] = t - start
+        finished |= ends
+        tokens[:, t] = np.where(finished, pad_id, next_token)
+        if finished.all():
+            break
+    return [tokens[b, start: start + lengths[b]].tolist() for b in range(B)]
+
+
+def _generate_rows(model, src, n_new, bos_id, eos_id, use_cache, choose):
+    """A translator's generation on non-empty rows: BOS, then `generate`.
+
     Shapes: src (B,S) -> B lists of at most n_new ids
     """
     pad = model.config.pad_id
@@ -137,21 +184,8 @@ def _generate_rows(model, src, n_new, bos_id, eos_id, use_cache, choose):
     cache = model.new_cache(B, n_new) if use_cache else None
     tokens = np.full((B, n_new + 1), pad, dtype=np.int64)  # (B,1+n_new): BOS, then outputs
     tokens[:, 0] = bos_id
-    lengths = np.full(B, n_new)  # (B,) output length of each row
-    finished = np.zeros(B, dtype=bool)  # (B,)
-    for t in range(n_new):
-        if use_cache:  # feed the newest token only: (B,1) -> (B,1,V) -> (B,V)
-            logits = model.decode(tokens[:, t: t + 1], memory, src, cache=cache)[:, -1]
-        else:
-            logits = model.decode(tokens[:, : t + 1], memory, src)[:, -1]  # (B,t+1,V) -> (B,V)
-        next_token = choose(_ban_pad(logits, pad))  # (B,V) -> (B,)
-        ends = (next_token == eos_id) & ~finished  # (B,) rows that stop here
-        lengths[ends] = t
-        finished |= ends
-        tokens[:, t + 1] = np.where(finished, pad, next_token)  # finished rows are fed PAD
-        if finished.all():
-            break
-    return [tokens[b, 1: 1 + lengths[b]].tolist() for b in range(B)]
+    run = partial(model.decode, memory=memory, src=src)  # (B,T) -> (B,T,V)
+    return generate(tokens, 1, n_new, _feeder(run, cache), choose, eos_id, pad)
 
 
 def greedy_decode(model, src, max_new_tokens=None, bos_id=BOS_ID, eos_id=EOS_ID, use_cache=True):
@@ -416,26 +450,12 @@ def continue_text(model, prompt, max_new_tokens=None, temperature=0.0, top_k=0, 
     rng = np.random.default_rng(rng)
     tokens = np.full((n, len(prompt) + n_new), cfg.pad_id, dtype=np.int64)  # (n,P+n_new)
     tokens[:, : len(prompt)] = prompt
-    cache = model.new_cache(n, len(prompt) + n_new) if use_cache else None  # what is fed
-    fed = 0  # positions already in the cache
-    lengths = np.full(n, n_new)  # (n,) continuation length of each row
-    finished = np.zeros(n, dtype=bool)
-    for t in range(len(prompt), len(prompt) + n_new):
-        if use_cache:  # the positions not fed yet: the whole prompt first, then one token
-            logits = model.forward(tokens[:, fed: t], cache=cache)[:, -1]  # (n,t-fed,V) -> (n,V)
-            fed = t
-        else:
-            logits = model.forward(tokens[:, :t])[:, -1]  # (n,t,V) -> (n,V)
-        logits = _ban_pad(logits, cfg.pad_id)
+    cache = model.new_cache(n, len(prompt) + n_new) if use_cache else None
+
+    def choose(logits):  # (n,V) -> (n,)
         if temperature == 0:
-            next_token = logits.argmax(axis=-1)  # (n,V) -> (n,)
-        else:
-            next_token = draw_tokens(filter_logits(tempered(logits, temperature), top_k, top_p),
-                                     rng)
-        ends = (next_token == eos_id) & ~finished
-        lengths[ends] = t - len(prompt)
-        finished |= ends
-        tokens[:, t] = np.where(finished, cfg.pad_id, next_token)
-        if finished.all():
-            break
-    return [tokens[i, len(prompt): len(prompt) + lengths[i]].tolist() for i in range(n)]
+            return logits.argmax(axis=-1)
+        return draw_tokens(filter_logits(tempered(logits, temperature), top_k, top_p), rng)
+
+    return generate(tokens, len(prompt), n_new, _feeder(model.forward, cache), choose, eos_id,
+                    cfg.pad_id)

@@ -28,7 +28,7 @@ from .layers import (KVCache, add_backward, add_forward, cross_attention_backwar
 from .tape import Value
 
 
-class Run(NamedTuple):
+class Pass(NamedTuple):
     """What every op of one forward pass needs besides its inputs."""
 
     tape: object  # Tape or NoTape

@@ -8,12 +8,14 @@ Shapes: B batch, T text length, K classes.
 """
 import numpy as np
 
-from ..data import DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, make_task, split_pairs
+from ..data import (CORPORA, DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv,
+                    make_task, split_pairs)
 from ..models import build_model
 from ..tokenizers import BOS_ID, EOS_ID, PAD_ID, make_tokenizers
 from ..training.batching import Batch, bucket_batches
 from ..training.config import DEFAULT_LABELLED
-from .common import Built, pretrained_checkpoint, start_from, with_architecture_of
+from ..models.bundle import ModelBundle
+from .common import pretrained_checkpoint, start_from, with_architecture_of
 from . import evaluation  # (evaluation.validation_loss: the fault tests patch it there)
 
 
@@ -58,7 +60,7 @@ class ClassificationTask:
             n = cfg.data_size or DEFAULT_LABELLED
             return (make_task(cfg.data, n_train=n, seed=cfg.data_seed),
                     f"toy task {cfg.data} ({n} labelled training examples)")
-        if cfg.data in ("toy", "copy", "reverse"):
+        if cfg.data in CORPORA:
             raise DataError(f"{cfg.data}: not a classification task; choose one of "
                             f"{', '.join(CLASSIFICATION_TASKS)} or a text<TAB>label .tsv file")
         pairs = load_labelled_tsv(cfg.data)
@@ -80,12 +82,12 @@ class ClassificationTask:
                 note = f"architecture and tokenizer of {cfg.init_from}, fresh weights (scratch)"
             else:
                 note = start_from(cfg, model, ("decoder",))
-            return Built(model, lm.src_tokenizer, lm.src_tokenizer, labels, note)
-        vocab = cfg.vocab_size or (8000 if cfg.tokenizer == "bpe" else None)
+            return ModelBundle(model, lm.src_tokenizer, lm.src_tokenizer, labels, note)
+        vocab = cfg.vocab_size or None  # None: every token seen (bpe: its default size)
         texts = [t for t, _ in splits["train"]]
         tok, _ = make_tokenizers(texts, texts, kind=cfg.tokenizer, vocab_size=vocab, shared=True)
         model = build_model(cfg.model_config(tok.vocab_size, tok.vocab_size, len(labels)))
-        return Built(model, tok, tok, labels, "")
+        return ModelBundle(model, tok, tok, labels, "")
 
     def encode(self, items, built, cfg):
         """[BOS] + tokens + [EOS] and the label's index; longer texts are cut (and counted)."""
@@ -144,7 +146,7 @@ class ClassificationTask:
         for i, (ids, _) in enumerate(examples):
             src[i, : len(ids)] = ids
         labels = np.array([label for _, label in examples], dtype=np.int64)
-        return Batch(src, None, labels, B)
+        return Batch(src, None, None, B, labels)
 
     def validate(self, built, cfg, valid_examples, valid_items):
         vloss = evaluation.validation_loss(built.model, valid_examples, cfg.max_tokens, self)
@@ -168,7 +170,7 @@ def confusion_matrix(model, examples, max_tokens, task):
                               length=task.length):
         batch = task.collate([examples[i] for i in idx])
         predicted = model.forward(batch.src).argmax(axis=1)  # (B,K) -> (B,)
-        np.add.at(counts, (batch.tgt_out, predicted), 1)
+        np.add.at(counts, (batch.labels, predicted), 1)
     return counts
 
 

@@ -3,23 +3,11 @@
 The tasks themselves are one file each (translate.py, lm.py, classify.py); the
 registry that the loop and the CLI read is in __init__.py.
 """
-from typing import NamedTuple
-
 from ..data import split_pairs
 from ..nn.config import ConfigError, ModelConfig
 from ..models.pretrained import load_pretrained
 from ..training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from ..training.config import BEST_BY
-
-
-class Built(NamedTuple):
-    """What `Task.build` returns: the model and what turns text into its ids."""
-
-    model: object
-    src_tokenizer: object
-    tgt_tokenizer: object  # the same object as src_tokenizer for lm and classify
-    labels: list  # class names (classify), else []
-    note: str  # e.g. "started from runs/lm/best.npz (54 weights)"
 
 
 def pretrained_checkpoint(cfg):

@@ -10,17 +10,16 @@ import math
 
 import numpy as np
 
-from ..data import load_text, make_icl_text, make_toy_text
+from ..data import TOY_TEXTS, load_text, make_icl_text, make_toy_text
 from ..models import build_model
 from ..tokenizers import BOS_ID, EOS_ID, PAD_ID, make_tokenizers
 from ..training.batching import Batch
 from ..training.config import DEFAULT_TEXT_TOKENS
-from .common import Built, split_lines, split_stream
+from ..models.bundle import ModelBundle
+from .common import split_lines, split_stream
 from . import evaluation  # (evaluation.validation_loss: the fault tests patch it there)
 
 
-TOY_TEXTS = {"toy": "mixed", "toy-mixed": "mixed", "toy-english": "english",
-             "toy-velan": "velan"}
 
 
 class LanguageModelTask:
@@ -75,11 +74,11 @@ class LanguageModelTask:
         return split_lines(load_text(cfg.data, mode=cfg.text_mode), cfg, cfg.data)
 
     def build(self, cfg, splits):
-        vocab = cfg.vocab_size or (8000 if cfg.tokenizer == "bpe" else None)
+        vocab = cfg.vocab_size or None  # None: every token seen (bpe: its default size)
         tok, _ = make_tokenizers(splits["train"], splits["train"], kind=cfg.tokenizer,
                                  vocab_size=vocab, shared=True)
         model = build_model(cfg.model_config(tok.vocab_size, tok.vocab_size))
-        return Built(model, tok, tok, [], "")
+        return ModelBundle(model, tok, tok, [], "")
 
     def encode(self, items, built, cfg):
         """[BOS] + tokens + [EOS] of each line, cut into windows of max_len + 1 ids.

@@ -8,12 +8,13 @@ Shapes: B batch, S source len, T target len.
 """
 from functools import partial
 
-from ..data import load_parallel, load_tsv, make_copy_task, make_reverse_task, make_toy_corpus, split_pairs
+from ..data import CORPORA, load_parallel, load_tsv, split_pairs
 from ..models import build_model
 from ..tokenizers import make_tokenizers
 from ..training.batching import collate, encode_pairs, pair_length
 from ..training.lengths import batch_mib, choose_max_len
-from .common import Built, pretrained_checkpoint, start_from, with_architecture_of
+from ..models.bundle import ModelBundle
+from .common import pretrained_checkpoint, start_from, with_architecture_of
 from . import evaluation  # (evaluation.validation_loss: the fault tests patch it there)
 from .evaluation import evaluate
 
@@ -60,19 +61,16 @@ class TranslationTask:
                     max_minutes=10.0, eval_every=500, out_dir="runs/tsv"),
     }
 
-    builtins = ("toy", "copy", "reverse")  # --data names that are not files
+    builtins = tuple(CORPORA)  # --data names that are not files
 
     def builtin(self, data):
         """Is `data` the name of a built-in corpus (not a file)?"""
         return data in self.builtins
 
     def load(self, cfg):
-        if cfg.data == "toy":
-            return make_toy_corpus(seed=cfg.data_seed), "built-in toy corpus (English -> Velan)"
-        if cfg.data == "copy":
-            return make_copy_task(seed=cfg.data_seed), "copy task"
-        if cfg.data == "reverse":
-            return make_reverse_task(seed=cfg.data_seed), "reverse task"
+        if cfg.data in CORPORA:
+            make, description = CORPORA[cfg.data]
+            return make(seed=cfg.data_seed), description
         if cfg.tgt_file:
             loaded = load_parallel(cfg.data, cfg.tgt_file)
             source = f"{cfg.data} + {cfg.tgt_file}"
@@ -92,8 +90,8 @@ class TranslationTask:
             model = build_model(with_architecture_of(cfg, lm.model.config).replace(
                 shared_vocab=True).model_config(tok.vocab_size, tok.vocab_size))
             note = start_from(cfg, model, cfg.init_parts.split(","))
-            return Built(model, tok, tok, [], note)
-        vocab = cfg.vocab_size or (8000 if cfg.tokenizer == "bpe" else None)
+            return ModelBundle(model, tok, tok, [], note)
+        vocab = cfg.vocab_size or None  # None: every token seen (bpe: its default size)
         src_tok, tgt_tok = make_tokenizers([s for s, _ in splits["train"]],
                                            [t for _, t in splits["train"]], kind=cfg.tokenizer,
                                            vocab_size=vocab, shared=cfg.shared_vocab)
@@ -108,7 +106,7 @@ class TranslationTask:
             max_len, note = choice.max_len, choice.describe()
         model = build_model(cfg.model_config(src_tok.vocab_size, tgt_tok.vocab_size,
                                              max_len=max_len))
-        return Built(model, src_tok, tgt_tok, [], note)
+        return ModelBundle(model, src_tok, tgt_tok, [], note)
 
     def encode(self, items, built, cfg):
         return encode_pairs(items, built.src_tokenizer, built.tgt_tokenizer, cfg.max_len)

@@ -4,7 +4,7 @@ The kinds (bpe.py, simple.py) are built on base.py; this file sits above them al
 so that no tokenizer module imports another in a circle.
 """
 from .base import TokenizerError, _check_envelope, read_tokenizer_file
-from .bpe import BPETokenizer
+from .bpe import DEFAULT_VOCAB_SIZE, BPETokenizer
 from .simple import CharTokenizer, WordTokenizer
 
 
@@ -35,7 +35,7 @@ def load_tokenizer(path):
 def make_tokenizers(src_texts, tgt_texts, kind="bpe", vocab_size=None, shared=False):
     """Train a (source, target) tokenizer pair; `shared=True` trains one on both sides.
 
-    kind: "bpe" (vocab_size defaults to 8000), "word" or "char" (vocab_size
+    kind: "bpe" (vocab_size None = bpe.DEFAULT_VOCAB_SIZE), "word" or "char" (vocab_size
     None = keep every token seen). With shared=True the same object is returned
     twice, so source and target ids mean the same thing.
     """
@@ -44,7 +44,7 @@ def make_tokenizers(src_texts, tgt_texts, kind="bpe", vocab_size=None, shared=Fa
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose from {sorted(classes)}")
     cls = classes[kind]
     if kind == "bpe" and vocab_size is None:
-        vocab_size = 8000
+        vocab_size = DEFAULT_VOCAB_SIZE
     src_texts, tgt_texts = list(src_texts), list(tgt_texts)
     if shared:
         tok = cls.train(src_texts + tgt_texts, vocab_size=vocab_size)

@@ -35,7 +35,7 @@ import numpy as np
 from ..training.batching import bucket_batches
 from ..tasks import PRESETS
 from ..training.config import TrainConfig
-from ..data import entropy_floor
+from ..data import TOY_TEXTS, entropy_floor
 from ..tasks import TASKS
 
 # The step budget and the optimizer of every run of a sweep (a short, fixed schedule).
@@ -170,8 +170,7 @@ def mean_over_seeds(rows):
 
 def loss_floor(data="toy"):
     """The entropy floor of the sweep's text in nats per token (EOS predicted, as the LM does)."""
-    kind = {"toy": "mixed", "toy-mixed": "mixed", "toy-english": "english",
-            "toy-velan": "velan"}.get(data)
+    kind = TOY_TEXTS.get(data)
     return entropy_floor(kind, extra_tokens_per_line=1)["nats_per_token"] if kind else None
 
 

@@ -19,12 +19,13 @@ from ..tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 
 class Batch(NamedTuple):
-    """One batch. A language model has no src; a classifier has src = ids, tgt_out = labels."""
+    """One batch. A language model has no src; a classifier has src and labels only."""
 
     src: np.ndarray  # (B,S) int64, padded with PAD_ID
     tgt_in: np.ndarray  # (B,T) int64: BOS + target
-    tgt_out: np.ndarray  # (B,T) int64: target + EOS  (classifier: (B,) labels)
+    tgt_out: np.ndarray  # (B,T) int64: target + EOS
     n_tokens: int  # what the loss averages over: non-padding targets (classifier: examples)
+    labels: np.ndarray = None  # (B,) int64: a classifier's class indices
 
 
 def encode_pairs(pairs, src_tok, tgt_tok, max_len):

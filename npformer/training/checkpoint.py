@@ -42,6 +42,7 @@ from ..nn.config import ConfigError, ModelConfig
 from .config import TrainConfig
 from ..models.base import Model
 from ..models import build_model
+from ..models.bundle import ModelBundle
 from ..nn.params import param_specs, upgrade_legacy_params
 from ..tokenizers import TokenizerError, tokenizer_from_dict
 
@@ -64,6 +65,10 @@ class Checkpoint(NamedTuple):
     optimizer_state: Optional[dict]  # {"t", "exp_avg", "exp_avg_sq"} for AdamW.load_state_dict
     state: dict  # step, best score, log records, ... (whatever the trainer saved)
     labels: list  # a classifier's class names, in the order of its outputs; else []
+
+    def bundle(self):
+        """The model with its tokenizers and labels (a tasks.common.ModelBundle)."""
+        return ModelBundle(self.model, self.src_tokenizer, self.tgt_tokenizer, self.labels, "")
 
 
 # ------------------------------------------------------------------------ saving

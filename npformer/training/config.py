@@ -1,16 +1,21 @@
-"""Training configuration: a frozen dataclass, validated on creation, and the presets.
+"""Training configuration: a frozen dataclass, validated on creation.
 
 The checks follow nn/config.py: every value that cannot mean anything is refused
 with a ConfigError naming the field, never deep inside a run.
 """
 from dataclasses import dataclass, field
 
+from . import optim
+from ..data import CORPORA
+
+from ..tokenizers.bpe import DEFAULT_VOCAB_SIZE as BPE_DEFAULT_VOCAB
+
 from ..nn.config import MAX_LAYERS, MAX_LEN, MAX_VOCAB, POOLINGS, ConfigError, ModelConfig, \
     _check_types, _DictRoundTrip
 
-DATA_KINDS = ("toy", "copy", "reverse")  # built-in translation corpora; else a file path
+DATA_KINDS = tuple(CORPORA)  # built-in translation corpora; else a file path
 TOKENIZERS = ("word", "char", "bpe")
-SCHEDULES = ("warmup_cosine", "inverse_sqrt", "constant")
+SCHEDULES = tuple(optim.SCHEDULES)  # the learning-rate schedules, by name
 TASKS = ("translate", "lm", "classify")  # what a run trains: see npformer/tasks/__init__.py
 TEXT_MODES = ("lines", "whole")
 # Validation scores that may pick best.npz, per task; the first is the default
@@ -44,7 +49,7 @@ class TrainConfig(_DictRoundTrip):
     applies to; its help text is the `help` below. The defaults train the
     built-in toy translator in about 70 s on an idle 2-core laptop CPU
     (max_minutes, 2.6, bounds it on a busy one).
-    Presets (PRESETS below) change a few fields at once.
+    Presets (each task's `presets`, npformer/tasks/) change a few fields at once.
     """
 
     task: str = option("translate", "what the run trains: translate, lm or classify "
@@ -73,7 +78,7 @@ class TrainConfig(_DictRoundTrip):
     # tokenizer
     tokenizer: str = option("word", "word, char, or bpe (byte-level BPE: word parts)")
     vocab_size: int = option(0, "vocabulary size per side incl. specials; 0 = every token seen "
-                                "(bpe: 8000)")
+                                f"(bpe: {BPE_DEFAULT_VOCAB})")
     shared_vocab: bool = option(False, "one vocabulary (and embedding) for source and target",
                                 ("translate",))
     # model (see ModelConfig for what each one means)

@@ -1,42 +1,38 @@
-"""Optimizer, gradient clipping and learning-rate schedules.
+"""AdamW, gradient clipping and learning-rate schedules: the last stop of the data flow.
 
-This is the last stop of the data flow: the tape has filled ``grads`` and we
-now change ``params`` in place (the model holds references to these arrays,
-so we must never rebind them).
+The tape has filled `grads`; here `params` change in place (the model holds these
+arrays, so they are never rebound). Both are flat dicts with the same dotted keys
+and shapes (nn/params.py):
 
-Both are flat dicts with the same dotted keys and shapes::
+    params["encoder.0.self_attn.W_qkv"]   # (C,3C)
+    grads["encoder.0.self_attn.W_qkv"]    # (C,3C)
 
-    params["encoder.0.self_attn.W_q"]   # (C, C)
-    grads["encoder.0.self_attn.W_q"]    # (C, C)
+Every function here works key by key, and each state array (`exp_avg`, `exp_avg_sq`)
+has exactly the shape of its parameter.
 
-Shapes: every function here is elementwise per key, so each state array
-(``exp_avg``, ``exp_avg_sq``) has exactly the shape of its parameter.
-
-The AdamW update for one parameter p with gradient g at step t (t from 1)::
+The AdamW update of one parameter p with gradient g at step t (t from 1):
 
     p   <- p * (1 - lr * wd)                  # decoupled weight decay
     m   <- b1 * m + (1 - b1) * g              # 1st moment (mean of g)
     v   <- b2 * v + (1 - b2) * g * g          # 2nd moment (mean of g^2)
     p   <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 
-This is the update of ``torch.optim.AdamW`` (Loshchilov & Hutter,
-"Decoupled Weight Decay Regularization", https://arxiv.org/abs/1711.05101),
-written with the same operation order so the two agree to rounding error.
+This is the update of torch.optim.AdamW (Loshchilov & Hutter, "Decoupled Weight Decay
+Regularization", https://arxiv.org/abs/1711.05101), in the same order of operations,
+so the two agree to rounding.
 
-Learning-rate schedules are pure functions ``f(step, **hyper) -> lr`` with
-``step`` counted from 1: it is the index of the update about to be made,
-i.e. ``optimizer.t + 1``. A training loop reads::
+A learning-rate schedule is a pure function `f(step, **hyper) -> lr` of the 1-based
+step (the update about to be made: `opt.t + 1`). Its names are TrainConfig's
+--schedule values (SCHEDULES below is the one list):
 
-    schedule = make_schedule("inverse_sqrt_warmup", d_model=512, warmup_steps=4000)
-    ...
-    total_norm = clip_grad_norm(grads, max_norm=1.0)
+    schedule = make_schedule("inverse_sqrt", d_model=512, warmup_steps=4000)
+    clip_grad_norm(grads, max_norm=1.0)
     opt.step(grads, lr=schedule(opt.t + 1))
-    zero_grads(grads)
+    zero_grads(grads)                          # nn/params.py
 """
 
 import functools
 import math
-from typing import Callable
 
 import numpy as np
 
@@ -45,12 +41,8 @@ import numpy as np
 CLIP_NORM_EPS = 1e-6
 
 
-# ----------------------------------------------------------------------------
-# AdamW
-# ----------------------------------------------------------------------------
-
-def default_no_decay(key: str, param: np.ndarray) -> bool:
-    """True if ``param`` should be exempt from weight decay.
+def default_no_decay(key, param):
+    """True if `param` should be exempt from weight decay.
 
     Rule: decay only 2-D (or higher) weight matrices whose key contains
     neither "embed" nor "norm". So biases (1-D), layer-norm gamma/beta
@@ -67,8 +59,8 @@ def default_no_decay(key: str, param: np.ndarray) -> bool:
     return param.ndim < 2 or "embed" in key or "norm" in key
 
 
-def _check_float(name: str, value, low: float, high: float | None = None) -> float:
-    """Return ``value`` as a finite float in [low, high), or raise ValueError naming ``name``."""
+def _check_float(name, value, low, high=None):
+    """Return `value` as a finite float in [low, high), or raise ValueError naming `name`."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -81,32 +73,21 @@ def _check_float(name: str, value, low: float, high: float | None = None) -> flo
 
 
 class AdamW:
-    """AdamW with decoupled weight decay, state held in explicit dicts.
+    """AdamW with decoupled weight decay, its state in explicit dicts.
 
-    Args:
-        params: the model's flat parameter dict; arrays are updated in place.
-        lr: default learning rate, used when ``step`` is called without one.
-        betas: (b1, b2) decay rates of the 1st and 2nd moment averages.
-            The default (0.9, 0.98) is the one of "Attention Is All You Need".
-        eps: added to sqrt(v_hat) in the denominator.
-        weight_decay: decoupled decay factor, applied as p *= 1 - lr*wd.
-        no_decay: ``no_decay(key, param) -> bool``, True exempts that key
-            from weight decay. ``None`` means ``default_no_decay`` (see its
-            docstring for the rule and the matching PyTorch param groups).
-        lr_scale: ``{key: factor}``, that parameter's learning rate is
-            ``factor * lr`` (fine-tuning: a smaller rate for a pretrained body);
-            0 freezes it. Keys not named keep factor 1.
-
-    State (everything ``state_dict`` returns):
-        t: number of updates made so far (0 before the first step).
-        exp_avg[key], exp_avg_sq[key]: m and v, same shape and dtype as
-            params[key].
+    `params` is the model's flat dict (updated in place); `lr` the rate of a `step`
+    called without one; `betas` = (b1, b2) the decay of the moment averages ((0.9,
+    0.98), as in "Attention Is All You Need"); `eps` is added to sqrt(v_hat);
+    `weight_decay` is applied as p *= 1 - lr*wd to the keys that `no_decay(key, param)`
+    does not exempt (default: `default_no_decay`, which names the matching PyTorch
+    parameter groups); `lr_scale` = {key: factor} gives a key the rate factor * lr
+    (fine-tuning: a smaller rate for a pretrained body; 0 freezes it).
+    State (what `state_dict` returns): t, the updates made so far, and exp_avg[key],
+    exp_avg_sq[key] (m and v), each with the shape and dtype of params[key].
     """
 
-    def __init__(self, params: dict, lr: float = 1e-3, betas=(0.9, 0.98),
-                 eps: float = 1e-9, weight_decay: float = 0.01,
-                 no_decay: Callable[[str, np.ndarray], bool] | None = None,
-                 lr_scale: dict | None = None):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.01,
+                 no_decay=None, lr_scale=None):
         if not isinstance(params, dict) or not params:
             raise ValueError("params must be a non-empty dict of arrays")
         for key, p in params.items():
@@ -145,11 +126,11 @@ class AdamW:
             largest[p.dtype] = max(largest.get(p.dtype, 0), p.size)
         self._scratch = {dtype: np.empty(size, dtype=dtype) for dtype, size in largest.items()}
 
-    def decayed_keys(self) -> list[str]:
+    def decayed_keys(self):
         """The keys that receive weight decay, in params order."""
         return [key for key, decays in self.decay.items() if decays]
 
-    def _check_grads(self, grads: dict) -> None:
+    def _check_grads(self, grads):
         missing = [key for key in self.params if key not in grads]
         extra = [key for key in grads if key not in self.params]
         if missing or extra:
@@ -159,11 +140,11 @@ class AdamW:
                 raise ValueError(f"grads[{key!r}] has shape {grads[key].shape}, "
                                  f"params[{key!r}] has shape {p.shape}")
 
-    def step(self, grads: dict, lr: float | None = None) -> None:
+    def step(self, grads, lr=None):
         """Apply one AdamW update to every parameter, in place.
 
-        ``lr`` overrides ``self.lr`` for this step only (pass the schedule's
-        value here); ``self.lr`` is not changed.
+        `lr` overrides `self.lr` for this step only (pass the schedule's
+        value here); `self.lr` is not changed.
         """
         self._check_grads(grads)
         lr = self.lr if lr is None else _check_float("lr", lr, 0.0)
@@ -206,12 +187,12 @@ class AdamW:
             buf *= step_size * scale
             p -= buf                                  # p <- p - lr/bc1 * m/denom
 
-    def state_dict(self) -> dict:
+    def state_dict(self):
         """A copy of the optimizer state: ints and plain numpy arrays only.
 
-        Layout: ``{"t": int, "exp_avg": {key: array}, "exp_avg_sq": {key: array}}``.
-        Save ``t`` (and the hyperparameters, from your config) as JSON and the
-        arrays with ``np.savez``, e.g. under keys ``"exp_avg." + key``; no pickle.
+        Layout: `{"t": int, "exp_avg": {key: array}, "exp_avg_sq": {key: array}}`.
+        Save `t` (and the hyperparameters, from your config) as JSON and the
+        arrays with `np.savez`, e.g. under keys `"exp_avg." + key`; no pickle.
         """
         return {
             "t": int(self.t),
@@ -219,8 +200,8 @@ class AdamW:
             "exp_avg_sq": {key: a.copy() for key, a in self.exp_avg_sq.items()},
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a ``state_dict``; copies into the existing state arrays."""
+    def load_state_dict(self, state):
+        """Restore a `state_dict`; copies into the existing state arrays."""
         t = state.get("t")
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
             raise ValueError(f"state['t'] must be a non-negative int, got {t!r}")
@@ -239,11 +220,7 @@ class AdamW:
         self.t = int(t)
 
 
-# ----------------------------------------------------------------------------
-# Gradient utilities
-# ----------------------------------------------------------------------------
-
-def global_norm(grads: dict) -> float:
+def global_norm(grads):
     """L2 norm of all gradients taken together, as if concatenated into one vector."""
     # Norm of each tensor, then the norm of those norms, as torch does.
     sum_of_squares = 0.0
@@ -253,16 +230,16 @@ def global_norm(grads: dict) -> float:
     return math.sqrt(sum_of_squares)
 
 
-def clip_grad_norm(grads: dict, max_norm: float) -> float:
-    """Scale all grads in place so their global norm is at most ``max_norm``.
+def clip_grad_norm(grads, max_norm):
+    """Scale all grads in place so their global norm is at most `max_norm`.
 
-    Same rule as ``torch.nn.utils.clip_grad_norm_``:
+    Same rule as `torch.nn.utils.clip_grad_norm_`:
     coef = min(1, max_norm / (total_norm + 1e-6)); every grad *= coef.
     Returns the total norm *before* clipping (useful to log).
 
     One deliberate difference: if the norm is inf or nan the grads are left
     untouched (torch would multiply them by 0 or nan). Check the returned
-    value with ``math.isfinite`` and skip the step.
+    value with `math.isfinite` and skip the step.
     """
     max_norm = _check_float("max_norm", max_norm, 0.0)
     if max_norm == 0.0:
@@ -275,12 +252,8 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
     return total_norm
 
 
-# ----------------------------------------------------------------------------
-# Learning-rate schedules: pure functions of the 1-based step
-# ----------------------------------------------------------------------------
-
-def _check_int(name: str, value, low: int) -> int:
-    """Return ``value`` as an int, or raise ValueError naming ``name``."""
+def _check_int(name, value, low):
+    """Return `value` as an int, or raise ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an int, got {value!r}")
     if value < low:
@@ -288,14 +261,13 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def inverse_sqrt_warmup(step: int, d_model: int, warmup_steps: int,
-                        scale: float = 1.0) -> float:
+def inverse_sqrt_warmup(step, d_model, warmup_steps, scale=1.0):
     """The "Attention Is All You Need" schedule (section 5.3).
 
     lr = scale * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
 
     Linear rise for step <= warmup_steps, peak scale*(d_model*warmup_steps)^-0.5
-    at step == warmup_steps, then decay as 1/sqrt(step). ``step`` from 1.
+    at step == warmup_steps, then decay as 1/sqrt(step). `step` from 1.
     """
     step = _check_int("step", step, 1)
     d_model = _check_int("d_model", d_model, 1)
@@ -304,16 +276,15 @@ def inverse_sqrt_warmup(step: int, d_model: int, warmup_steps: int,
     return scale * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
 
 
-def warmup_cosine(step: int, peak_lr: float, warmup_steps: int, total_steps: int,
-                  min_lr: float = 0.0) -> float:
-    """Linear warmup to ``peak_lr``, then cosine decay to ``min_lr``.
+def warmup_cosine(step, peak_lr, warmup_steps, total_steps, min_lr=0.0):
+    """Linear warmup to `peak_lr`, then cosine decay to `min_lr`.
 
     step <= warmup_steps:          lr = peak_lr * step / warmup_steps
     warmup_steps < step <= total:  lr = min_lr + (peak_lr - min_lr) * (1 + cos(pi * r)) / 2,
                                    r = (step - warmup_steps) / (total_steps - warmup_steps)
     step > total_steps:            lr = min_lr
 
-    ``step`` from 1, so lr == peak_lr at step == warmup_steps and
+    `step` from 1, so lr == peak_lr at step == warmup_steps and
     lr == min_lr at step == total_steps.
     """
     step = _check_int("step", step, 1)
@@ -334,8 +305,8 @@ def warmup_cosine(step: int, peak_lr: float, warmup_steps: int, total_steps: int
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def constant_with_warmup(step: int, peak_lr: float, warmup_steps: int) -> float:
-    """Linear warmup to ``peak_lr`` over ``warmup_steps``, then constant. ``step`` from 1."""
+def constant_with_warmup(step, peak_lr, warmup_steps):
+    """Linear warmup to `peak_lr` over `warmup_steps`, then constant. `step` from 1."""
     step = _check_int("step", step, 1)
     peak_lr = _check_float("peak_lr", peak_lr, 0.0)
     warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
@@ -344,15 +315,16 @@ def constant_with_warmup(step: int, peak_lr: float, warmup_steps: int) -> float:
     return peak_lr
 
 
+# The schedules by name: TrainConfig's --schedule values (training/config.py reads them here).
 SCHEDULES = {
-    "inverse_sqrt_warmup": inverse_sqrt_warmup,
     "warmup_cosine": warmup_cosine,
-    "constant_with_warmup": constant_with_warmup,
+    "inverse_sqrt": inverse_sqrt_warmup,
+    "constant": constant_with_warmup,
 }
 
 
-def make_schedule(name: str, **kw) -> Callable[[int], float]:
-    """Return ``step -> lr`` for the schedule ``name`` with hyperparameters ``kw``.
+def make_schedule(name, **kw):
+    """Return `step -> lr` for the schedule `name` with hyperparameters `kw`.
 
     The hyperparameters are checked now (by evaluating step 1), so a bad
     config fails before training starts.

@@ -23,7 +23,7 @@ from . import distributed
 from ..data import DataError
 from ..nn.config import ConfigError
 from ..nn.threads import set_blas_threads
-from ..tasks import SCORES, TASKS, Built, best_by, pretrained_checkpoint, selection_score, \
+from ..tasks import SCORES, TASKS, best_by, pretrained_checkpoint, selection_score, \
     with_architecture_of
 from .batching import bucket_batches
 from .checkpoint import CheckpointError, check_history, load_checkpoint, read_checkpoint_meta, \
@@ -141,10 +141,10 @@ def make_lr_schedule(cfg):
         return make_schedule("warmup_cosine", peak_lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                              total_steps=cfg.max_steps, min_lr=cfg.lr * 0.02)
     if cfg.schedule == "inverse_sqrt":  # peak lr reached at the end of warm-up
-        return make_schedule("inverse_sqrt_warmup", d_model=cfg.d_model,
+        return make_schedule("inverse_sqrt", d_model=cfg.d_model,
                              warmup_steps=max(cfg.warmup_steps, 1),
                              scale=cfg.lr * math.sqrt(cfg.d_model * max(cfg.warmup_steps, 1)))
-    return make_schedule("constant_with_warmup", peak_lr=cfg.lr, warmup_steps=cfg.warmup_steps)
+    return make_schedule("constant", peak_lr=cfg.lr, warmup_steps=cfg.warmup_steps)
 
 
 # ------------------------------------------------------------------ starting a run
@@ -265,7 +265,7 @@ def _silent(line):
 class Session:
     """One training run around the loop: its setup and the bookkeeping that keeps it safe.
 
-    Built, it holds the run's data, model, optimizer and schedule, fresh or exactly as
+    ModelBundle, it holds the run's data, model, optimizer and schedule, fresh or exactly as
     saved (resume). The loop asks it for each step's batch (`next_batch`), does the
     update inside `updating()` (a second Ctrl-C waits for it) and hands the result to
     `after_step`, which logs, validates, checks the processes agree, and says when to
@@ -324,7 +324,7 @@ class Session:
         """Tokenizers, model, optimizer, schedule and examples: fresh, or exactly as saved."""
         task, world, out = self.task, self.world, self.out
         if self.resume:
-            built = Built(ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer, ckpt.labels, "")
+            built = ckpt.bundle()
             self.log(f"resuming at step {self.state.step} from {out / 'last.npz'}")
         else:
             built = task.build(cfg, self.splits)
