@@ -67,7 +67,7 @@ def phase_snapshot_steps(max_steps):
 
 def write_json(name, data):
     path = DATA / name
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.write_text(json.dumps(data, separators=(",", ":")) + "\n")  # compact: shipped in git
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} kB)")
 
 

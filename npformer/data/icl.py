@@ -6,19 +6,28 @@ A line shows k examples of one task and a query, and the task is never named:
 
 (English noun -> Velan noun). A model pretrained on such lines from many tasks
 (npformer.data.toy's lexicon: noun -> Velan noun, singular -> plural, noun ->
-article lo/la, adjective -> feminine form, verb -> Velan plural form, ...) can
-only complete "... ; horse ->" by inferring the task from the examples.
+article lo/la, adjective -> feminine form, verb -> Velan plural form, ...) must
+infer the task from the examples to complete "... ; horse ->".
 
-Held out from pretraining (so that evaluation measures inference, not recall):
+Held out from pretraining:
 - whole tasks (HELDOUT_TASKS: masculine forms, plural -> singular, Velan ->
-  English), which never appear in pretraining lines;
+  English), which never appear in pretraining lines; two are reversals of
+  pretraining tasks (the setting of the "reversal curse"), one a sibling;
 - words: a fraction of every other task's pairs (chosen by the seed), which
   never appear in that task's pretraining lines, as query or as example.
 
+What the design can test: the query is never among the examples and words are
+single tokens, so the examples can show the kind of answer a task wants (its
+format and label space) but never the answer itself, and no rule such as
+"plural = add s" can be read off them. It is the contrast of notebook 12; the
+in-context learning of a mapping is in fewshot.py (a fresh mapping per line,
+the query among the examples) and suffixes.py (a rule in word parts).
+
 `evaluate_icl(predict, ...)` measures accuracy against k = 0, 1, 2, 4, 8 on
 held-out words or held-out tasks, and zero-shot with a task word ("plural: dog
-->"), for any `predict(prompt) -> str` (a model's greedy continuation).
-Format and splits: docs/toy_corpus.md ("In-context learning").
+->"), for any `predict(prompt) -> str` (a model's greedy continuation);
+`score_answer` and `guess_rates` score one answer and its chance baseline.
+Format and splits: docs/toy_corpus.md ("Word-level lexicon tasks").
 """
 import math
 import random
