@@ -230,3 +230,16 @@ def test_the_shipped_run_remade_short_still_learns():
     assert np.max(scores["prefix_matching"][1]) > 0.35, scores
     assert np.max(scores["previous_token"][0]) > 0.3, scores
     assert np.mean(losses[-25:]) < np.mean(losses[200:225]) - 0.2, "no drop in the loss"
+
+
+def test_toy_suffix_is_a_builtin_pretraining_corpus():
+    from npformer.config import TrainConfig
+    from npformer.tasks import TASKS
+
+    cfg = TrainConfig(task="lm", data="toy-suffix", data_size=4000, tokenizer="bpe")
+    assert TASKS["lm"].builtin("toy-suffix")
+    splits, note = TASKS["lm"].load(cfg)
+    assert len(splits["train"]) == 4000 // 20 and splits["valid"] and "suffix" in note
+    held = set(suffixes.split()["heldout"]["stems"])
+    words = {w for line in splits["train"] for w in line.split()}
+    assert not words & held
