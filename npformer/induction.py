@@ -16,7 +16,8 @@ from the toy LM of notebook 10, each an existing option:
 
 Scores, each computed from a model alone:
   fewshot_scores        accuracy and loss of the answer against k (held-out symbols)
-  icl_score             loss with no example minus loss with k_late examples (nats;
+  snapshot              all of them at once, with the ICL score: the answer's loss with
+                        no example minus its loss with the most examples (nats;
                         Olsson et al. 2022 compare a late token with an early one)
   prefix_matching       per head: on a line shown twice, the attention a symbol in the
                         second copy pays to the label after the same symbol in the
@@ -147,13 +148,6 @@ def fewshot_scores(model, tok, spec, ks, n=200, symbols="heldout", mapping="fres
     return result
 
 
-def icl_score(model, tok, spec, k_late=None, n=200, seed=0):
-    """Mean loss of the answer with no example minus with k_late examples (nats, > 0: helps)."""
-    k_late = spec.max_examples if k_late is None else k_late
-    scores = fewshot_scores(model, tok, spec, (0, k_late), n, seed=seed)
-    return scores[0]["loss"] - scores[k_late]["loss"]
-
-
 def repeated_lines(spec, tok, n, k=4, seed=0):
     """n lines of k distinct held-out symbols with labels, each shown twice.
 
@@ -217,6 +211,7 @@ def ablate_heads(model, heads):
 def snapshot(model, tok, spec, ks, n=200, seed=0):
     """Every score of one model, as JSON-ready lists (the curves over training use it).
 
+    The ICL score is loss(k = 0) - loss(k = max(ks)): how much the examples help.
     -> {"hits": {k: int}, "n": n, "loss": {k: nats}, "icl_score": nats,
         "prefix_matching": (L,H) list, "previous_token": (L,H) list}
     """
@@ -227,18 +222,3 @@ def snapshot(model, tok, spec, ks, n=200, seed=0):
             "icl_score": scores[0]["loss"] - scores[k_late]["loss"] if 0 in scores else None,
             "prefix_matching": prefix_matching(model, tok, spec, seed=seed).tolist(),
             "previous_token": previous_token(model, tok, spec, seed=seed).tolist()}
-
-
-def ablation_effects(model, tok, spec, k=4, n=500, seed=1):
-    """Each head ablated alone: per-prompt correctness before and after, on the same prompts.
-
-    -> {"base": (n,) bool, (layer, head): (n,) bool} on n held-out prompts with k examples.
-    """
-    prompts = fewshot.make_prompts(spec, k, n, "heldout", "fresh", "shown", seed)
-    effects = {"base": answer_scores(model, tok, prompts)[0]}
-    cfg = model.config
-    for layer in range(cfg.n_decoder_layers):
-        for head in range(cfg.n_heads):
-            effects[layer, head] = answer_scores(ablate_heads(model, [(layer, head)]), tok,
-                                                 prompts)[0]
-    return effects

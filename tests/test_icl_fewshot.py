@@ -94,6 +94,23 @@ def test_prompts(symbols, query):
         fewshot.make_prompts(SPEC, 4, 5, mapping="fixed")  # no fixed mappings in SPEC
 
 
+
+def test_recall_rate_is_what_knowing_every_mapping_but_not_which_one_scores():
+    one = fewshot.FewShotSpec(n_mappings=1, seed=1)
+    prompts = fewshot.make_prompts(one, 4, 50, "train", "fixed", "absent", seed=2)
+    assert fewshot.recall_rate(one, prompts) == 1.0  # one mapping: recall is enough
+    # two mappings: where they agree on the query the answer is sure, else a coin flip
+    two = fewshot.FewShotSpec(n_mappings=2, seed=1)
+    maps = fewshot.fixed_mappings(two)  # (2, n_symbols)
+    index = {s: i for i, s in enumerate(fewshot.training_symbols(two))}
+    prompts = fewshot.make_prompts(two, 4, 300, "train", "fixed", "absent", seed=2)
+    agree = [maps[0, index[p.split()[-1]]] == maps[1, index[p.split()[-1]]] for p, _ in prompts]
+    assert 0 < sum(agree) < len(agree)  # both cases occur
+    expected = np.mean([1.0 if same else 0.5 for same in agree])
+    assert fewshot.recall_rate(two, prompts) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="n_mappings"):
+        fewshot.recall_rate(SPEC, prompts)
+
 def test_training_batch_targets_the_labels_only():
     tok = induction.fewshot_tokenizer(SPEC)
     held_ids = {tok.token_to_id(s) for s in fewshot.heldout_symbols(SPEC)}

@@ -156,3 +156,26 @@ def make_prompts(spec, k, n, symbols="heldout", mapping="fresh", query="shown", 
         examples = [(names[s], LABELS[labels[s]]) for s in shown]
         prompts.append((format_line(examples, names[q]), LABELS[labels[q]]))
     return prompts
+
+
+def recall_rate(spec, prompts):
+    """What a model scores that knows all M training mappings but not which one a prompt uses.
+
+    Such a model answers the query symbol's most common label among the M mappings
+    (ties broken at random); on a prompt whose answer is one of the tied labels it is
+    right with probability 1 / (number of tied labels). Returns the mean over the
+    prompts: the baseline of the "in the weights" score (training symbols, fixed
+    mappings). A model that also read from the examples which mapping is in use would
+    score near 100%; one that memorised nothing, 10%.
+    """
+    if not spec.n_mappings:
+        raise ValueError("recall_rate needs a spec with n_mappings > 0")
+    mappings = fixed_mappings(spec)  # (M, n_symbols)
+    index = {name: i for i, name in enumerate(training_symbols(spec))}
+    total = 0.0
+    for prompt, answer in prompts:
+        counts = np.bincount(mappings[:, index[prompt.split()[-1]]], minlength=len(LABELS))  # (10,)
+        tied = np.flatnonzero(counts == counts.max())
+        total += (LABELS.index(answer) in tied) / len(tied)
+    return total / len(prompts)
+
