@@ -191,7 +191,8 @@ class TrainConfig(_DictRoundTrip):
         "translate": "training data: toy, copy, reverse, or a .tsv file of source<TAB>target "
                      "lines (or a source .txt file together with --tgt-file)",
         "lm": "training text: toy (English, Velan and 'English = Velan' lines), toy-english, "
-              "toy-velan, toy-icl (with few-shot task lines), or a UTF-8 text file",
+              "toy-velan, toy-icl (with few-shot task lines), toy-suffix (a made-up suffix rule "
+              "shown by examples; use --tokenizer bpe), or a UTF-8 text file",
         "classify": "labelled data: a toy task (acceptability, plural_subject, sentence_type) "
                     "or a .tsv file of text<TAB>label lines"})
     tgt_file: str = option("", "target side of a line-aligned pair of text files (source file "

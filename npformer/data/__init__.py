@@ -19,6 +19,7 @@ from .grammar import (
     why_not_velan,
 )
 from .icl import evaluate_icl, make_icl_prompts, make_icl_text
+from .suffixes import make_suffix_prompts, make_suffix_text
 from .io import DataError, LoadResult, load_parallel, load_tsv, save_tsv, split_pairs
 from .text import load_text, make_toy_text
 from .toy import make_copy_task, make_reverse_task, make_toy_corpus, toy_sentence_pair
@@ -34,5 +35,6 @@ __all__ = [
     "why_not_english", "why_not_velan", "parse_english", "parse_velan", "Ungrammatical",
     "entropy_floor", "sentence_logprob", "line_logprob", "text_nll",
     "make_icl_text", "make_icl_prompts", "evaluate_icl",
+    "make_suffix_text", "make_suffix_prompts",
     "scan_commands", "make_command_corpus",
 ]
