@@ -207,6 +207,10 @@ class BPETokenizer(Tokenizer):
             ids = merge_pair(ids, best, self._ranks[best])
         return ids
 
+    def pretokenize(self, text):
+        """Text -> the chunks BPE merges within, e.g. "the cats" -> ["the", " cats"]."""
+        return self._pretokenize(text)
+
     def encode(self, text):
         ids = []
         for chunk in self._pretokenize(text):
