@@ -181,11 +181,12 @@ class Explorer:
     def warm_up(self):
         """Run each view once, so that the first request does not wait for JIT compilation."""
         for m in self.models:
-            for name, fields in (("tokens", {}), ("attention", {}), ("next", {}),
-                                 ("translate", {}), ("classify", {})):
+            for name in ("tokens", "attention", "next", "translate", "classify"):
                 if name in VIEW_KINDS and m.info["kind"] not in VIEW_KINDS[name]:
                     continue
-                self.post(name, {"model": self.models.index(m), "text": "the dog .", **fields})
+                self.post(name, {"model": self.models.index(m), "text": "the dog ."})
+            for side in m.info["embedding_sides"]:  # the projections are computed once
+                self.post("embeddings", {"model": self.models.index(m), "side": side})
 
     # ----------------------------------------------------------------- routes
     def get(self, route, query):

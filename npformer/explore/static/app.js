@@ -321,11 +321,11 @@ async function viewEmbeddings(root) {
       if (!(err instanceof ApiError)) throw err;
     }
   }
-  const W = 720, H = 480, pad = 24;
+  const W = 720, H = 480, pad = 24, right = 70; // room for the labels of the rightmost points
   const xs = data.x, ys = data.y;
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  const sx = (x) => pad + (x - x0) / (x1 - x0 || 1) * (W - 2 * pad);
+  const sx = (x) => pad + (x - x0) / (x1 - x0 || 1) * (W - pad - right);
   const sy = (y) => H - pad - (y - y0) / (y1 - y0 || 1) * (H - 2 * pad);
   const labelAll = data.tokens.length <= 400;
   const lines = svg("g", {class: "nb-lines"});
@@ -480,7 +480,9 @@ async function viewAttention(root) {
     el("div", {class: "att"}, el("div", {}, el("h3", {}, "every layer and head"), grid,
       note("click: show it large; shift-click: compare with the one shown")),
     el("div", {}, maps, looks,
-      note("Row t: the weights query token t gives each key; each row sums to 1. Hover a row (or a token on the left) to read it."))),
+      note("Row t: the weights query token t gives each key; each row sums to 1. Hover a row (or a token on the left) to read it." +
+        (data.translation !== null && data.translation !== undefined && op.name.startsWith("decoder")
+          ? " The decoder's rows are the tokens fed to it: the row of a token is the step that chooses the token after it." : "")))),
     distances(data, op));
   if (hover !== null) showLooks(hover);
 }
@@ -607,7 +609,7 @@ async function viewTranslate(root) {
   }));
   const cross = el("div", {class: "cross", id: "cross"}, step.cross.map((heads, layer) => {
     const mean = heads[0].map((_, j) => heads.reduce((s, row) => s + row[j], 0) / heads.length);
-    return el("figure", {}, el("figcaption", {}, `decoder.${layer}.cross_attn, row ${t}: heads 0-${heads.length - 1}, then their mean`),
+    return el("figure", {}, el("figcaption", {}, `decoder.${layer}.cross_attn at step ${t + 1}: heads 0-${heads.length - 1}, then their mean`),
       heatmap([...heads, mean], [...heads.map((_, h) => `head ${h}`), "mean"], data.source, {cell: 30}));
   }));
   const last = data.steps.map((s) => {
