@@ -28,6 +28,7 @@ from npformer.explore import views
 from npformer.explore.command import ExploreError, explore_command
 from npformer.explore.runs import read_log
 from npformer.explore.server import MAX_BODY, Explorer, start_in_thread
+from npformer.explore.sources import load_sources
 from npformer.tokenizers import BOS_ID, EOS_ID
 
 SENTENCE = "the big dog sees a small cat ."
@@ -288,6 +289,14 @@ def test_the_source_panel_shows_only_the_cited_files(server, name):
     refused(server, 404, "GET", f"/api/source?file={name}")
 
 
+def test_every_cited_function_and_page_exists():
+    links, texts = load_sources()  # a citation of a function that is gone raises LookupError
+    missing = [x["file"] for view in links.values() for x in view if not x["available"]]
+    assert not missing, f"cited but not found: {missing}"
+    assert set(links) == {"tokens", "embeddings", "attention", "next", "translate", "classify",
+                          "run"}
+
+
 def test_the_source_panel_shows_a_cited_function(server):
     info = request(server, "GET", "/api/models")[1]
     link = next(x for x in info["links"]["attention"] if x["name"] == "Transformer.attention_maps")
@@ -379,6 +388,9 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_running(server):
             headers=json_type)
     refused(server, 400, "POST", "/api/next", raw_body=b'{"model": 1, "text": "a", '
             b'"temperature": NaN}', headers=json_type, needle="temperature")
+    refused(server, 400, "POST", "/api/tokens", raw_body=b'{"model": 1' + b"0" * 5000 + b"}",
+            headers=json_type, needle="not JSON")
+    refused(server, 400, "GET", "/api/run?" + "a=1&" * 20, needle="too many")
     refused(server, 404, "POST", "/api/nothing", {"model": 0})
     refused(server, 404, "GET", "/api/nothing")
     refused(server, 405, "PUT", "/api/tokens", {"model": 0, "text": "a"})

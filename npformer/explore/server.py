@@ -7,7 +7,7 @@ Python's standard library only (http.server). What it guards against:
     is the page itself (no cross-site POST);
   - it serves only its own files, read into memory at start, and JSON: no part of
     a request path is ever joined to a file-system path. The source panel shows
-    a fixed list of files (the ones the views cite), also read at start; a run's
+    a fixed list of files (the ones the views cite, sources.py), also read at start; a run's
     checkpoint is opened only by a name the server itself listed;
   - request bodies are JSON of at most MAX_BODY bytes (Content-Length required),
     texts at most views.MAX_TEXT_CHARS characters, numbers checked for type and
@@ -26,7 +26,6 @@ Endpoints (GET unless marked):
        /api/embeddings, /api/neighbours   one view (views.py) for {"model": i, ...}
   POST /api/open         load a checkpoint of a watched run {"run": i, "name": "best.npz"}
 """
-import ast
 import json
 import sys
 import threading
@@ -38,49 +37,16 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .. import __file__ as _package_file
 from ..checkpoint import CheckpointError, load_checkpoint
 from . import views
 from .runs import Run
+from .sources import load_sources
 
 MAX_BODY = 16 * 1024  # bytes of a request body: a text of MAX_TEXT_CHARS and a few numbers
 MAX_MODELS = 8  # checkpoints loaded at once (each run's "open" adds one)
 TIMEOUT = 30  # seconds a connection may stay silent before it is closed
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-PACKAGE = Path(_package_file).resolve().parent  # npformer/
-REPO = PACKAGE.parent  # a clone: docs/ sits beside npformer/
-
-# Every file the page links to: what computes each view, and where it is explained.
-# "file:function" opens the file at that function. The docs exist in a clone of the
-# repository; an installed copy without them shows the path only.
-CITES = {
-    "tokens": ["npformer/explore/views.py:token_view", "npformer/tokenizers/bpe.py:BPETokenizer",
-               "npformer/tokenizers/simple.py:WordTokenizer", "docs/explore.md",
-               "docs/data_formats.md"],
-    "embeddings": ["npformer/explore/views.py:pca_2d", "npformer/explore/views.py:neighbours",
-                   "npformer/layers/embedding.py:embedding_forward",
-                   "docs/derivations/embedding.md", "docs/explore.md"],
-    "attention": ["npformer/explore/views.py:attention_view",
-                  "npformer/model.py:Transformer.attention_maps",
-                  "npformer/language_model.py:LanguageModel.attention_maps",
-                  "npformer/layers/attention.py:attention_forward",
-                  "npformer/plots.py:attention_for_sentence", "docs/derivations/attention.md",
-                  "docs/explore.md"],
-    "next": ["npformer/explore/views.py:next_token_view", "npformer/decoding.py:filter_logits",
-             "npformer/decoding.py:draw_tokens", "npformer/decoding.py:continue_text",
-             "docs/language_models.md", "docs/explore.md"],
-    "translate": ["npformer/explore/views.py:translation_view",
-                  "npformer/decoding.py:greedy_decode", "npformer/decoding.py:beam_search",
-                  "npformer/model.py:Transformer.attention_maps", "docs/architecture.md",
-                  "docs/explore.md"],
-    "classify": ["npformer/explore/views.py:classification_view",
-                 "npformer/layers/pooling.py:pool_weights",
-                 "npformer/language_model.py:Classifier", "docs/language_models.md",
-                 "docs/explore.md"],
-    "run": ["npformer/explore/runs.py:read_log", "npformer/train.py:train",
-            "docs/checkpoints.md", "docs/explore.md"],
-}
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
@@ -103,47 +69,7 @@ class ApiError(Exception):
         self.status = status
 
 
-# -------------------------------------------------------------------------- sources
-def _read_cited(cite):
-    """(file key, text, first line, last line) of a citation "path[:qualname]", or None."""
-    path, _, qualname = cite.partition(":")
-    full = (PACKAGE / path[len("npformer/"):]) if path.startswith("npformer/") else REPO / path
-    try:
-        text = full.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    first = last = None
-    if qualname:
-        nodes = ast.parse(text).body
-        for part in qualname.split("."):
-            node = next((n for n in nodes if getattr(n, "name", None) == part), None)
-            if node is None:
-                raise LookupError(f"{cite}: no {part} in {path}")  # a stale citation: a bug
-            nodes = getattr(node, "body", [])
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        last = node.end_lineno
-    return path, text, first, last
-
-
-def load_sources():
-    """{view: [citation dicts]} and {file key: text}: everything the source panel can show."""
-    links, texts = {}, {}
-    for view, cites in CITES.items():
-        links[view] = []
-        for cite in cites:
-            found = _read_cited(cite)
-            path = cite.partition(":")[0]
-            if found is None:
-                links[view].append({"file": path, "name": cite.partition(":")[2] or path,
-                                    "available": False})
-                continue
-            path, text, first, last = found
-            texts[path] = text
-            links[view].append({"file": path, "name": cite.partition(":")[2] or path,
-                                "available": True, "first": first, "last": last})
-    return links, texts
-
-
+# --------------------------------------------------------------------------- files
 def load_assets():
     """{url path: (bytes, content type)} of the page, from the package (no file access later)."""
     folder = resources.files("npformer.explore") / "static"
@@ -352,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
     def explorer(self):
         return self.server.explorer
 
-    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+    def log_message(self, format, *args):  # the base class's signature
         if self.server.verbose:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
@@ -396,8 +322,11 @@ class Handler(BaseHTTPRequestHandler):
                 body, kind = self.explorer.assets[route]
                 return self._send(200, body, kind)
             if method == "GET" and route.startswith("/api/"):
-                result = self.explorer.get(route, parse_qs(url.query, keep_blank_values=True,
-                                                           max_num_fields=8))
+                try:
+                    query = parse_qs(url.query, keep_blank_values=True, max_num_fields=8)
+                except ValueError:
+                    raise ApiError(400, "too many query fields") from None
+                result = self.explorer.get(route, query)
             elif method == "POST" and route.startswith("/api/"):
                 result = self.explorer.post(route[len("/api/"):], self._json_body())
             elif method in ("GET", "POST"):
@@ -434,31 +363,33 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(length))
         try:
             body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, a 5000-digit number
             raise ApiError(400, f"the body is not JSON: {str(err)[:80]}") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         return body
 
-    def do_GET(self):  # noqa: N802 (http.server's names)
+    # http.server calls do_<METHOD>; all go through _handle, which allows GET and POST
+    # only (a CORS preflight, OPTIONS, gets a 405: no cross-site permission)
+    def do_GET(self):
         self._handle("GET")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self._handle("POST")
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._handle("HEAD")
 
-    def do_PUT(self):  # noqa: N802
+    def do_PUT(self):
         self._handle("PUT")
 
-    def do_DELETE(self):  # noqa: N802
+    def do_DELETE(self):
         self._handle("DELETE")
 
-    def do_OPTIONS(self):  # noqa: N802 (a CORS preflight gets no permission)
+    def do_OPTIONS(self):
         self._handle("OPTIONS")
 
-    def do_PATCH(self):  # noqa: N802
+    def do_PATCH(self):
         self._handle("PATCH")
 
 
