@@ -28,11 +28,14 @@ TINY = ["--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1",
 def explore_runs(tmp_path_factory):
     """{"translator": run dir, "lm": run dir, "classifier": run dir} of tiny trained models."""
     from npformer.cli import main
+    from npformer.data import make_toy_corpus, save_tsv
 
     root = tmp_path_factory.mktemp("explore")
     runs = {name: root / name for name in ("translator", "lm", "classifier")}
-    commands = [["train", *TINY, "--tokenizer", "bpe", "--vocab-size", "300",
-                 "--eval-sentences", "8", "--out-dir", str(runs["translator"])],
+    pairs = root / "toy.tsv"  # 700 toy pairs: the whole corpus takes seconds to make and encode
+    save_tsv([p for split in make_toy_corpus(600, 50, 50).values() for p in split], pairs)
+    commands = [["train", *TINY, "--data", str(pairs), "--tokenizer", "bpe", "--vocab-size",
+                 "300", "--eval-sentences", "8", "--out-dir", str(runs["translator"])],
                 ["pretrain", *TINY, "--data-size", "3000", "--out-dir", str(runs["lm"])],
                 ["finetune", *TINY, "--from", str(runs["lm"] / "best.npz"), "--task",
                  "acceptability", "--data-size", "64", "--out-dir", str(runs["classifier"])]]

@@ -319,6 +319,26 @@ def test_a_checkpoint_opens_only_by_a_name_the_server_listed(server, explore_run
     assert any(r["type"] == "valid" for r in data["records"])
 
 
+def test_a_run_alone_and_a_broken_checkpoint_in_it(tmp_path, explore_runs):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text((explore_runs["lm"] / "log.jsonl").read_text())
+    (run / "broken.npz").write_bytes(b"not a checkpoint")
+    srv = start_in_thread(Explorer([], [run]))  # no model: only the run view
+    try:
+        status, data, _ = request(srv, "GET", "/api/run?run=0")
+        assert status == 200 and data["records"]
+        assert "error" in data["checkpoints"][0] and data["checkpoints"][0]["name"] == "broken.npz"
+        refused(srv, 400, "POST", "/api/open", {"run": 0, "name": "broken.npz"},
+                needle="broken.npz")
+        refused(srv, 400, "POST", "/api/tokens", {"model": 0, "text": "a"}, needle="model")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    with pytest.raises(explore_server.ApiError, match="no run is watched"):
+        Explorer([], []).get("/api/run", {"run": ["0"]})
+
+
 @pytest.mark.parametrize("host", ["evil.example:80", "evil.example", "127.0.0.1:1", "",
                                   "localhost.evil.example"])
 def test_another_host_name_is_refused(server, host):

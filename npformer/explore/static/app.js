@@ -334,7 +334,7 @@ async function viewEmbeddings(root) {
   svg("circle", {r: mine.has(i) ? 4 : 2.5}),
   labelAll || mine.has(i) ? svg("text", {x: 4, y: -3}, show(t)) : null));
   const plot = svg("svg", {width: W, height: H, class: "scatter", id: "scatter"}, lines, points);
-  const panel = el("div", {class: "nb-panel", id: "neighbours"}, note("hover a point (or click to pin it): its nearest tokens by cosine similarity in all " +
+  const panel = el("div", {class: "nb-panel", id: "neighbours"}, note("hover a point: its nearest tokens by cosine similarity in all " +
     `${data.d_model} dimensions`));
   async function hover(id) {
     state.token = id;
