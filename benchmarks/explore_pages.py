@@ -111,6 +111,7 @@ def shrink(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-shots", action="store_true", help="times only")
+    parser.add_argument("--no-times", action="store_true", help="screenshots only")
     parser.add_argument("--out", default=str(ROOT / "docs" / "img"), help="screenshot folder")
     args = parser.parse_args()
     set_blas_threads(1)
@@ -120,16 +121,18 @@ def main():
     ckpts = [load_checkpoint(p) for p in MODELS]
     explorer = Explorer(list(zip(MODELS, ckpts)), ["runs/toy"])
     explorer.warm_up()
-    print("views computed directly (no HTTP), median of 20:")
-    direct_times(ckpts)
+    if not args.no_times:
+        print("views computed directly (no HTTP), median of 20:")
+        direct_times(ckpts)
     server = start_in_thread(explorer)
     try:
         with Browser(width=1280, height=900) as browser:
-            print("typing in the page, one character at a time (ms):")
-            for label, model, view in (("attention, translator", TRANSLATOR, "attention"),
-                                       ("attention, LM", LM, "attention"),
-                                       ("next token, LM", LM, "next"),
-                                       ("translation, translator", TRANSLATOR, "translate")):
+            timed = (("attention, translator", TRANSLATOR, "attention"),
+                     ("attention, LM", LM, "attention"), ("next token, LM", LM, "next"),
+                     ("translation, translator", TRANSLATOR, "translate"))
+            if not args.no_times:
+                print("typing in the page, one character at a time (ms):")
+            for label, model, view in () if args.no_times else timed:
                 page = browser.open(f"{server.url}?model={model}&view={view}&text=a")
                 page.wait(READY)
                 rows = [r for text in TYPED[model] for r in type_and_time(page, text)]

@@ -517,7 +517,11 @@ def test_another_address_warns_and_a_busy_port_is_one_line(explore_runs):
 
 
 def test_ctrl_c_stops_the_server_cleanly(explore_runs):
-    proc = subprocess.Popen([sys.executable, "-m", "npformer", "explore", "--port", "0",
+    # Ctrl-C in a terminal sends SIGINT; a test run started in the background may have
+    # inherited SIGINT ignored, so the child first takes Python's default handler back
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from npformer.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", start, "explore", "--port", "0",
                              "--model", str(explore_runs["lm"] / "best.npz")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -67,6 +67,16 @@ function show(piece) {
 }
 
 const fmt = (p, digits = 3) => Number(p).toFixed(digits);
+
+// [min, max] of an array (a loop: a vocabulary can be too long to spread into Math.min)
+function extent(values) {
+  let low = Infinity, high = -Infinity;
+  for (const v of values) {
+    if (v < low) low = v;
+    if (v > high) high = v;
+  }
+  return [low, high];
+}
 const pct = (p) => (100 * p).toFixed(p >= 0.1 ? 1 : 2) + "%";
 
 // Viridis (the colour map of the PNG heatmaps, plots.py), 0 -> dark purple, 1 -> yellow.
@@ -323,8 +333,8 @@ async function viewEmbeddings(root) {
   }
   const W = 720, H = 480, pad = 24, right = 70; // room for the labels of the rightmost points
   const xs = data.x, ys = data.y;
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const [x0, x1] = extent(xs);
+  const [y0, y1] = extent(ys);
   const sx = (x) => pad + (x - x0) / (x1 - x0 || 1) * (W - pad - right);
   const sy = (y) => H - pad - (y - y0) / (y1 - y0 || 1) * (H - 2 * pad);
   const labelAll = data.tokens.length <= 400;
@@ -347,7 +357,7 @@ async function viewEmbeddings(root) {
     panel.replaceChildren(el("h3", {}, `${show(nb.piece)} (id ${id}): nearest tokens`),
       el("table", {class: "nb"}, nb.neighbours.map((n) => el("tr", {},
         el("td", {}, show(n.piece)), el("td", {class: "num"}, fmt(n.cosine)),
-        el("td", {}, el("span", {class: "bar", style: null, "data-w": n.cosine}))))));
+        el("td", {}, el("span", {class: "bar", "data-w": n.cosine}))))));
     for (const bar of panel.querySelectorAll(".bar")) {
       bar.style.width = `${Math.max(0, Number(bar.dataset.w)) * 120}px`;
     }
@@ -739,8 +749,8 @@ function lineChart(title, series, W, H) {
   const plot = svg("svg", {width: W, height: H, class: "chart"});
   plot.append(svg("text", {x: pad.l, y: 14, class: "title"}, title));
   if (!all.length) return plot;
-  const xmax = Math.max(...all.map((p) => p[0]), 1);
-  let ymin = Math.min(...all.map((p) => p[1])), ymax = Math.max(...all.map((p) => p[1]));
+  const xmax = Math.max(extent(all.map((p) => p[0]))[1], 1);
+  let [ymin, ymax] = extent(all.map((p) => p[1]));
   if (ymin === ymax) { ymin -= 0.5; ymax += 0.5; }
   const sx = (x) => pad.l + x / xmax * (W - pad.l - pad.r);
   const sy = (y) => H - pad.b - (y - ymin) / (ymax - ymin) * (H - pad.t - pad.b);
@@ -761,6 +771,7 @@ function lineChart(title, series, W, H) {
 
 // ------------------------------------------------------------------------ errors
 function showError(err) {
+  if (err.name === "AbortError") return; // a newer redraw cancelled this request
   $("error").hidden = false;
   $("error").textContent = err.message;
 }
