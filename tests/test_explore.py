@@ -144,7 +144,12 @@ def test_next_token_greedy_is_generates_choice_and_filters_are_decodings(ckpts):
     tok = ckpt.src_tokenizer
     view = views.next_token_view(ckpt, "the old woman", temperature=0.7, top_k=5, top_p=0.9, seed=3)
     greedy = continue_text(ckpt.model, tok.encode("the old woman"), max_new_tokens=1)[0]
-    assert [view["greedy"]["id"]] == greedy[:1] or (greedy == [] and view["greedy"]["end"])
+    chosen = greedy[0] if greedy else EOS_ID  # continue_text returns [] when EOS comes first
+    if view["greedy"]["id"] != chosen:
+        # generate decodes with the key/value cache, the view without: they round apart in
+        # the last digits, so only a near-tie (a barely trained model) may order them apart
+        p = {c["id"]: c["p_model"] for c in view["candidates"]}
+        assert chosen in p and p[view["greedy"]["id"]] - p[chosen] < 1e-5, (view["greedy"], chosen)
     assert view["candidates"][0]["p_model"] == max(c["p_model"] for c in view["candidates"])
     p_sample = np.array([c["p_sample"] for c in view["candidates"]])
     assert 1 <= (p_sample > 0).sum() <= 5 and view["kept"] <= 5
@@ -472,7 +477,12 @@ def test_several_clients_at_once_get_the_same_answers(server):
     assert not errors, errors
     assert len(results) == 24
     for m, status, data in results:
-        assert status == 200 and data["ops"] == expected[m]["ops"]
+        assert status == 200
+        for op, ref in zip(data["ops"], expected[m]["ops"]):
+            # the same computation again: equal up to rounding (a BLAS may round differently
+            # with another memory alignment), never mixed up with another request's numbers
+            ref_P = np.array(ref["P"])
+            assert_close(op["name"], np.array(op["P"]), ref_P, RTOL, bound(ref_P))
 
 
 # ====================================================================== the command

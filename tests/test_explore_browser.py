@@ -153,16 +153,26 @@ def test_the_top_next_token_is_generates_greedy_choice(chromium, setup, explore_
                  "--max-new-tokens", "1", prompt]) == 0
     generated = capsys.readouterr().out.strip()
     page = open_view(chromium, server, model=1, view="next", text=prompt)
-    star = page.evaluate("document.querySelector('#candidates tr.cand .star')"
-                         ".closest('tr').dataset.id")
+    star = int(page.evaluate("document.querySelector('#candidates tr.cand .star')"
+                             ".closest('tr').dataset.id"))
     rows = page.evaluate("[...document.querySelectorAll('#candidates tr.cand')].map(r => "
                          "Number(r.dataset.id))")
-    assert int(star) == rows[0]  # the greedy token is the most likely one
-    if generated == prompt:  # generate stopped at once: the greedy token is <eos>
+    assert star == rows[0]  # the greedy token is the most likely one
+    tok = ckpts["lm"].src_tokenizer
+    expected = generated[len(prompt):].strip()  # the token generate appended ("" for EOS)
+    shown = "" if star == EOS_ID else tok.decode([star])
+    if shown != expected:
+        # generate decodes with the key/value cache, the page without: they round apart in
+        # the last digits, so only a near-tie (a barely trained model) may order them apart
+        logits = ckpts["lm"].model.forward(np.array([[BOS_ID] + tok.encode(prompt)]))[0, -1]
+        p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        other = EOS_ID if expected == "" else tok.encode(expected)[0]
+        assert abs(p[star] - p[other]) < 1e-5, (shown, expected)
+    if star == EOS_ID:
         assert page.evaluate("document.getElementById('append-greedy').disabled")
     else:
         redraw(page, "document.getElementById('append-greedy').click()")
-        assert page.evaluate("document.getElementById('text').value") == generated
+        assert page.evaluate("document.getElementById('text').value") == f"{prompt} {shown}"
     # a top-k of 2 leaves two tokens to sample from
     page = open_view(chromium, server, model=1, view="next", text=prompt, top_k=2)
     assert page.evaluate("document.querySelectorAll('#candidates tr.cand:not(.filtered)')"
