@@ -16,9 +16,10 @@ set_blas_threads(1)
 
 
 # ------------------------------------------------------------------ npformer explore
-# Three tiny models, trained once per session in a few seconds (they are not good at
-# anything): a BPE translator, a language model and a classifier fine-tuned from it.
-# tests/test_explore.py and tests/test_explore_browser.py look at them.
+# Three tiny models, trained in a few seconds once per session (under pytest-xdist, once per
+# worker that needs them; they are not good at anything): a BPE translator, a language
+# model and a classifier fine-tuned from it. tests/test_explore.py and
+# tests/test_explore_browser.py look at them.
 # One validation, at the last step: with NUMBA_DISABLE_JIT=1 each one takes minutes.
 TINY = ["--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1",
         "--max-len", "24", "--max-tokens", "512", "--max-steps", "4", "--eval-every", "4",
