@@ -536,7 +536,7 @@ def test_ctrl_c_stops_the_server_cleanly(explore_runs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # printed once the server is ready
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)  # no --host: loopback only
         assert url, (line, proc.stderr.read() if proc.poll() is not None else "")
         with urllib.request.urlopen(url.group(0) + "api/models", timeout=30) as answer:
             assert answer.status == 200
@@ -548,3 +548,4 @@ def test_ctrl_c_stops_the_server_cleanly(explore_runs):
             proc.communicate()
     assert proc.returncode == 0, err
     assert "stopped" in err and "Traceback" not in err, err
+    assert "warning" not in err, err  # no --host: the loopback address, said without a warning
