@@ -8,7 +8,9 @@ headless Chromium (tests/browser.py, the DevTools pipe) and
      compute time, the request's round trip, and the whole redraw (from the
      input event to the finished picture). Views: attention (translator and LM),
      next token (LM), translation (translator);
-  2. takes one screenshot of each view (PNG, reduced to a 128-colour palette)
+  2. sends every endpoint the same request many times from a Python client (no
+     browser) and reports its round trip and the server's own time;
+  3. takes one screenshot of each view (PNG, reduced to a 128-colour palette)
      into docs/img/explore_<view>.png.
 
 Needs the toy models: `npformer train`, `npformer pretrain`, `npformer finetune
@@ -18,11 +20,14 @@ translator: `npformer train --tokenizer bpe --vocab-size 400 --max-minutes 1.5
 
     python benchmarks/explore_pages.py               # times, and the screenshots
     python benchmarks/explore_pages.py --no-shots    # times only
+    python benchmarks/explore_pages.py --no-shots --endpoints-only   # the endpoints' times
 
 Times on a shared machine vary with its load: report the median and the 90th
 percentile over many redraws, never a single one.
 """
 import argparse
+import http.client
+import json
 import statistics
 import sys
 import time
@@ -99,6 +104,75 @@ def direct_times(ckpts):
         print(f"  {name:<24} {statistics.median(times):6.1f} ms")
 
 
+ENDPOINTS = [  # (label, method, path, body): one request of each kind the page sends
+    ("page /", "GET", "/", None),
+    ("script /static/app.js", "GET", "/static/app.js", None),
+    ("models", "GET", "/api/models", None),
+    ("source (decoding.py)", "GET", "/api/source?file=npformer/decoding.py", None),
+    ("run, the whole log", "GET", "/api/run?run=0", None),
+    ("run, a poll with nothing new", "GET", "/api/run?run=0&offset={end}&file_id={file_id}", None),
+    ("tokens, BPE translator", "POST", "/api/tokens",
+     {"model": BPE, "text": TYPED[TRANSLATOR][1]}),
+    ("embeddings (projection kept)", "POST", "/api/embeddings", {"model": TRANSLATOR, "side": "source"}),
+    ("neighbours", "POST", "/api/neighbours", {"model": TRANSLATOR, "side": "source", "id": 58}),
+    ("attention, translator", "POST", "/api/attention",
+     {"model": TRANSLATOR, "text": TYPED[TRANSLATOR][0]}),
+    ("attention, LM", "POST", "/api/attention", {"model": LM, "text": TYPED[LM][0]}),
+    ("attention, classifier", "POST", "/api/attention", {"model": CLASSIFIER, "text": TYPED[LM][1]}),
+    ("next token, LM", "POST", "/api/next",
+     {"model": LM, "text": TYPED[LM][0], "temperature": 0.8, "top_k": 10}),
+    ("translate, greedy", "POST", "/api/translate",
+     {"model": TRANSLATOR, "text": TYPED[TRANSLATOR][0]}),
+    ("translate, beam 4", "POST", "/api/translate",
+     {"model": TRANSLATOR, "text": TYPED[TRANSLATOR][0], "method": "beam", "beam_size": 4}),
+    ("classify", "POST", "/api/classify", {"model": CLASSIFIER, "text": TYPED[LM][1]}),
+    ("open (loads best.npz)", "POST", "/api/open", {"run": 0, "name": "best.npz"}),
+]
+
+
+def call(port, method, path, body):
+    """(round trip ms, the server's own ms or None) of one request on a new connection."""
+    head = {"Host": f"127.0.0.1:{port}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        head["Content-Type"] = "application/json"
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body=data, headers=head)
+    response = conn.getresponse()
+    raw = response.read()
+    trip = 1000 * (time.perf_counter() - t0)
+    conn.close()
+    assert response.status == 200, (path, response.status, raw[:200])
+    kind = response.getheader("Content-Type", "")
+    return trip, (json.loads(raw).get("ms") if "json" in kind else None), raw
+
+
+def endpoint_times(port, repeats=30):
+    """Each endpoint's round trip and server time, median and p90 of `repeats` requests."""
+    _, _, raw = call(port, "GET", "/api/run?run=0", None)
+    log = json.loads(raw)
+    print(f"each endpoint from a Python client, {repeats} requests each (ms):")
+    print(f"  {'endpoint':<30} {'round trip (median / p90)':>26} {'server (median / p90)':>24}")
+    for label, method, path, body in ENDPOINTS:
+        path = path.format(end=log["offset"], file_id=log["file_id"])
+        call(port, method, path, body)  # once before timing (e.g. the projection is kept)
+        trips, server = [], []
+        for _ in range(repeats):
+            trip, ms, _ = call(port, method, path, body)
+            trips.append(trip)
+            if ms is not None:
+                server.append(ms)
+        print(f"  {label:<30} {p50_p90(trips):>26} {p50_p90(server) if server else '-':>24}")
+
+
+def p50_p90(values):
+    values = sorted(values)
+    p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
+    return f"{statistics.median(values):.1f} / {p90:.1f}"
+
+
 def shrink(path):
     """Re-save a screenshot with a 128-colour palette (a UI has few colours): a few times smaller."""
     from PIL import Image
@@ -112,6 +186,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-shots", action="store_true", help="times only")
     parser.add_argument("--no-times", action="store_true", help="screenshots only")
+    parser.add_argument("--endpoints-only", action="store_true",
+                        help="only the endpoints' times (no browser)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "img"), help="screenshot folder")
     args = parser.parse_args()
     set_blas_threads(1)
@@ -121,11 +197,15 @@ def main():
     ckpts = [load_checkpoint(p) for p in MODELS]
     explorer = Explorer(list(zip(MODELS, ckpts)), ["runs/toy"])
     explorer.warm_up()
-    if not args.no_times:
+    if not args.no_times and not args.endpoints_only:
         print("views computed directly (no HTTP), median of 20:")
         direct_times(ckpts)
     server = start_in_thread(explorer)
     try:
+        if not args.no_times:
+            endpoint_times(server.port)
+        if args.endpoints_only:
+            return
         with Browser(width=1280, height=900) as browser:
             timed = (("attention, translator", TRANSLATOR, "attention"),
                      ("attention, LM", LM, "attention"), ("next token, LM", LM, "next"),
