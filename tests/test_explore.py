@@ -22,7 +22,8 @@ import pytest
 from helpers import assert_close
 from npformer.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.decoding import beam_search, continue_text, draw_tokens, filter_logits, greedy_decode
+from npformer.decoding import (beam_search, continue_text, draw_tokens, filter_logits,
+                               greedy_decode, tempered)
 from npformer.explore import server as explore_server
 from npformer.explore import views
 from npformer.explore.command import ExploreError, explore_command
@@ -150,10 +151,10 @@ def test_next_token_greedy_is_generates_choice_and_filters_are_decodings(ckpts):
     assert view["candidates"][0]["p_model"] == max(c["p_model"] for c in view["candidates"])
     p_sample = np.array([c["p_sample"] for c in view["candidates"]])
     assert 1 <= (p_sample > 0).sum() <= 5 and view["kept"] <= 5
-    # the sampler's distribution is decoding.filter_logits of logits / temperature
+    # the sampler's distribution and draw are decoding.sample's: PAD banned, tempered, filtered
     logits = ckpt.model.forward(np.array([[BOS_ID] + tok.encode("the old woman")]))[:, -1]
     logits[:, ckpt.model.config.pad_id] = -np.inf
-    filtered = filter_logits(logits / 0.7, 5, 0.9)
+    filtered = filter_logits(tempered(logits, 0.7), 5, 0.9)
     e = np.exp(filtered[0] - filtered[0].max())
     ref = e / e.sum()
     ids = [c["id"] for c in view["candidates"]]

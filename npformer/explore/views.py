@@ -12,8 +12,7 @@ K classes.
 """
 import numpy as np
 
-from ..decoding import (_ban_pad, _softmax, beam_search, draw_tokens, filter_logits,
-                        greedy_decode)
+from ..decoding import beam_search, draw_tokens, filter_logits, greedy_decode, tempered
 from ..layers import pool_weights
 from ..params import embedding_keys
 from ..plots import attention_for_sentence
@@ -51,6 +50,25 @@ def _check_text(text, allow_empty=False):
     if not text.strip() and not allow_empty:
         raise ViewError("type some text first")
     return text
+
+
+def _without_pad(logits, pad_id):
+    """The logits a decoder chooses from: PAD's column -inf, as decoding.py's loops set it.
+
+    Shapes: logits (...,V) -> (...,V) float64 copy
+    """
+    z = np.array(logits, dtype=np.float64)  # (...,V)
+    z[..., pad_id] = -np.inf
+    return z
+
+
+def _softmax(z):
+    """Probabilities from logits; a -inf logit gets probability 0.
+
+    Shapes: (...,V) -> (...,V)
+    """
+    e = np.exp(z - z.max(axis=-1, keepdims=True))  # (...,V)
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _piece(tok, token_id):
@@ -267,8 +285,8 @@ def next_token_view(ckpt, text, temperature=1.0, top_k=0, top_p=1.0, seed=None,
     """The language model's distribution over the token after the text, and the sampler's.
 
     model: softmax of the last position's logits (PAD banned, as the decoders do).
-    sampler: the logits divided by the temperature, filtered by top-k and top-p
-    (decoding.filter_logits), softmax: what `npformer generate --temperature T
+    sampler: the logits divided by the temperature (decoding.tempered), filtered by top-k
+    and top-p (decoding.filter_logits), softmax: what `npformer generate --temperature T
     --top-k K --top-p P` draws from. greedy: the most likely token (temperature 0).
     With a seed, one token is drawn from the sampler's distribution (draw_tokens).
     """
@@ -279,12 +297,12 @@ def next_token_view(ckpt, text, temperature=1.0, top_k=0, top_p=1.0, seed=None,
     try:
         prompt, cut = _prompt(ckpt, text)
         logits = ckpt.model.forward(np.array([prompt]))[:, -1]  # (1,T,V) -> (1,V)
-        logits = _ban_pad(logits, ckpt.model.config.pad_id)  # (1,V)
-        filtered = filter_logits(logits / temperature, top_k, top_p)  # (1,V)
+        logits = _without_pad(logits, ckpt.model.config.pad_id)  # (1,V)
+        filtered = filter_logits(tempered(logits, temperature), top_k, top_p)  # (1,V)
     except ValueError as err:
         raise ViewError(str(err)) from None
-    p_model = _softmax(logits.astype(np.float64))[0]  # (V,)
-    p_sample = _softmax(filtered.astype(np.float64))[0]  # (V,)
+    p_model = _softmax(logits)[0]  # (V,)
+    p_sample = _softmax(filtered)[0]  # (V,)
     tok = ckpt.src_tokenizer
     order = np.argsort(-p_model, kind="stable")[:show]
 
@@ -335,8 +353,8 @@ def translation_view(ckpt, text, method="greedy", beam_size=4, length_penalty=0.
     else:
         raise ViewError(f"method {method!r}: choose greedy or beam")
     tgt_in = np.array([[BOS_ID] + out[: model.config.max_len - 1]])  # (1,T)
-    logits = _ban_pad(model.forward(src, tgt_in)[0], model.config.pad_id)  # (T,V)
-    probs = _softmax(logits.astype(np.float64))  # (T,V)
+    logits = _without_pad(model.forward(src, tgt_in)[0], model.config.pad_id)  # (T,V)
+    probs = _softmax(logits)  # (T,V)
     maps = model.attention_maps(src, tgt_in)
     cross = [maps[f"decoder.{i}.cross_attn"][0] for i in range(model.config.n_decoder_layers)]
     steps = []
