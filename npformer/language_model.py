@@ -137,3 +137,10 @@ class Classifier(Model):
     def batch_loss(self, batch, **kwargs):
         """`loss` of a batching.Batch (src = ids, tgt_out = labels)."""
         return self.loss(batch.src, batch.tgt_out, **kwargs)
+
+    def attention_maps(self, ids):
+        """{op name: P (B,H,T,T)} of every self-attention op of the body, one forward pass."""
+        tape = Tape()
+        self.forward(ids, tape=tape)
+        return {r.name: r.cache.core.P for r in tape.records
+                if r.backward is self_attention_backward}
