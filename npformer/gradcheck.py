@@ -160,7 +160,7 @@ def layer_checks(seed=0):
                         {0: "dx", 1: "dmemory", 2: "dW_q", 3: "db_q", 4: "dW_kv", 5: "db_kv",
                          6: "dW_o", 7: "db_o"})
     ids = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])  # (B,S): row 1 padded, its last real token is 2
-    for mode in ("mean", "first", "last"):
+    for mode in ("mean", "first", "last", "before_eos"):
         rows += check_layer(f"pooling ({mode}, padding)", L.pool_forward, L.pool_backward,
                             [r(B, S, C), L.pool_weights(ids != 0, mode, np.float64)], {0: "dx"})
     targets = np.array([[1, 2, 0], [4, 4, 6]])  # one padding target (ignored)
@@ -229,6 +229,8 @@ MODEL_VARIANTS = {
         activation="gelu")),
     "classifier, decoder-only body, last, dropout": (Classifier, dict(
         **DECODER_ONLY, n_classes=3, pooling="last", dropout=0.2)),
+    "classifier, decoder-only body, before_eos": (Classifier, dict(
+        **DECODER_ONLY, n_classes=3, pooling="before_eos")),
     "classifier, encoder-only body, mean, post-LN": (Classifier, dict(
         **ENCODER_ONLY, n_classes=3, pooling="mean", norm_position="post")),
     "classifier, encoder-only body, first, learned pos": (Classifier, dict(

@@ -12,6 +12,7 @@ from helpers import assert_close
 from npformer.checkpoint import load_checkpoint, save_checkpoint
 from npformer.config import ConfigError, ModelConfig
 from npformer.decoding import continue_text
+from npformer import layers as L
 from npformer.language_model import Classifier, LanguageModel
 from npformer.model import Transformer, build_model
 from npformer.pretrained import load_pretrained, pretrained_key_map
@@ -161,6 +162,7 @@ def test_lm_loss_ignores_padding():
 
 
 @pytest.mark.parametrize("body,pooling", [("decoder-only", "last"), ("decoder-only", "mean"),
+                                          ("decoder-only", "before_eos"),
                                           ("encoder-only", "mean"), ("encoder-only", "first"),
                                           ("encoder-only", "last")])
 def test_classifier_ignores_padding(body, pooling):
@@ -197,6 +199,20 @@ def test_decoder_only_classifier_reads_the_end_and_is_causal():
     a = model.forward(np.array([[1, 5, 6, 7, 2]]))
     b = model.forward(np.array([[1, 9, 6, 7, 2]]))
     assert np.abs(a - b).max() > 1e-6
+
+
+def test_before_eos_pooling_reads_the_texts_last_token_on_a_causal_body():
+    """"before_eos" reads the position before EOS: on a causal body the EOS id cannot matter.
+
+    That is the point of the mode: a pretrained LM never read EOS as an input.
+    """
+    model = shifted(Classifier(ModelConfig(**{**LM, "n_classes": 2, "pooling": "before_eos"})))
+    a = model.forward(np.array([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]]))
+    b = model.forward(np.array([[1, 5, 6, 7, 9], [1, 8, 9, 0, 0]]))  # another id in EOS's place
+    assert_close("EOS replaced", b, a, 1e-12, 1e-14)
+    c = model.forward(np.array([[1, 5, 6, 9, 2], [1, 9, 2, 0, 0]]))  # the text's last token changed
+    assert np.abs(c - a).min() > 1e-6
+    assert L.pool_weights(np.array([[True, True, False]]), "before_eos", np.float64)[0, 0] == 1.0
 
 
 # ------------------------------------------------------------------ checkpoints
