@@ -22,6 +22,7 @@ from . import layers as L
 from .config import ModelConfig
 from .masks import additive, causal_mask, combine, padding_mask
 from .language_model import Classifier, LanguageModel
+from .layers.recurrent import rnn_backward, rnn_forward
 from .model import Transformer
 from .tape import Tape
 
@@ -122,6 +123,11 @@ def layer_checks(seed=0):
                         [r(B, T, C), r(6, C), 2], {0: "dx", 1: "dP"})
     rows += check_layer("linear", L.linear_forward, L.linear_backward,
                         [r(B, T, C), r(C, F), r(F)], {0: "dx", 1: "dW", 2: "db"})
+    # the recurrent layer (the RNN baseline): T = 3 steps of backpropagation through time;
+    # weights scaled by 0.3 so that tanh is not saturated (gradients of a useful size)
+    rows += check_layer("recurrent (Elman RNN, BPTT)", rnn_forward, rnn_backward,
+                        [r(B, T, C), r(B, C), 0.3 * r(C, C), 0.3 * r(C, C), r(C)],
+                        {0: "dx", 1: "dh0", 2: "dW_x", 3: "dW_h", 4: "db"})
     rows += check_layer("tied output", L.tied_linear_forward, L.tied_linear_backward,
                         [r(B, T, C), r(V, C), r(V)], {0: "dx", 1: "dE", 2: "db"})
     rows += check_layer("layernorm", L.layernorm_forward, L.layernorm_backward,

@@ -13,6 +13,7 @@ def test_every_layer_backward_matches_finite_differences():
     rows = gradcheck.layer_checks(seed=0)
     names = {r.name.split(":")[0] for r in rows}
     for layer in ("embedding", "positional (learned)", "positional (fixed)", "linear",
+                  "recurrent (Elman RNN, BPTT)",
                   "tied output", "layernorm", "dropout", "residual add",
                   "feed-forward (relu)", "feed-forward (gelu)",
                   "attention core", "self-attention (padding)", "causal self-attention",

@@ -286,3 +286,21 @@ def test_next_token_pair_lines_and_impossible_prefixes():
     assert next_token_distribution("a dog sleeps . = la kan", "mixed") == {}
     with pytest.raises(ValueError, match="kind"):
         next_token_distribution("", "french")
+
+
+def test_ngram_loss_by_hand_and_bigram_beats_unigram():
+    """Unigram loss by hand on a tiny corpus; on toy text the bigram is lower than the unigram."""
+    from npformer.data.baselines import ngram_loss
+
+    rows = [[1, 4, 5, 2], [1, 4, 2]]  # V = 6: counts of predicted tokens 4:2, 5:1, 2:2 (+1 each)
+    p = {4: 3 / 11, 5: 2 / 11, 2: 3 / 11}
+    by_hand = -(math.log(p[4]) + math.log(p[2])) / 2
+    assert ngram_loss(rows, [[1, 4, 2]], 1, 6) == pytest.approx(by_hand, rel=1e-12)
+    text = make_toy_text(20_000, "mixed", seed=0, n_valid_tokens=3000, n_test_tokens=0)
+    vocab = {w: i + 4 for i, w in enumerate(sorted({w for line in text["train"]
+                                                   for w in line.split()}))}
+    encode = [[[1] + [vocab.get(w, 3) for w in line.split()] + [2] for line in text[split]]
+              for split in ("train", "valid")]
+    uni, bi = (ngram_loss(*encode, order, len(vocab) + 4) for order in (1, 2))
+    floor = entropy.text_nll(text["valid"], "mixed", extra_tokens_per_line=1)
+    assert floor < bi < uni < math.log(len(vocab) + 4), (floor, bi, uni)

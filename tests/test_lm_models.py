@@ -326,3 +326,53 @@ def test_load_pretrained_only_from_a_language_model():
     model = build_model(ModelConfig(**ENCODER))
     with pytest.raises(ValueError, match="pretrained language model"):
         load_pretrained(model, clf)
+
+
+def test_weight_change_measures_by_hand():
+    """The measures of npformer.weight_change on a change of rank 2, worked by hand.
+
+    Energy 1 in the top 2, effective rank 2 (equal singular values), the rank-2 truncation
+    is exact and the rank-1 one has rank 1.
+    """
+    from npformer import weight_change as wc
+
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    V_, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    before = {"decoder.0.ffn.W_1": rng.normal(size=(6, 4)), "head.W": rng.normal(size=(6, 2))}
+    change = 3.0 * np.outer(U[:, 0], V_[0]) + 3.0 * np.outer(U[:, 1], V_[1])
+    after = {"decoder.0.ffn.W_1": before["decoder.0.ffn.W_1"] + change,
+             "head.W": before["head.W"] + 1.0}
+    assert wc.matrix_keys(after) == ["decoder.0.ffn.W_1"]
+    s = wc.spectrum(before, after, "decoder.0.ffn.W_1")
+    assert_close("singular values", s, np.array([3.0, 3.0, 0, 0]), 1e-12, 1e-12)
+    assert wc.energy_in_top(s, 1) == pytest.approx(0.5) and wc.energy_in_top(s, 2) == 1.0
+    assert wc.effective_rank(s) == pytest.approx(2.0)
+    exact = wc.low_rank_update(before, after, 2)
+    assert_close("rank 2", exact["decoder.0.ffn.W_1"], after["decoder.0.ffn.W_1"], 1e-12, 1e-12)
+    assert np.array_equal(exact["head.W"], after["head.W"])  # not a body matrix: untouched
+    one = wc.low_rank_update(before, after, 1)["decoder.0.ffn.W_1"] - before["decoder.0.ffn.W_1"]
+    assert np.linalg.matrix_rank(one, tol=1e-9) == 1
+    assert wc.relative_change(before, after)["layer 0 feed-forward"] == pytest.approx(
+        np.linalg.norm(change) / np.linalg.norm(before["decoder.0.ffn.W_1"]))
+
+
+def test_body_as_language_model_round_trip_and_features():
+    """A classifier started from an LM gives back exactly that LM; a changed body changes it."""
+    from npformer.pretrained import body_as_language_model
+
+    lm = shifted(LanguageModel(ModelConfig(**LM)))
+    clf = Classifier(ModelConfig(**{**LM, "n_classes": 2, "pooling": "before_eos"}))
+    load_pretrained(clf, lm, ("decoder",))
+    ids = np.array([[1, 5, 6, 7, 2]])
+    back = body_as_language_model(clf, lm)
+    assert_close("same LM", back.forward(ids), lm.forward(ids), 1e-14, 1e-14)
+    clf.params["decoder.0.ffn.W_1"] += 0.1
+    assert np.abs(body_as_language_model(clf, lm).forward(ids) - lm.forward(ids)).max() > 1e-6
+    assert lm.params["decoder.0.ffn.W_1"] is not back.params["decoder.0.ffn.W_1"]
+    features = clf.features(ids)
+    assert features.shape == (1, LM["d_model"])
+    tape = Tape()
+    clf.forward(ids, tape=tape)
+    head = next(r for r in tape.records if r.name == "head")
+    assert_close("features = the head's input", features, head.cache.x, 0, 0)
