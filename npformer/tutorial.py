@@ -11,11 +11,20 @@ The same scheme gives the language models of notebooks 10-13:
                             its weights at LM_SNAPSHOTS steps (notebooks 10, 11)
   icl_lm_run() / icl_lm()   the same kind of model pretrained on toy-icl text, which
                             holds few-shot task lines (notebook 12)
+
+and the experiments that notebooks 10 and 11 run live in a small slice and
+benchmarks/ run in full (so both run the same code):
+  lm_race(kind, ...)        the tutorial LM, or an RNN LM, trained on the same batches
+                            for a few steps, timed (notebook 10, benchmarks/rnn_race.py)
+  finetune(lm_path, n, ...) one fine-tuning (or from-scratch) run of notebook 11
+                            (benchmarks/finetune_seeds.py runs the grid over seeds)
 """
 import hashlib
 import json
 import os
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 from . import __version__
@@ -115,3 +124,98 @@ def icl_lm_run(log=None, **changes):
 def icl_lm(log=None, **changes):
     """The LM pretrained on toy-icl text (a Checkpoint), trained on first use."""
     return load_checkpoint(icl_lm_run(log, **changes) / "best.npz")
+
+
+# ---------------------------------------------------------------- notebook 10: RNN vs transformer
+def lm_race(kind="transformer", steps=25, eval_every=25, seed=0, lr=None, d_model=64,
+            log=None):
+    """Train the tutorial LM ("transformer") or an RNN LM ("rnn", width d_model) from scratch.
+
+    Both see exactly the batches of TUTORIAL_LM (its text, tokenizer, token budget and
+    order, learning-rate schedule; `lr` overrides the peak rate) through the same
+    train.train_step, with one BLAS thread. Returns the model and a list of records
+    {step, tokens, cpu_seconds, wall_seconds, valid_loss} every `eval_every` steps; the
+    clocks count the training steps only (CPU time: what this process computed, less
+    disturbed by other jobs on a shared machine than the wall clock).
+    """
+    from .batching import bucket_batches
+    from .evaluation import validation_loss
+    from .optim import AdamW
+    from .rnn_lm import RNNConfig, RNNLanguageModel
+    from .tasks import TASKS
+    from .threads import set_blas_threads
+    from .train import load_corpus, make_lr_schedule, train_step
+
+    set_blas_threads(1)
+    settings = {**TUTORIAL_LM, "seed": seed, "out_dir": "unused"}
+    if lr is not None:
+        settings["lr"] = lr
+    cfg = TrainConfig(**settings)
+    task = TASKS["lm"]
+    splits, _ = load_corpus(cfg)
+    built = task.build(cfg, splits)
+    if kind == "rnn":
+        model = RNNLanguageModel(RNNConfig(built.src_tokenizer.vocab_size, d_model, seed=seed))
+    elif kind == "transformer":
+        model = built.model
+    else:
+        raise ValueError(f"kind={kind!r}: transformer or rnn")
+    examples, _ = task.encode(splits["train"], built, cfg)
+    valid, _ = task.encode(splits["valid"], built, cfg)
+    opt = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = make_lr_schedule(cfg)
+    n_batches = len(bucket_batches(examples, cfg.max_tokens, cfg.seed, 0, length=task.length))
+    batches, records, cpu, wall, tokens = {}, [], 0.0, 0.0, 0
+    for step in range(steps):
+        epoch, index = divmod(step, n_batches)
+        if epoch not in batches:
+            batches = {epoch: bucket_batches(examples, cfg.max_tokens, cfg.seed, epoch,
+                                             length=task.length)}
+        batch = task.collate([examples[i] for i in batches[epoch][index]])
+        c0, w0 = time.process_time(), time.perf_counter()
+        train_step(model, opt, batch, schedule(step + 1), None, cfg.label_smoothing,
+                   cfg.clip_norm)
+        cpu += time.process_time() - c0
+        wall += time.perf_counter() - w0
+        tokens += batch.n_tokens
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            records.append({"step": step + 1, "tokens": tokens, "cpu_seconds": cpu,
+                            "wall_seconds": wall,
+                            "valid_loss": validation_loss(model, valid, cfg.max_tokens, task)})
+            if log:
+                log(f"{kind} step {step + 1}: valid loss {records[-1]['valid_loss']:.3f}")
+    return model, records
+
+
+# ---------------------------------------------------------------------- notebook 11: fine-tuning
+# A short fixed budget (with few labels every step sees all of them); the head reads the
+# text's last token ("before_eos"), a position the pretrained LM has read (layers/pooling.py)
+FINETUNE = dict(data="plural_subject", max_steps=60, warmup_steps=10, eval_every=20,
+                log_every=20, max_minutes=0.0, pooling="before_eos")
+
+
+def finetune(lm_path, n, seed, scratch=False, **changes):
+    """Fine-tune the LM at lm_path on n labels of FINETUNE's task -> (test accuracy, Checkpoint).
+
+    `npformer finetune --from lm_path --data-size n --seed seed --data-seed seed` with
+    FINETUNE's settings; scratch=True keeps the LM's architecture and tokenizer but not
+    its weights (the baseline). The seed picks the labelled examples, the head's
+    initialisation and the batch order. Accuracy of the best checkpoint (by validation
+    accuracy) on the task's 500 test sentences.
+    """
+    from .config import PRESETS
+    from .data import make_task
+    from .tasks import TASKS, Built, accuracy
+    from .train import train
+
+    settings = {**PRESETS["classify"], **FINETUNE, "init_from": str(lm_path), "scratch": scratch,
+                "data_size": n, "seed": seed, "data_seed": seed, **changes}
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(**{**settings, "out_dir": out})
+        train(cfg, log=lambda line: None)
+        best = load_checkpoint(Path(out) / "best.npz")
+    task = TASKS["classify"]
+    test = make_task(cfg.data, n_train=n, seed=seed)["test"]
+    built = Built(best.model, best.src_tokenizer, best.src_tokenizer, best.labels, "")
+    examples, _ = task.encode(test, built, cfg)
+    return accuracy(best.model, examples, cfg.max_tokens, task), best
