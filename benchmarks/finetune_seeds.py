@@ -49,6 +49,8 @@ def main(argv=None):
     parser.add_argument("--sizes", default="16,64,256,1024", help="numbers of labels")
     parser.add_argument("--seeds", type=int, default=8, help="seeds 0..N-1 per size")
     parser.add_argument("--out", default=str(REPO / "notebooks" / "data" / "finetune_seeds.json"))
+    parser.add_argument("--resume", default="", help="a log of an interrupted run (its printed "
+                        "records): fine-tuning runs found there are not run again")
     args = parser.parse_args(argv)
 
     from npformer import tutorial
@@ -92,6 +94,12 @@ def main(argv=None):
 
     runs = []
     spectra = {}  # one example of full spectra: n = 256, seed 0
+    done = {}  # (n, seed, condition) -> record, from --resume
+    if args.resume:
+        for line in Path(args.resume).read_text().splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                done[r["n"], r["seed"], r["condition"]] = r
     sizes = [int(s) for s in args.sizes.split(",")]
     for n in sizes:
         for seed in range(args.seeds):
@@ -119,6 +127,9 @@ def main(argv=None):
             for condition, scratch, pooling in (("pretrained", False, "before_eos"),
                                                 ("scratch", True, "before_eos"),
                                                 ("pretrained, EOS", False, "last")):
+                if (n, seed, condition) in done and not (n == 256 and seed == 0):
+                    runs.append(done[n, seed, condition])  # (n 256, seed 0: for its spectra)
+                    continue
                 t0 = time.perf_counter()
                 acc, best = tutorial.finetune(lm_path, n, seed, scratch=scratch, pooling=pooling)
                 model = best.model

@@ -376,9 +376,10 @@ PRESETS["lm"] = dict(task="lm", data="toy", data_size=300_000, d_model=96, n_hea
                      warmup_steps=100, max_steps=1000, max_minutes=4.2, eval_every=250,
                      dropout=0.1, label_smoothing=0.0, out_dir="runs/lm")
 # Fine-tuning a classifier (by default on the toy acceptability task); with
-# --init-from the architecture comes from the pretrained model
+# --init-from the architecture comes from the pretrained model. The head reads the
+# text's last token: a pretrained LM never read EOS as an input (layers/pooling.py)
 PRESETS["classify"] = dict(task="classify", data="acceptability", max_len=64,
-                           max_tokens=2048, lr=1e-3, warmup_steps=30, max_steps=400,
+                           pooling="before_eos", max_tokens=2048, lr=1e-3, warmup_steps=30, max_steps=400,
                            max_minutes=3.0, eval_every=100, label_smoothing=0.0,
                            out_dir="runs/classify")
 COMMAND_PRESETS = {"train": ("toy", "copy", "reverse", "tsv"), "pretrain": ("lm",),
