@@ -51,15 +51,14 @@ _VERBS = {"transitive": toy.TRANSITIVE_VERBS, "intransitive": toy.INTRANSITIVE_V
 
 
 # --- the line as slots, in writing order -------------------------------------------------
-# A slot is a tuple: ("np", role, nouns) | ("pp", role) | ("verb", role, kind)
+# A slot is a tuple: ("np", role, noun set) | ("pp", role) | ("verb", role, verb kind)
 #                    | ("word", token, English tokens it stands for)
-# role names the clause ("main" or "inner") so that a verb agrees with its subject.
+# role names the clause ("main" or "inner") so that a verb agrees with its subject;
+# a noun set is a key of _NOUN_SETS (a prepositional phrase's nouns follow its preposition).
 def _program(language, template):
     """The slots of one template, in the order `language` writes them."""
     subj = ("np", "main", "animate")
-    if template == "reported":
-        raise ValueError("reported sentences: use 'reported_intransitive' or 'reported_transitive'")
-    if template.startswith("reported_"):
+    if template.startswith("reported_"):  # _templates splits "reported" by its inner clause
         inner = template[len("reported_"):]
         inner_slots = [("np", "inner", "animate"), ("verb", "inner", inner)]
         if inner == "transitive":
