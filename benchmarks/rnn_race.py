@@ -13,7 +13,9 @@
    tokens, T = 8 .. 1024 (for the RNN the same arithmetic cut into more, smaller
    sequential steps; the transformer's attention grows with T); median CPU seconds of
    --repeats steps.
-Also the multiply-add count of a training step (forward and backward, 3x the forward's
+After each race run, the final model's KL(generator || model) per position on 60
+validation lines, averaged by part of line (npformer.tutorial.kl_by_part): where its
+remaining loss is. Also the multiply-add count of a training step (forward and backward, 3x the forward's
 matrix products) from the shapes, so the CPU time can be turned into achieved FLOP/s.
 CPU time (time.process_time, one BLAS thread) is what this process computed; on a shared
 machine it moves much less than the wall clock, but it is not a benchmark on a quiet one.
@@ -55,13 +57,15 @@ def flops_per_token(name, T, vocab, lm):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lrs", default="1e-3,3e-3,1e-2")
+    parser.add_argument("--lrs", default="3e-3,1e-2,3e-2")
     parser.add_argument("--sweep-steps", type=int, default=300)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(REPO / "notebooks" / "data" / "rnn_race.json"))
+    parser.add_argument("--reuse-sweep", default="", help="take the learning rates from this "
+                        "earlier result (its sweep) instead of sweeping again")
     args = parser.parse_args(argv)
 
     from npformer import tutorial
@@ -80,7 +84,11 @@ def main(argv=None):
 
     # 1. learning rates
     sweep, chosen = {}, {}
-    for name, spec in MODELS.items():
+    if args.reuse_sweep:
+        earlier = json.loads(Path(args.reuse_sweep).read_text())
+        sweep, chosen, lrs = earlier["sweep"], earlier["chosen_lr"], earlier["lrs"]
+        args.sweep_steps = earlier["sweep_steps"]
+    for name, spec in (MODELS.items() if not args.reuse_sweep else ()):
         for lr in lrs:
             _, records = tutorial.lm_race(steps=args.sweep_steps, eval_every=args.sweep_steps,
                                           lr=lr, **spec)
@@ -88,14 +96,21 @@ def main(argv=None):
             say(f"sweep {name} lr {lr:g}: valid loss {records[-1]['valid_loss']:.4f}")
         chosen[name] = min(sweep[name], key=sweep[name].get)
 
-    # 2. the race
-    race = {}
+    # 2. the race, and where each model's remaining loss is (KL by part of line, 60 lines)
+    from npformer.data import line_next_token_distributions, make_toy_text
+
+    tok = tutorial.toy_lm(log=say).src_tokenizer  # the same tokenizer lm_race builds
+    kl_lines = make_toy_text(200_000, kind="mixed", seed=0)["valid"][:60]
+    truth = [line_next_token_distributions(line) for line in kl_lines]
+    race, kl = {}, {}
     vocab = None
     for name, spec in MODELS.items():
         for seed in range(args.seeds):
             model, records = tutorial.lm_race(steps=args.steps, eval_every=args.eval_every,
                                               seed=seed, lr=chosen[name], **spec)
             race.setdefault(name, []).append(records)
+            parts, _, _ = tutorial.kl_by_part(model, tok, kl_lines, truth)
+            kl.setdefault(name, []).append({part: float(np.mean(v)) for part, v in parts.items()})
             vocab = model.params["out.b"].shape[0]
             say(f"race {name} seed {seed}: {model.n_params:,} parameters, valid loss "
                 f"{records[-1]['valid_loss']:.4f} after {records[-1]['cpu_seconds']:.1f} CPU s")
@@ -132,6 +147,7 @@ def main(argv=None):
         "tutorial_lm": tutorial.TUTORIAL_LM, "models": MODELS, "lrs": lrs,
         "sweep_steps": args.sweep_steps, "sweep": sweep, "chosen_lr": chosen,
         "steps": args.steps, "eval_every": args.eval_every, "race": race,
+        "kl_by_part": kl, "kl_lines": len(kl_lines),
         "tokens_per_batch": tokens, "lengths": list(lengths), "per_length": per_length,
         "flops_per_token": {name: {T: flops_per_token(name, T, vocab, lm_cfg) for T in lengths}
                             for name in MODELS},

@@ -16,6 +16,8 @@ and the experiments that notebooks 10 and 11 run live in a small slice and
 benchmarks/ run in full (so both run the same code):
   lm_race(kind, ...)        the tutorial LM, or an RNN LM, trained on the same batches
                             for a few steps, timed (notebook 10, benchmarks/rnn_race.py)
+  kl_by_part(model, ...)    KL(generator || model) at every position of toy lines,
+                            by part of the line (notebook 10, benchmarks/rnn_race.py)
   finetune(lm_path, n, ...) one fine-tuning (or from-scratch) run of notebook 11
                             (benchmarks/finetune_seeds.py runs the grid over seeds)
 """
@@ -185,6 +187,59 @@ def lm_race(kind="transformer", steps=25, eval_every=25, seed=0, lr=None, d_mode
             if log:
                 log(f"{kind} step {step + 1}: valid loss {records[-1]['valid_loss']:.3f}")
     return model, records
+
+
+LINE_PARTS = ("English", "Velan", "pair: English", "pair: Velan")
+
+
+def line_part(line, t):
+    """What position t of a mixed toy line predicts: one of LINE_PARTS.
+
+    In a pair line "ENGLISH = VELAN", "=" and the words before it are the English half.
+    """
+    from .data.grammar import is_grammatical_english
+
+    words = line.split()
+    if "=" in words:
+        return "pair: English" if t <= words.index("=") else "pair: Velan"
+    return "English" if is_grammatical_english(line) else "Velan"
+
+
+def kl_by_part(model, tokenizer, lines, truth=None):
+    """KL(generator || model) in nats at every position of mixed toy lines, by line part.
+
+    truth: line_next_token_distributions of each line (computed when not given; about
+    10 ms per position). `model.forward(ids)` gives next-token logits (a LanguageModel
+    or an RNNLanguageModel). Returns ({part: [KL at each position]}, the model's and the
+    generator's summed loss on the tokens that came).
+    """
+    import math
+
+    import numpy as np
+
+    from .data import line_next_token_distributions
+    from .tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+    truth = truth or [line_next_token_distributions(line) for line in lines]
+    rows = [[BOS_ID] + tokenizer.encode(line) for line in lines]
+    ids = np.full((len(rows), max(map(len, rows))), PAD_ID, dtype=np.int64)  # (N,T)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+    logits = model.forward(ids).astype(np.float64)  # (N,T,V)
+    logq = logits - logits.max(-1, keepdims=True)
+    logq -= np.log(np.exp(logq).sum(-1, keepdims=True))  # (N,T,V) log-softmax
+
+    def token_id(word):
+        return EOS_ID if word == "<eos>" else tokenizer.encode(word)[0]
+
+    parts, model_nll, true_nll = {part: [] for part in LINE_PARTS}, 0.0, 0.0
+    for i, (line, dists) in enumerate(zip(lines, truth)):
+        for t, (p, word) in enumerate(zip(dists, line.split() + ["<eos>"])):
+            kl = sum(q * (math.log(q) - logq[i, t, token_id(w)]) for w, q in p.items())
+            parts[line_part(line, t)].append(kl)
+            model_nll -= logq[i, t, token_id(word)]
+            true_nll -= math.log(p[word])
+    return parts, model_nll, true_nll
 
 
 # ---------------------------------------------------------------------- notebook 11: fine-tuning
