@@ -1,6 +1,6 @@
 """An RNN LM and the transformer LM on the toy text, side by side: writes notebooks/data/rnn_race.json.
 
-    python benchmarks/rnn_race.py               # about 40 CPU minutes on 2 cores (nice it)
+    python benchmarks/rnn_race.py               # about an hour on a shared 2-core machine
     python benchmarks/rnn_race.py --seeds 1 --steps 100 --out /tmp/race.json   # a quick look
 
 1. Learning rates: each model (the tutorial transformer LM; RNN LMs of width 64 and
