@@ -1,6 +1,6 @@
 """Command-line interface: a thin shell over importable functions.
 
-  npformer train       train a translator (default: the built-in toy, ~3 minutes)
+  npformer train       train a translator (default: the built-in toy, ~70 s)
   npformer translate   translate sentences with a trained model
   npformer eval        BLEU / exact match of a model on a data split or a TSV file
   npformer data        write the built-in corpora to TSV
@@ -588,7 +588,7 @@ def build_parser():
                             "docs/performance.md)")
 
     training_command(
-        sub, "train", help="train a translator (default: the built-in toy, about 3 minutes)",
+        sub, "train", help="train a translator (default: the built-in toy, about 70 s)",
         description="Train an encoder-decoder transformer. With no arguments it trains the "
                     "built-in toy English->Velan translator.",
         examples=["npformer train", "npformer train --preset copy",
@@ -751,9 +751,13 @@ def build_parser():
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser(
-        "exercises", help="list the backward-pass exercises, or grade a file of your answers",
-        description="List the exercises (write each backward pass yourself), or grade the "
-                    "answers in a Python file of yours. Stubs: notebooks/exercises_backward.ipynb.")
+        "exercises", help="list the exercises, or grade a file of your answers (progress table)",
+        description="List the exercises (write each backward pass, and the LLM pieces, "
+                    "yourself), or grade the answers in a Python file of yours and show which "
+                    "exercises are done, failing or not started. The file is run in a child "
+                    "process with a time and a memory limit, with your rights: grade files "
+                    "from others in a throwaway account or container. Stubs: "
+                    "notebooks/exercises_backward.ipynb, notebooks/exercises_llm.ipynb.")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help="only these exercises (default: all)")
     p.add_argument("--check", metavar="FILE",
@@ -761,6 +765,12 @@ def build_parser():
                         "...); grade every exercise it answers")
     p.add_argument("--verbose", action="store_true",
                    help="with --check: print the full report of each exercise, not one line")
+    p.add_argument("--timeout", type=_number(float, 0, low_open=True), default=120.0,
+                   metavar="SECONDS",
+                   help="with --check: wall-clock limit for grading the whole file (default 120)")
+    p.add_argument("--memory-limit", type=_number(int, 0), default=2048, metavar="MB",
+                   help="with --check: memory the grading process may add, in MiB, where the "
+                        "system allows a limit (default 2048; 0 = no limit)")
     p.set_defaults(func=cmd_exercises)
 
     p = sub.add_parser(

@@ -175,7 +175,8 @@ class TrainConfig(_DictRoundTrip):
 
     Each field is one CLI flag (--field-name) of the commands whose task it
     applies to; its help text is the `help` below. The defaults train the
-    built-in toy translator in about three minutes on a 2-core laptop CPU.
+    built-in toy translator in about 70 s on an idle 2-core laptop CPU
+    (max_minutes, 2.6, bounds it on a busy one).
     Presets (PRESETS below) change a few fields at once.
     """
 
@@ -353,7 +354,7 @@ class TrainConfig(_DictRoundTrip):
 # Presets: named starting points; explicit flags override them. Each belongs to the
 # command of its task (COMMAND_PRESETS); the first listed is the command's default.
 PRESETS = {
-    "toy": {},  # the defaults: built-in toy translator, word tokenizer, ~3 minutes
+    "toy": {},  # the defaults: built-in toy translator, word tokenizer, ~70 s
     "copy": dict(data="copy", out_dir="runs/copy", max_steps=800, max_minutes=1.0,
                  eval_every=200, warmup_steps=100),
     "reverse": dict(data="reverse", out_dir="runs/reverse", max_steps=1500, max_minutes=1.5,
