@@ -113,7 +113,7 @@ def _train_toy(settings, out, log):
     from .train import train
 
     cfg = TrainConfig(**settings, out_dir=str(out))
-    train(cfg, log=log or _say)
+    train(cfg, log=log or _say, overwrite=True)  # (a run interrupted before its first checkpoint)
     return out
 
 
