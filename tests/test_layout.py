@@ -12,6 +12,7 @@ wings below it:
                   the registry (and so stand above the tasks)
     tools         gradcheck, profile, sweep, plots, stats, the notebooks' helpers
     exercises     the exercises and their grader
+    explore       `npformer explore`: a local web page over trained models
     cli           the shell (npformer/__main__.py runs it)
     devtools      the PyTorch oracle, the notebook drift tools, the SCAN corpus: never
                   imported by runtime code
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent / "npformer"
 # wing -> rank: a module may import its own wing or a wing of lower rank. Two wings
 # of one rank may not import each other.
 RANK = {"": 0, "safe_json": 0, "nn": 1, "tokenizers": 2, "data": 2, "models": 3,
-        "training": 4, "tasks": 5, "training.loop": 6, "tools": 7, "exercises": 8, "cli": 9,
-        "__main__": 10, "devtools": 11}
+        "training": 4, "tasks": 5, "training.loop": 6, "tools": 7, "exercises": 8, "explore": 8,
+        "cli": 9, "__main__": 10, "devtools": 11}
 # the loop and the run around it: above the tasks they run
 LOOP = ("npformer.training.loop", "npformer.training.session")
 MAX_FUNCTION_LINES = 80  # about one screen; the argparse tables and the loop included

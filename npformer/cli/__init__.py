@@ -8,6 +8,7 @@
   npformer profile     where a training step's time goes, per kind of layer
   npformer gradcheck   check every backward pass against finite differences
   npformer sweep       train a grid of small language models: loss against size and data
+  npformer explore     open trained models in a local web page: tokens, attention, ...
 
 Errors the user can fix (bad flags, unreadable files) print one line and exit
 with status 2; no traceback. Full reference: docs/cli.md.
@@ -455,6 +456,20 @@ def cmd_exercises(args):
         raise UsageError(str(err)) from None
 
 
+def cmd_explore(args):
+    """Serve a local web page that shows the models' numbers (npformer/explore/)."""
+    from ..explore.command import ExploreError, explore_command
+    from ..tasks import TASKS
+
+    _set_threads(args.threads)
+    defaults = [(_default_model(task), f"npformer {task.command}") for task in TASKS.values()]
+    try:
+        return explore_command(args.model, args.run, args.host, args.port, defaults,
+                               verbose=args.verbose)
+    except ExploreError as err:
+        raise UsageError(str(err)) from None
+
+
 def _int_list(low):
     """An argparse type: "5000,20000" -> [5000, 20000], each integer >= low."""
     def convert(text):
@@ -754,6 +769,34 @@ def _exercises_and_sweep_commands(sub):
     p.set_defaults(func=cmd_sweep)
 
 
+def _explore_command(sub):
+    """explore: a local web page over trained models and runs."""
+    p = sub.add_parser(
+        "explore", help="open trained models in a local web page: tokens, attention, decoding",
+        description="Start a local web server that shows what a model computes for the text "
+                    "you type (tokens, embeddings, every attention head, the next-token "
+                    "distribution, translation step by step, classification) and a training "
+                    "run's curves as it trains. Offline; see docs/explore.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  npformer explore\n"
+               "  npformer explore --model runs/toy/best.npz --model runs/lm/best.npz\n"
+               "  npformer explore --run runs/toy --port 0")
+    p.add_argument("--model", action="append", default=[], metavar="PATH",
+                   help="a checkpoint to show (repeat for several; default: runs/toy, runs/lm "
+                        "and runs/classify best.npz, those that exist)")
+    p.add_argument("--run", action="append", default=[], metavar="DIR",
+                   help="a training run's --out-dir whose log.jsonl and checkpoints to watch "
+                        "(repeatable; the loaded models' own runs are watched anyway)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; "
+                        "anything else lets other machines in, with a warning)")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=8765,
+                   help="port (default 8765; 0 = any free port)")
+    p.add_argument("--verbose", action="store_true", help="print every request")
+    _threads(p)
+    p.set_defaults(func=cmd_explore)
+
+
 def build_parser():
     """The parser of `npformer COMMAND`: a training command per task, then the others."""
     from ..tasks import TASKS
@@ -770,6 +813,7 @@ def build_parser():
     _generate_and_classify_commands(sub)
     _tool_commands(sub)
     _exercises_and_sweep_commands(sub)
+    _explore_command(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ NORM_POSITIONS = ("pre", "post")
 POSITIONALS = ("sinusoidal", "learned")
 DTYPES = ("float32", "float64")
 KINDS = ("encoder-decoder", "decoder-only", "encoder-only")
-POOLINGS = ("mean", "first", "last")
+POOLINGS = ("mean", "first", "last", "before_eos")
 
 
 class ConfigError(ValueError):
@@ -96,7 +96,8 @@ class ModelConfig(_DictRoundTrip):
     seed: int = 0  # seed of the parameter initialisation
     kind: str = "encoder-decoder"  # or "decoder-only" (GPT-style LM), "encoder-only" (BERT-style)
     n_classes: int = 0  # > 0: a classification head on the pooled body (not encoder-decoder)
-    pooling: str = "last"  # what the head reads: "last" real token, "first" (BOS), or "mean"
+    pooling: str = "last"  # what the head reads: "last" real token, "first" (BOS), "mean", or
+    # "before_eos": the token before the last (the text's own last token; layers/pooling.py)
 
     def __post_init__(self):
         def need(cond, field, msg):

@@ -44,11 +44,12 @@ class ClassificationTask:
     serve = 'classify --model {} "<a sentence>"'
     serve_commands = "classify, eval"
     # Fine-tuning a classifier (by default on the toy acceptability task); with
-    # --init-from the architecture comes from the pretrained model
+    # --init-from the architecture comes from the pretrained model. The head reads the
+    # text's last token: a pretrained LM never read EOS as an input (layers/pooling.py)
     presets = {"classify": dict(task="classify", data="acceptability", max_len=64,
-                                max_tokens=2048, lr=1e-3, warmup_steps=30, max_steps=400,
-                                max_minutes=3.0, eval_every=100, label_smoothing=0.0,
-                                out_dir="runs/classify")}
+                                pooling="before_eos", max_tokens=2048, lr=1e-3,
+                                warmup_steps=30, max_steps=400, max_minutes=3.0,
+                                eval_every=100, label_smoothing=0.0, out_dir="runs/classify")}
 
     builtins = tuple(CLASSIFICATION_TASKS)
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..data import TOY_TEXTS, load_text, make_icl_text, make_toy_text
+from ..data import TOY_TEXTS, load_text, make_icl_text, make_suffix_text, make_toy_text
 from ..models import build_model
 from ..tokenizers import BOS_ID, EOS_ID, PAD_ID, make_tokenizers
 from ..training.batching import Batch
@@ -50,7 +50,7 @@ class LanguageModelTask:
                           warmup_steps=100, max_steps=1000, max_minutes=4.2, eval_every=250,
                           dropout=0.1, label_smoothing=0.0, out_dir="runs/lm")}
 
-    builtins = (*TOY_TEXTS, "toy-icl")
+    builtins = (*TOY_TEXTS, "toy-icl", "toy-suffix")
 
     def builtin(self, data):
         return data in self.builtins
@@ -69,6 +69,9 @@ class LanguageModelTask:
             order = rng.permutation(len(train))
             return ({"train": [train[i] for i in order], "valid": text["valid"] + icl["valid"],
                      "test": text["test"]}, f"toy text with in-context tasks ({size:,} tokens)")
+        if cfg.data == "toy-suffix":  # a made-up suffix rule per line (notebook 12, with BPE)
+            lines = make_suffix_text(n_lines=max(size // 20, 100), seed=cfg.data_seed)
+            return lines, f"few-shot suffix-rule lines ({len(lines['train']):,} lines)"
         if cfg.text_mode == "whole":
             return split_stream(load_text(cfg.data, mode="whole")[0], cfg, cfg.data)
         return split_lines(load_text(cfg.data, mode=cfg.text_mode), cfg, cfg.data)

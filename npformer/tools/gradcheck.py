@@ -24,6 +24,7 @@ from ..nn.masks import additive, causal_mask, combine, padding_mask
 from ..models.classifier import Classifier
 from ..models.language_model import LanguageModel
 from ..models.transformer import Transformer
+from ..nn.layers.recurrent import rnn_backward, rnn_forward
 from ..nn.tape import Tape
 
 EPS = 1e-6  # finite-difference step in float64
@@ -101,43 +102,9 @@ def check_layer(name, forward, backward, args, grad_names, seed=0, kwargs=None):
             for i, label in grad_names.items()]
 
 
-def layer_checks(seed=0):
-    """Rows for every layer's backward (tiny float64 shapes)."""
-    rng = np.random.default_rng(seed)
-    B, T, S, C, H, F, V = 2, 3, 4, 8, 2, 12, 7
-
-    def r(*shape):
-        return rng.normal(size=shape)
-
+def _attention_checks(r, B, T, S, C, H):
+    """Rows for the attention core, self- (padding, causal) and cross-attention."""
     rows = []
-    ids = np.array([[1, 2, 2], [0, 5, 1]])  # token 2 used twice, pad id 0 once
-    # pad_id=-1: no padding row here; that the padding row gets no gradient is
-    # a separate test (tests/test_layers.py)
-    rows += check_layer("embedding", L.embedding_forward, L.embedding_backward,
-                        [ids, r(V, C), math.sqrt(C), -1], {1: "dW"})
-    rows += check_layer("positional (learned)", L.positional_forward, L.positional_backward,
-                        [r(B, T, C), r(6, C)], {0: "dx", 1: "dP"})
-    rows += check_layer("positional (fixed)", L.positional_forward, L.fixed_positional_backward,
-                        [r(B, T, C), r(6, C)], {0: "dx"})
-    rows += check_layer("positional (offset 2)", L.positional_forward, L.positional_backward,
-                        [r(B, T, C), r(6, C), 2], {0: "dx", 1: "dP"})
-    rows += check_layer("linear", L.linear_forward, L.linear_backward,
-                        [r(B, T, C), r(C, F), r(F)], {0: "dx", 1: "dW", 2: "db"})
-    rows += check_layer("tied output", L.tied_linear_forward, L.tied_linear_backward,
-                        [r(B, T, C), r(V, C), r(V)], {0: "dx", 1: "dE", 2: "db"})
-    rows += check_layer("layernorm", L.layernorm_forward, L.layernorm_backward,
-                        [r(B, T, C), 1 + 0.1 * r(C), r(C), 1e-5],
-                        {0: "dx", 1: "dgamma", 2: "dbeta"})
-    rate = 0.3
-    rows += check_layer("dropout", lambda x: L.dropout_forward(x, rate, np.random.default_rng(7)),
-                        L.dropout_backward, [r(B, T, C)], {0: "dx"})
-    rows += check_layer("residual add", L.add_forward, L.add_backward,
-                        [r(B, T, C), r(B, T, C)], {0: "da", 1: "db"})
-    for act in ("relu", "gelu"):
-        rows += check_layer(f"feed-forward ({act})", L.ffn_forward, L.ffn_backward,
-                            [r(B, T, C), r(C, F), r(F), r(F, C), r(C)],
-                            {0: "dx", 1: "dW_1", 2: "db_1", 3: "dW_2", 4: "db_2"},
-                            kwargs={"activation": act})
     D = C // H
     src = np.array([[3, 4, 5, 0], [6, 0, 0, 0]])  # padded keys
     cross = additive(padding_mask(src, 0), np.float64)  # (B,1,S)
@@ -160,8 +127,54 @@ def layer_checks(seed=0):
                         [r(B, T, C), r(B, S, C), *cross_weights, cross, H],
                         {0: "dx", 1: "dmemory", 2: "dW_q", 3: "db_q", 4: "dW_kv", 5: "db_kv",
                          6: "dW_o", 7: "db_o"})
+    return rows
+
+
+def layer_checks(seed=0):
+    """Rows for every layer's backward (tiny float64 shapes)."""
+    rng = np.random.default_rng(seed)
+    B, T, S, C, H, F, V = 2, 3, 4, 8, 2, 12, 7
+
+    def r(*shape):
+        return rng.normal(size=shape)
+
+    rows = []
+    ids = np.array([[1, 2, 2], [0, 5, 1]])  # token 2 used twice, pad id 0 once
+    # pad_id=-1: no padding row here; that the padding row gets no gradient is
+    # a separate test (tests/test_layers.py)
+    rows += check_layer("embedding", L.embedding_forward, L.embedding_backward,
+                        [ids, r(V, C), math.sqrt(C), -1], {1: "dW"})
+    rows += check_layer("positional (learned)", L.positional_forward, L.positional_backward,
+                        [r(B, T, C), r(6, C)], {0: "dx", 1: "dP"})
+    rows += check_layer("positional (fixed)", L.positional_forward, L.fixed_positional_backward,
+                        [r(B, T, C), r(6, C)], {0: "dx"})
+    rows += check_layer("positional (offset 2)", L.positional_forward, L.positional_backward,
+                        [r(B, T, C), r(6, C), 2], {0: "dx", 1: "dP"})
+    rows += check_layer("linear", L.linear_forward, L.linear_backward,
+                        [r(B, T, C), r(C, F), r(F)], {0: "dx", 1: "dW", 2: "db"})
+    # the recurrent layer (the RNN baseline): T = 3 steps of backpropagation through time;
+    # weights scaled by 0.3 so that tanh is not saturated (gradients of a useful size)
+    rows += check_layer("recurrent (Elman RNN, BPTT)", rnn_forward, rnn_backward,
+                        [r(B, T, C), r(B, C), 0.3 * r(C, C), 0.3 * r(C, C), r(C)],
+                        {0: "dx", 1: "dh0", 2: "dW_x", 3: "dW_h", 4: "db"})
+    rows += check_layer("tied output", L.tied_linear_forward, L.tied_linear_backward,
+                        [r(B, T, C), r(V, C), r(V)], {0: "dx", 1: "dE", 2: "db"})
+    rows += check_layer("layernorm", L.layernorm_forward, L.layernorm_backward,
+                        [r(B, T, C), 1 + 0.1 * r(C), r(C), 1e-5],
+                        {0: "dx", 1: "dgamma", 2: "dbeta"})
+    rate = 0.3
+    rows += check_layer("dropout", lambda x: L.dropout_forward(x, rate, np.random.default_rng(7)),
+                        L.dropout_backward, [r(B, T, C)], {0: "dx"})
+    rows += check_layer("residual add", L.add_forward, L.add_backward,
+                        [r(B, T, C), r(B, T, C)], {0: "da", 1: "db"})
+    for act in ("relu", "gelu"):
+        rows += check_layer(f"feed-forward ({act})", L.ffn_forward, L.ffn_backward,
+                            [r(B, T, C), r(C, F), r(F), r(F, C), r(C)],
+                            {0: "dx", 1: "dW_1", 2: "db_1", 3: "dW_2", 4: "db_2"},
+                            kwargs={"activation": act})
+    rows += _attention_checks(r, B, T, S, C, H)
     ids = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])  # (B,S): row 1 padded, its last real token is 2
-    for mode in ("mean", "first", "last"):
+    for mode in ("mean", "first", "last", "before_eos"):
         rows += check_layer(f"pooling ({mode}, padding)", L.pool_forward, L.pool_backward,
                             [r(B, S, C), L.pool_weights(ids != 0, mode, np.float64)], {0: "dx"})
     targets = np.array([[1, 2, 0], [4, 4, 6]])  # one padding target (ignored)
@@ -230,6 +243,8 @@ MODEL_VARIANTS = {
         activation="gelu")),
     "classifier, decoder-only body, last, dropout": (Classifier, dict(
         **DECODER_ONLY, n_classes=3, pooling="last", dropout=0.2)),
+    "classifier, decoder-only body, before_eos": (Classifier, dict(
+        **DECODER_ONLY, n_classes=3, pooling="before_eos")),
     "classifier, encoder-only body, mean, post-LN": (Classifier, dict(
         **ENCODER_ONLY, n_classes=3, pooling="mean", norm_position="post")),
     "classifier, encoder-only body, first, learned pos": (Classifier, dict(

@@ -59,7 +59,8 @@ class TrainConfig(_DictRoundTrip):
         "translate": "training data: toy, copy, reverse, or a .tsv file of source<TAB>target "
                      "lines (or a source .txt file together with --tgt-file)",
         "lm": "training text: toy (English, Velan and 'English = Velan' lines), toy-english, "
-              "toy-velan, toy-icl (with few-shot task lines), or a UTF-8 text file",
+              "toy-velan, toy-icl (with few-shot task lines), toy-suffix (a made-up suffix rule "
+              "shown by examples; use --tokenizer bpe), or a UTF-8 text file",
         "classify": "labelled data: a toy task (acceptability, plural_subject, sentence_type) "
                     "or a .tsv file of text<TAB>label lines"})
     tgt_file: str = option("", "target side of a line-aligned pair of text files (source file "
@@ -102,8 +103,9 @@ class TrainConfig(_DictRoundTrip):
     body: str = option("decoder-only", "classifier body when not started from a checkpoint: "
                                        "decoder-only (causal, GPT-style) or encoder-only "
                                        "(bidirectional)", ("classify",))
-    pooling: str = option("last", "what the classifier head reads: the last real token, the "
-                                  "first (BOS), or the mean", ("classify",))
+    pooling: str = option("last", "what the classifier head reads: the last real token (EOS), "
+                                  "the first (BOS), the mean, or before_eos (the text's last "
+                                  "token: a position a pretrained LM has read)", ("classify",))
     init_from: str = option("", "start from this checkpoint's weights (finetune: a pretrained "
                                 "LM's body; train: an LM for the encoder and/or decoder)",
                             ("translate", "classify"))
