@@ -6,37 +6,41 @@ W width (d_model), L layers, T tokens per training window (the attention context
 The experiment (Hoffmann et al. 2022, "Chinchilla", approach 2): fix a compute budget C,
 train models of several sizes N, each for as many tokens as the budget pays for,
 D = C / (FLOPs per token), and plot the final validation loss against log N. The curve
-is a valley; its bottom is the compute-optimal size N_opt(C). Repeating for several
-budgets gives N_opt and D_opt as power laws in C (`optimum_exponents`).
+is a valley; its bottom (`fit_parabola`) is the compute-optimal size N_opt(C). Several
+budgets give N_opt and D_opt as power laws in C (`frontier`), with intervals from a
+parametric bootstrap of the seed-to-seed noise (`resampled_cells`).
 
 Three rules make each point what a run of that length really reaches:
-  - each run has its own warm-up + cosine schedule, as long as the run (`plan_run`).
-    An intermediate point of a schedule fixed at another length is not what a run
-    stopped there reaches: its learning rate has not decayed yet. That is the flaw
-    Chinchilla found in the compute frontier of Kaplan et al. (2020);
+  - each run has its own warm-up + cosine schedule, as long as the run (`run_config`).
+    A point in the middle of a longer schedule is not what a run stopped there
+    reaches: its learning rate has not decayed (`schedule_pairs` measures by how much);
   - text is never repeated: each run gets freshly generated text with more tokens
     than it reads (single pass; `run_one` records the passes, always < 1);
-  - the peak learning rate is chosen per width by a small sweep (`LEARNING_RATES`),
-    not one untuned value for every width.
+  - the peak learning rate is chosen per width by a small sweep (`LEARNING_RATES`,
+    `choose_learning_rates`), not one untuned value for every width.
+Porian et al. (2024) traced most of the gap between Kaplan et al.'s and Hoffmann et al.'s
+exponents to an uncounted output layer, a long warm-up and one learning rate for every
+size; the compute count below, the short warm-up and the tuned rates answer those.
 
 Compute (`flops_per_token`). A weight used once per token costs 2 FLOPs forward (one
 multiply, one add) and 4 backward (the gradient of its input and of itself): 6 FLOPs
 per weight per token. So a training token costs
     6 N_body        the blocks and final norm (N_body: "non-embedding" parameters)
-  + 6 V W           the output projection (tied to the embedding: one matrix, but it is
-                    used twice and the look-up is free, so it costs as one V x W product)
+  + 6 V W           the output projection (tied to the embedding: one matrix, counted
+                    once as parameters; the look-up is free, the projection is a product)
   + 12 L T W        attention scores Q K^T and their weighted sum with V, T keys per
                     query (the padded window is computed in full), times 3 for backward.
-For these tiny models the output projection costs as much as the blocks or more, so
-"non-embedding compute" 6 N_body D (Kaplan's convention) understates the real cost.
-The fits use total compute and total parameters (Chinchilla's convention), and the
-notebook shows what the other convention does to the exponent.
+For the smallest models here the output projection costs twice the blocks, so
+"non-embedding compute" 6 N_body D (Kaplan's convention) understates the real cost up
+to threefold. The fits use total compute and all parameters (Hoffmann et al.'s
+convention; with the tied embedding, 6 N D is then within a few percent of the total),
+and notebook 13 shows what the other convention does to the exponent.
 
 The loss surface (`fit_loss_surface`): L(N, D) = E + A N^-alpha + B D^-beta, fitted
 with E free. For fixed exponents the model is linear in (E, A, B), so a grid search
-over (alpha, beta) with least squares inside is exact and needs no SciPy. The toy
-text's entropy floor is known exactly (npformer/data/entropy.py), so the fitted E can
-be checked, which no study of natural text can do.
+over (alpha, beta) with least squares inside needs no SciPy. The toy text's entropy
+floor is known exactly (npformer/data/entropy.py), so the fitted E can be checked,
+which no study of natural text can do.
 
 `npformer sweep` is the command-line shell around `sweep`; it writes the rows as JSON.
 """
@@ -399,6 +403,32 @@ def frontier(rows, cells=None, key="params"):
             "b": float(np.polyfit(log_c, np.log(d_opt), 1)[0])}
 
 
+def schedule_pairs(rows, longer_rows, tolerance=0.01):
+    """Runs beside a point in the middle of a longer schedule, at the same tokens.
+
+    For each run of `rows`, a run of `longer_rows` with the same size and seed whose
+    schedule is longer and which was validated within `tolerance` (relative) of the
+    run's tokens. Returns one dict per pair: size, seed, steps and tokens of the run,
+    own_loss (its final loss, its own schedule ended) and longer_loss (the longer run's
+    validation loss at that point, its learning rate not yet decayed), longer_step (the
+    step of that point), longer_steps (the longer run's length) and longer_tokens.
+    """
+    pairs = []
+    for run in rows:
+        for longer in longer_rows:
+            if (longer["size"], longer["seed"]) != (run["size"], run["seed"]) \
+                    or longer["steps"] <= run["steps"]:
+                continue
+            for step, tokens, loss in longer["curve"]:
+                if abs(tokens / run["tokens_seen"] - 1) <= tolerance:
+                    pairs.append({"size": run["size"], "seed": run["seed"],
+                                  "steps": run["steps"], "tokens": run["tokens_seen"],
+                                  "own_loss": run["valid_loss"], "longer_loss": loss,
+                                  "longer_step": step, "longer_steps": longer["steps"],
+                                  "longer_tokens": tokens})
+    return pairs
+
+
 def pooled_seed_std(rows, key="params"):
     """The seed-to-seed standard deviation of the final loss, pooled over all cells.
 
@@ -461,12 +491,13 @@ def bootstrap_optima(rows, statistic, key="params", n_boot=1000, seed=0, level=0
 SURFACE_EXPONENTS = np.round(np.arange(0.01, 1.5001, 0.01), 2)  # the grid of alpha and beta
 
 
-def fit_loss_surface(n, d, loss, exponents=SURFACE_EXPONENTS):
+def fit_loss_surface(n, d, loss, exponents=SURFACE_EXPONENTS, E=None):
     """Fit L = E + A N^-alpha + B D^-beta with E free -> dict(E, A, alpha, B, beta, rms).
 
     For each (alpha, beta) on the grid, (E, A, B) follow by least squares; the pair with
     the smallest squared error and A, B >= 0 wins. `loss` may be (k,) or (k, m): m
     loss vectors (bootstrap resamples) fitted at once; the values are then arrays (m,).
+    E: a fixed irreducible loss instead of a fitted one (only A and B are fitted).
     """
     n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
     y = np.asarray(loss, dtype=float)
@@ -479,7 +510,11 @@ def fit_loss_surface(n, d, loss, exponents=SURFACE_EXPONENTS):
     for alpha in exponents:  # all betas at once: a stack of (k, 3) least-squares problems
         X = np.stack([np.ones_like(d_terms), np.broadcast_to(n ** -alpha, d_terms.shape),
                       d_terms], axis=2)  # (b, k, 3)
-        coef = np.linalg.pinv(X) @ Y  # (b, 3, m)
+        if E is None:
+            coef = np.linalg.pinv(X) @ Y  # (b, 3, m)
+        else:  # E given: fit A and B to L - E, with the first coefficient E itself
+            coef = np.linalg.pinv(X[:, :, 1:]) @ (Y - E)  # (b, 2, m)
+            coef = np.concatenate([np.full((len(betas), 1, Y.shape[1]), float(E)), coef], 1)
         sse = ((X @ coef - Y) ** 2).sum(axis=1)  # (b, m)
         sse[(coef[:, 1] < 0) | (coef[:, 2] < 0)] = np.inf
         i = sse.argmin(axis=0)  # (m,): the best beta of this alpha, per loss vector

@@ -21,7 +21,7 @@ from npformer.sweep import (LEARNING_RATES, SweepError, body_params, bootstrap_o
                             choose_learning_rates, count_params, fit_loss_surface,
                             fit_parabola, fit_power_law, flops_per_token, frontier,
                             mean_context, parse_budget, parse_size, plan_run, pooled_seed_std,
-                            read_sweep, size_config, sweep)
+                            read_sweep, schedule_pairs, size_config, sweep)
 
 NOTEBOOK_DATA = Path(__file__).resolve().parent.parent / "notebooks" / "data"
 TINY_FACTS = {"vocab": 414, "context": 15.6, "tokens_per_step": 2000.0,
@@ -142,10 +142,27 @@ def test_fit_loss_surface_recovers_a_known_surface():
     assert fit["alpha"] == 0.4 and fit["beta"] == 0.35
     assert fit["A"] == pytest.approx(40.0, rel=1e-6) and fit["B"] == pytest.approx(300.0,
                                                                                     rel=1e-6)
+    fixed = fit_loss_surface(n.ravel(), d.ravel(), loss.ravel(), E=1.8)  # E given
+    assert fixed["E"] == 1.8 and fixed["alpha"] == 0.4 and fixed["rms"] < 1e-9
+    wrong = fit_loss_surface(n.ravel(), d.ravel(), loss.ravel(), E=1.0)
+    assert wrong["rms"] > 1e-3  # a wrong floor cannot fit as well
     # several loss vectors at once give each its own fit
     both = fit_loss_surface(n.ravel(), d.ravel(), np.stack([loss.ravel(), loss.ravel() + 0.1],
                                                            axis=1))
     assert np.allclose(both["E"], [1.8, 1.9], atol=1e-9) and np.all(both["alpha"] == 0.4)
+
+
+def test_schedule_pairs_match_a_run_with_the_longer_runs_point_at_its_tokens():
+    short = {"size": "16x1", "seed": 0, "steps": 10, "tokens_seen": 100, "valid_loss": 2.0}
+    longer = {"size": "16x1", "seed": 0, "steps": 40, "tokens_seen": 400, "valid_loss": 1.9,
+              "curve": [[10, 100.5, 2.1], [20, 200, 2.0], [30, 300, 1.95], [40, 400, 1.9]]}
+    other_seed = {**longer, "seed": 1}
+    alone = {**short, "size": "32x1"}  # no longer run of its size
+    pairs = schedule_pairs([short, alone], [longer, other_seed])
+    assert pairs == [{"size": "16x1", "seed": 0, "steps": 10, "tokens": 100, "own_loss": 2.0,
+                      "longer_loss": 2.1, "longer_step": 10, "longer_steps": 40,
+                      "longer_tokens": 100.5}]
+    assert schedule_pairs([short], [longer], tolerance=0.001) == []  # 0.5% apart
 
 
 def test_choose_learning_rates_keeps_the_lower_of_near_ties():
