@@ -60,7 +60,7 @@ def run_pretrain(args):
 
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        out, err, seconds = npformer("pretrain", "--out-dir", LM_DIR, env=env)
+        out, err, seconds = npformer("pretrain", "--out-dir", LM_DIR, "--overwrite", env=env)
     print(f"npformer pretrain, cold Numba cache: {seconds:.0f} s wall time")
     print("\n".join(line for line in err.splitlines() if line.startswith(("valid", "stopped",
                                                                         "data", "vocab"))))

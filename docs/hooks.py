@@ -18,6 +18,9 @@ nothing on the site names a notebook file directly:
   formulas render with no network, in `mkdocs build` and in `mkdocs serve`. Only the
   files a page loads are copied: the combined TeX component and what it loads lazily
   (fonts, TeX extensions).
+* `on_files` also writes stylesheets/pygments.css, the colours of Pygments' default
+  style for the code blocks that pymdownx.highlight marks up at build time (the theme's
+  own highlight.js would come from a CDN, so it is switched off in mkdocs.yml).
 * `on_page_content` turns $math$ in heading titles into plain text for the navigation
   and the table of contents ("Why the $1/\\sqrt{D}$ scale?" -> "Why the 1/√D scale?");
   the heading on the page itself stays typeset.
@@ -106,7 +109,18 @@ def on_files(files, config):
         for path in sorted(folder.glob(pattern)):
             uri = f"{MATHJAX_SITE_DIR}/{path.relative_to(folder).as_posix()}"
             files.append(File.generated(config, uri, abs_src_path=str(path)))
+    files.append(File.generated(config, PYGMENTS_CSS, content=pygments_css()))
     return files
+
+
+PYGMENTS_CSS = "stylesheets/pygments.css"
+
+
+def pygments_css():
+    """CSS for the classes pymdownx.highlight gives code tokens (Pygments' default style)."""
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(style="default").get_style_defs(".highlight")
 
 
 # ----------------------------------------------------------------- math in titles

@@ -15,13 +15,18 @@ then renamed over it, so an interrupted save never corrupts the last good one.
 Checkpoints written before attention packed Q|K|V into one matrix (separate
 W_q/W_k/W_v) are converted on load (model.upgrade_legacy_params), moments too.
 
-Loading trusts nothing in the file. Before an array is read, its header is
-checked (a plain numeric dtype, no objects, a size that fits in the file), so
-a corrupt or hostile file cannot make it allocate more than its own size. Then
-everything that is used later is checked: the configs, the parameter names,
-shapes, dtypes and values, the tokenizers against the vocabulary sizes, the
-optimizer moments. Any problem is a CheckpointError with a one-line reason.
-No pickle anywhere: a checkpoint from someone else cannot run code.
+Loading trusts nothing in the file, and allocates nothing the file cannot justify
+(docs/reliability.md#bounded-loading): first the archive as a whole (every entry an
+array, named once, all of them expanding to no more than the file, or 64 x it when
+compressed); then the metadata, parsed only when its objects fit in 16 x the file
+(safe_json); then every array's header, checked against the model config (a plain
+numeric dtype, a size that fits in the file, no more bytes per group than the
+parameters need) before any array is read. Then everything that is used later is
+checked: the configs, alone and against each other (check_training_fits,
+check_history), the parameter names, shapes, dtypes and values, the tokenizers
+against the vocabulary sizes, the optimizer moments. Any problem is a
+CheckpointError with a one-line reason. No pickle anywhere: a checkpoint from
+someone else cannot run code.
 """
 import json
 import math
@@ -32,6 +37,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from . import safe_json
 from .config import ConfigError, ModelConfig, TrainConfig
 from .model import Model, build_model
 from .params import param_specs, upgrade_legacy_params
@@ -40,6 +46,8 @@ from .tokenizers import TokenizerError, tokenizer_from_dict
 FORMAT = "npformer-checkpoint"
 VERSION = 1
 MAX_META_BYTES = 64 << 20  # the JSON part: configs, tokenizers, log records
+MAX_EXPANSION = 64  # a compressed archive may expand to at most 64 x its size in all
+GROUPS = ("param/", "opt/exp_avg/", "opt/exp_avg_sq/")  # array entries: each <= the params
 
 
 class CheckpointError(ValueError):
@@ -109,11 +117,13 @@ def _resolve(path):
         if found is None:
             raise CheckpointError(f"{path}: directory holds no best.npz or last.npz")
         path = found
+    if not path.is_file():  # a named pipe would block, a device never end
+        raise CheckpointError(f"{path}: not a regular file (a checkpoint is an .npz file)")
     return path
 
 
-def _read_member(zf, info, where):
-    """One array of the archive, its header checked before any allocation."""
+def _read_header(zf, info, where):
+    """(shape, dtype) of one array of the archive, checked; reads only its header."""
     fmt = np.lib.format
     with zf.open(info) as f:
         version = fmt.read_magic(f)
@@ -123,46 +133,68 @@ def _read_member(zf, info, where):
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
             raise CheckpointError(f"{where}: entry {info.filename} has .npy version {version}")
-        if dtype.hasobject or dtype.kind not in "biuf":
-            raise CheckpointError(f"{where}: entry {info.filename} has dtype {dtype}, "
-                                  "not a plain number type")
-        n_bytes = math.prod(shape) * dtype.itemsize
-        if n_bytes > info.file_size:
-            raise CheckpointError(f"{where}: entry {info.filename} claims shape {shape} "
-                                  f"({n_bytes} bytes) but holds {info.file_size} bytes")
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise CheckpointError(f"{where}: entry {info.filename} has dtype {dtype}, "
+                              "not a plain number type")
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > info.file_size:
+        raise CheckpointError(f"{where}: entry {info.filename} claims shape {shape} "
+                              f"({n_bytes} bytes) but holds {info.file_size} bytes")
+    return shape, dtype
+
+
+def _read_member(zf, info, where):
+    """One array of the archive, its header checked before any allocation."""
+    _read_header(zf, info, where)
     with zf.open(info) as f:
-        return fmt.read_array(f, allow_pickle=False)
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
-def _read_npz(path):
-    """{name: array} of an .npz file, reading no more than the file itself holds."""
-    file_size = path.stat().st_size
-    arrays = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise CheckpointError(f"{path}: unexpected entry {info.filename!r}")
-                if info.file_size > max(file_size, 1) * (1 if info.compress_type ==
-                                                         zipfile.ZIP_STORED else 64):
-                    raise CheckpointError(f"{path}: entry {info.filename} claims "
-                                          f"{info.file_size} bytes, more than the file can hold")
-                arrays[info.filename[:-4]] = _read_member(zf, info, path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-            NotImplementedError, KeyError) as err:
-        if isinstance(err, CheckpointError):
-            raise
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint (truncated or foreign "
-                              f"file?): {err}") from None
-    return arrays
+def _entries(zf, path):
+    """{name without .npy: ZipInfo} of an archive, checked before anything is read.
+
+    Every entry must be a .npy array, named once, and all of them together may not
+    expand to more than the file can hold: its own size when stored (as np.savez
+    writes them), MAX_EXPANSION times it when compressed.
+    """
+    file_size = max(path.stat().st_size, 1)
+    infos = zf.infolist()
+    names = [info.filename for info in infos]
+    bad = next((n for n in names if not n.endswith(".npy")), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: unexpected entry {bad!r}")
+    if len(set(names)) != len(names):
+        raise CheckpointError(f"{path}: an entry appears twice in the archive")
+    compressed = any(info.compress_type != zipfile.ZIP_STORED for info in infos)
+    budget = file_size * (MAX_EXPANSION if compressed else 1)
+    total = sum(info.file_size for info in infos)
+    if total > budget:
+        raise CheckpointError(f"{path}: its entries claim {total:,} bytes in all, more than "
+                              f"a file of {file_size:,} bytes can hold")
+    return {info.filename[:-4]: info for info in infos}
+
+
+def _open_error(path, err):
+    """The CheckpointError for an archive that cannot be read at all."""
+    if isinstance(err, CheckpointError):
+        return err
+    return CheckpointError(f"{path}: not a readable .npz checkpoint (truncated or foreign "
+                           f"file?): {err}")
+
+
+UNREADABLE = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+              NotImplementedError, KeyError, RuntimeError)
 
 
 def _parse_meta(raw, path):
     """The checked JSON metadata of a checkpoint."""
     if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_META_BYTES:
         raise CheckpointError(f"{path}: checkpoint metadata is malformed")
+    limit = safe_json.file_limit(path.stat().st_size)
     try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
+        meta = safe_json.loads(raw.tobytes(), limit, f"{path}: checkpoint metadata")
+    except safe_json.JSONLimitError as err:
+        raise CheckpointError(str(err)) from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: checkpoint metadata is corrupt: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -178,24 +210,111 @@ def _parse_meta(raw, path):
     return meta
 
 
+def _read_meta(zf, entries, path):
+    """The checked metadata of an open archive (whose entries `_entries` checked)."""
+    if "meta" not in entries:
+        raise CheckpointError(f"{path}: an .npz file, but not an npformer checkpoint (no meta)")
+    if entries["meta"].file_size > MAX_META_BYTES:
+        raise CheckpointError(f"{path}: checkpoint metadata is too large")
+    return _parse_meta(_read_member(zf, entries["meta"], path), path)
+
+
 def read_checkpoint_meta(path):
     """Only the checked JSON metadata (configs, tokenizers, state): no parameters are read."""
     path = _resolve(path)
     try:
         with zipfile.ZipFile(path) as zf:
-            info = zf.getinfo("meta.npy")
-            if info.file_size > MAX_META_BYTES:
-                raise CheckpointError(f"{path}: checkpoint metadata is too large")
-            raw = _read_member(zf, info, path)
-    except KeyError:
-        raise CheckpointError(f"{path}: an .npz file, but not an npformer checkpoint "
-                              "(no meta)") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        if isinstance(err, CheckpointError):
-            raise
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint (truncated or foreign "
-                              f"file?): {err}") from None
-    return _parse_meta(raw, path)
+            return _read_meta(zf, _entries(zf, path), path)
+    except UNREADABLE as err:
+        raise _open_error(path, err) from None
+
+
+def _model_config(meta, path):
+    """The ModelConfig of checked metadata, or CheckpointError."""
+    try:
+        return ModelConfig.from_dict(meta["model_config"])
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{path}: inconsistent checkpoint: {err}") from None
+
+
+def _read_arrays(zf, entries, config, path):
+    """{name: array} of every entry but meta, reading no more than the config needs.
+
+    All headers are read first: the arrays of each group (parameters, each optimizer
+    moment) may together hold no more bytes than the model's parameters have, so a
+    header cannot make the loader allocate for a model the config does not describe.
+    """
+    need = sum(math.prod(spec.shape) for spec in param_specs(config).values()) \
+        * np.dtype(config.dtype).itemsize
+    claimed = {}
+    for name, info in entries.items():
+        if name == "meta":
+            continue
+        group = next((g for g in GROUPS if name.startswith(g)), None)
+        if group is None:
+            raise CheckpointError(f"{path}: unexpected entry {name!r}")
+        shape, dtype = _read_header(zf, info, path)
+        claimed[group] = claimed.get(group, 0) + math.prod(shape) * dtype.itemsize
+    for group, n_bytes in claimed.items():
+        if n_bytes > need:
+            raise CheckpointError(f"{path}: the {group[:-1]} entries hold {n_bytes:,} bytes; "
+                                  f"the model's parameters take {need:,}")
+    return {name: _read_member(zf, info, path) for name, info in entries.items()
+            if name != "meta"}
+
+
+MIN_MODEL_LEN = 3  # BOS, one token and EOS: the shortest sequence any command feeds a model
+TASK_KINDS = {"translate": "encoder-decoder", "lm": "decoder-only", "classify": "classifier"}
+
+
+def _model_kind(config):
+    """The TASK_KINDS value a model config is."""
+    return "classifier" if config.n_classes else config.kind
+
+
+def check_training_fits(train, config, where):
+    """Cross-field checks of a saved training configuration and the model it trained.
+
+    Each field passed its own check; these are the ones that only fail together:
+    the task must be the model's kind, and the training max_len must fit in the
+    model's positions for the tasks that cut their examples to it (a classifier
+    cuts its texts to the model's own max_len; fine-tuning runs saved before the
+    architecture was recorded hold the preset's max_len, which is harmless).
+    """
+    if config.max_len < MIN_MODEL_LEN:
+        raise CheckpointError(f"{where}: the model's max_len={config.max_len} leaves no room for "
+                              f"BOS, a token and EOS (at least {MIN_MODEL_LEN})")
+    if TASK_KINDS[train.task] != _model_kind(config):
+        raise CheckpointError(f"{where}: the training task {train.task!r} does not make a "
+                              f"{_model_kind(config)} model")
+    if train.task != "classify" and train.max_len > config.max_len:
+        raise CheckpointError(f"{where}: the training max_len={train.max_len} is longer than "
+                              f"the model's max_len={config.max_len}")
+
+
+# Log records (TrainState.history, log.jsonl): their types and the fields every
+# reader of the history uses (the curves plot, the last validation line, sweeps).
+RECORD_FIELDS = {"train": ("window_loss", "lr"), "valid": ("valid_loss",), "data": ()}
+
+
+def check_history(records, where):
+    """A run's log records must be well formed: CheckpointError naming the first bad one.
+
+    Each record is {"type": one of RECORD_FIELDS, "step": int >= 0, name: number ...}
+    and holds the fields its type needs; every value but the type is a number (or
+    a true/false flag), so the records print and plot.
+    """
+    if not isinstance(records, list):
+        raise CheckpointError(f"{where}: state.history is not a list of log records")
+    for k, record in enumerate(records):
+        ok = (isinstance(record, dict) and record.get("type") in RECORD_FIELDS
+              and isinstance(record.get("step"), int) and not isinstance(record["step"], bool)
+              and record["step"] >= 0
+              and all(name in record for name in RECORD_FIELDS[record["type"]])
+              and all(isinstance(v, (int, float)) for n, v in record.items() if n != "type"))
+        if not ok:
+            raise CheckpointError(f"{where}: log record {k} of the saved history is malformed: "
+                                  f"{str(record)[:80]}")
 
 
 def _check_optimizer(meta, data, params, path):
@@ -228,17 +347,18 @@ def _check_optimizer(meta, data, params, path):
 def load_checkpoint(path):
     """Read and check a checkpoint; any problem raises CheckpointError with a one-line reason."""
     path = _resolve(path)
-    data = _read_npz(path)
-    if "meta" not in data:
-        raise CheckpointError(f"{path}: an .npz file, but not an npformer checkpoint (no meta)")
-    meta = _parse_meta(data["meta"], path)
-    unknown = [k for k in data if k != "meta" and not k.startswith(("param/", "opt/"))]
-    if unknown:
-        raise CheckpointError(f"{path}: unexpected entries {sorted(unknown)[:3]}")
     try:
-        config = ModelConfig.from_dict(meta["model_config"])
+        with zipfile.ZipFile(path) as zf:
+            entries = _entries(zf, path)
+            meta = _read_meta(zf, entries, path)
+            config = _model_config(meta, path)
+            data = _read_arrays(zf, entries, config, path)
+    except UNREADABLE as err:
+        raise _open_error(path, err) from None
+    try:
         if meta.get("train_config") is not None:
-            TrainConfig.from_dict(meta["train_config"])
+            check_training_fits(TrainConfig.from_dict(meta["train_config"]), config, path)
+        check_history(meta["state"].get("history", []), path)
         params = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
         for k, v in params.items():
             if not np.isfinite(v).all():

@@ -1,6 +1,6 @@
 """Command-line interface: a thin shell over importable functions.
 
-  npformer train       train a translator (default: the built-in toy, ~3 minutes)
+  npformer train       train a translator (default: the built-in toy, ~70 s)
   npformer translate   translate sentences with a trained model
   npformer eval        BLEU / exact match of a model on a data split or a TSV file
   npformer data        write the built-in corpora to TSV
@@ -13,9 +13,11 @@ Errors the user can fix (bad flags, unreadable files) print one line and exit
 with status 2; no traceback. Full reference: docs/cli.md.
 """
 import argparse
+import codecs
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -148,6 +150,7 @@ def train_config_from_args(args):
     and only the flags given explicitly may change it (see train.resume_config).
     """
     from .config import PRESETS, TrainConfig
+    from .tasks import pretrained_conflicts
     from .train import resume_config
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
@@ -164,16 +167,19 @@ def train_config_from_args(args):
             raise UsageError(f"{cfg.out_dir} holds a {cfg.task} run; resume it with: npformer "
                              f"{command} --resume --out-dir {cfg.out_dir}")
         return cfg
+    if given.get("init_from"):  # the run takes the LM's architecture and tokenizer
+        conflicts = pretrained_conflicts(given, given["init_from"])
+        if conflicts:
+            flag = "--from" if args.task == "classify" else "--init-from"
+            raise UsageError(f"{', '.join(conflicts)}: a model started from {flag} "
+                             f"{given['init_from']} takes that LM's architecture and tokenizer; "
+                             "leave these options out")
     return TrainConfig(**{**PRESETS[preset or args.presets[0]], **given, "task": args.task})
 
 
 def cmd_train(args):
-    """Train a translator; print the test-set score and a few translations."""
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data import DataError
+    """Train a model; print the test-set score and a few examples."""
     from .tasks import TASKS, Built
-    from .tokenizers import TokenizerError
     from .train import TrainingError, train
 
     from .distributed import DistributedError, launch_command, mpi_size_from_env, rank_from_env
@@ -190,11 +196,9 @@ def cmd_train(args):
         return subprocess.run(command).returncode
     try:
         cfg = train_config_from_args(args)
-        history = train(cfg, resume=args.resume)
-    except (ConfigError, DataError, CheckpointError, TokenizerError, DistributedError) as err:
-        raise UsageError(str(err)) from None
+        history = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except TrainingError as err:
-        print(f"npformer train: {err}", file=sys.stderr)
+        print(f"npformer {args.command}: {err}", file=sys.stderr)
         return 1
     if rank_from_env() != 0:  # with data parallelism, rank 0 reports
         return 0
@@ -405,7 +409,7 @@ def cmd_eval(args):
     if args.json:
         text = json.dumps({"data": where, **report}, indent=1, ensure_ascii=False)
         try:
-            Path(args.json).write_text(text, encoding="utf-8")
+            Path(args.json).write_text(text, encoding="utf-8", errors="backslashreplace")
         except OSError as err:  # the scores above are printed already
             raise UsageError(f"--json {args.json}: cannot write ({err.strerror or err}); "
                              "the scores are printed above") from None
@@ -433,7 +437,7 @@ def cmd_attention(args):
     """Save encoder self-, decoder self- and cross-attention heatmaps for one sentence."""
     from .plots import save_attention_maps
 
-    ckpt = _load_model(args.model)
+    ckpt = _load_model(args.model, "Transformer")  # an LM or classifier has no cross-attention
     try:
         paths, translation = save_attention_maps(ckpt, args.sentence, args.out_dir)
     except ValueError as err:
@@ -449,6 +453,8 @@ def cmd_profile(args):
     from .config import ConfigError, ModelConfig
     from .profile import format_profile, plot_profile, profile_step
 
+    if args.plot:  # fail now, not after the timed steps
+        _check_writable(Path(args.plot), "--plot")
     try:
         cfg = ModelConfig(src_vocab_size=args.vocab_size, tgt_vocab_size=args.vocab_size,
                           d_model=args.d_model, n_heads=args.n_heads, d_ff=args.d_ff,
@@ -567,6 +573,9 @@ def training_command(sub, name, help, description, examples):
                             "flags override it; not with --resume")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from OUT_DIR/last.npz")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run OUT_DIR holds (its best.npz, last.npz, log.jsonl, "
+                        "curves.png); without it a directory that holds a run is refused")
     p.add_argument("--workers", type=_number(int, 1, 1024), default=1,
                    help=f"data-parallel processes, started with mpiexec (needs the mpi extra; "
                         f"the same as: mpiexec -n N npformer {name} ...)")
@@ -605,7 +614,7 @@ def build_parser():
                             "docs/performance.md)")
 
     training_command(
-        sub, "train", help="train a translator (default: the built-in toy, about 3 minutes)",
+        sub, "train", help="train a translator (default: the built-in toy, about 70 s)",
         description="Train an encoder-decoder transformer. With no arguments it trains the "
                     "built-in toy English->Velan translator.",
         examples=["npformer train", "npformer train --preset copy",
@@ -768,9 +777,13 @@ def build_parser():
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser(
-        "exercises", help="list the backward-pass exercises, or grade a file of your answers",
-        description="List the exercises (write each backward pass yourself), or grade the "
-                    "answers in a Python file of yours. Stubs: notebooks/exercises_backward.ipynb.")
+        "exercises", help="list the exercises, or grade a file of your answers (progress table)",
+        description="List the exercises (write each backward pass, and the LLM pieces, "
+                    "yourself), or grade the answers in a Python file of yours and show which "
+                    "exercises are done, failing or not started. The file is run in a child "
+                    "process with a time and a memory limit, with your rights: grade files "
+                    "from others in a throwaway account or container. Stubs: "
+                    "notebooks/exercises_backward.ipynb, notebooks/exercises_llm.ipynb.")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help="only these exercises (default: all)")
     p.add_argument("--check", metavar="FILE",
@@ -778,6 +791,12 @@ def build_parser():
                         "...); grade every exercise it answers")
     p.add_argument("--verbose", action="store_true",
                    help="with --check: print the full report of each exercise, not one line")
+    p.add_argument("--timeout", type=_number(float, 0, low_open=True), default=120.0,
+                   metavar="SECONDS",
+                   help="with --check: wall-clock limit for grading the whole file (default 120)")
+    p.add_argument("--memory-limit", type=_number(int, 0), default=2048, metavar="MB",
+                   help="with --check: memory the grading process may add, in MiB, where the "
+                        "system allows a limit (default 2048; 0 = no limit)")
     p.set_defaults(func=cmd_exercises)
 
     p = sub.add_parser(
@@ -811,26 +830,109 @@ def build_parser():
     return parser
 
 
+# The exceptions that are the user's to fix: one line and exit status 2, never a traceback.
+USER_ERRORS = {"npformer.checkpoint": "CheckpointError", "npformer.config": "ConfigError",
+               "npformer.data.io": "DataError", "npformer.distributed": "DistributedError",
+               "npformer.run_dir": "RunDirError", "npformer.sweep": "SweepError",
+               "npformer.tokenizers.base": "TokenizerError"}
+
+
+def _user_errors():
+    """UsageError and the USER_ERRORS classes, of the modules imported so far.
+
+    An error can only come from a module that was imported, so nothing is imported
+    here (importing the checkpoint module would start the kernels, whose own error,
+    e.g. an unknown NPFORMER_BACKEND, may be the one being handled).
+    """
+    return (UsageError, *(getattr(sys.modules[module], name)
+                          for module, name in USER_ERRORS.items() if module in sys.modules))
+
+
+def _escape_unencodable(err):
+    """Output error handler: what the stream cannot encode, readable and never an error.
+
+    Bytes that came in undecodable (surrogateescape) go out as those bytes; any other
+    character as a \\x, \\u escape.
+    """
+    chunk = err.object[err.start:err.end]
+    if all(0xDC80 <= ord(c) <= 0xDCFF for c in chunk):
+        return bytes(ord(c) - 0xDC00 for c in chunk), err.end
+    return codecs.backslashreplace_errors(err)
+
+
+codecs.register_error("npformer.escape", _escape_unencodable)
+
+
+def _text_streams():
+    """The one place the CLI sets how it reads and prints text, whatever the locale.
+
+    Standard input: bytes that are not UTF-8 (or not the locale's encoding) arrive as
+    the same lone surrogates Python uses for such bytes in arguments and file names,
+    so every command reads them instead of dying; byte-level BPE sees the original
+    bytes (tokenizers/bpe.py: utf8_bytes), word and character tokenizers an unknown
+    token. Standard output gives those bytes back, and escapes anything else it
+    cannot encode. Standard error escapes everything (Python's default).
+    """
+    for stream, errors in ((sys.stdin, "surrogateescape"), (sys.stdout, "npformer.escape"),
+                           (sys.stderr, "backslashreplace")):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError):  # a closed or unusual stream: leave it
+                pass
+
+
+def _out_of_memory(args):
+    """The one-line message for a MemoryError: what was being loaded, what to make smaller."""
+    files = [f"{flag} {getattr(args, name)}" for flag, name in
+             (("--model", "model"), ("--data", "data"), ("--from", "init_from"))
+             if getattr(args, name, None)]
+    where = f" (with {', '.join(files)})" if files else ""
+    sizes = [f"--{name.replace('_', '-')}" for name in
+             ("d_model", "d_ff", "n_layers", "max_tokens", "batch", "vocab_size")
+             if hasattr(args, name)]
+    fix = (f"use a smaller model or batch ({', '.join(sizes)})" if sizes
+           else "the model or the data is too large for this machine's memory")
+    return f"out of memory{where}; {fix}"
+
+
+def _stop_writing_stdout():
+    """After a closed pipe (`npformer ... | head -1`): send what is left to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests): nothing to do
+        pass
+
+
 def main(argv=None):
+    _text_streams()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv  # --workers starts the same command again under mpiexec
     try:
         _check_environment()
-        return args.func(args)
-    except UsageError as err:
-        from .distributed import rank_from_env
-
-        if rank_from_env() == 0:  # under mpiexec every rank fails alike; one says why
-            print(f"npformer {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # the reader stopped (| head): stop quietly, as cat does
+        _stop_writing_stdout()
+        return 141  # 128 + SIGPIPE, the status of a command a closed pipe ended
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"npformer {args.command}: error: out of memory; use a smaller model or batch "
-              "(--d-model, --d-ff, --n-layers, --max-tokens, --vocab-size)", file=sys.stderr)
+        print(f"npformer {args.command}: error: {_out_of_memory(args)}", file=sys.stderr)
+        return 2
+    except (*_user_errors(), OSError) as err:
+        from .distributed import rank_from_env
+
+        if isinstance(err, OSError) and err.filename is not None:
+            err = f"{err.filename}: {err.strerror or err}"
+        if rank_from_env() == 0:  # under mpiexec every rank fails alike; one says why
+            message = " ".join(str(err).split("\n"))
+            print(f"npformer {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

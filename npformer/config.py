@@ -158,6 +158,11 @@ BEST_BY = {"translate": ("bleu_exact", "valid_loss", "bleu", "exact_match"), "lm
 ALL = TASKS
 DEFAULT_TEXT_TOKENS = 300_000  # generated toy text for pretraining, when data_size is 0
 DEFAULT_LABELLED = 2000  # labelled examples of a toy classification task, when data_size is 0
+# The most generated data a run may ask for, far beyond a CPU run: 16.8M tokens of toy
+# text (made in ~20 s, 0.3 GB) and 131k labelled examples (~50 s for the slowest task).
+# `eval` remakes a run's corpus from its saved configuration, so a checkpoint cannot ask
+# it for unbounded work. (Translation ignores data_size: its corpora have fixed sizes.)
+MAX_DATA_SIZE = {"translate": 1 << 24, "lm": 1 << 24, "classify": 1 << 17}
 
 
 def option(default, help, tasks=ALL):
@@ -174,7 +179,8 @@ class TrainConfig(_DictRoundTrip):
 
     Each field is one CLI flag (--field-name) of the commands whose task it
     applies to; its help text is the `help` below. The defaults train the
-    built-in toy translator in about three minutes on a 2-core laptop CPU.
+    built-in toy translator in about 70 s on an idle 2-core laptop CPU
+    (max_minutes, 2.6, bounds it on a busy one).
     Presets (PRESETS below) change a few fields at once.
     """
 
@@ -193,8 +199,10 @@ class TrainConfig(_DictRoundTrip):
     text_mode: str = option("lines", "a text file is one document per line (lines) or one "
                                      "stream (whole)", ("lm",))
     data_size: int = option(0, {
-        "lm": f"tokens of generated toy text (0 = {DEFAULT_TEXT_TOKENS})",
-        "classify": f"labelled training examples of a toy task (0 = {DEFAULT_LABELLED})"},
+        "lm": f"tokens of generated toy text (0 = {DEFAULT_TEXT_TOKENS}; at most "
+              f"{MAX_DATA_SIZE['lm']})",
+        "classify": f"labelled training examples of a toy task (0 = {DEFAULT_LABELLED}; at "
+                    f"most {MAX_DATA_SIZE['classify']})"},
         ("lm", "classify"))
     valid_frac: float = option(0.02, "fraction of a user corpus held out for validation")
     test_frac: float = option(0.02, "fraction of a user corpus held out for testing")
@@ -234,8 +242,10 @@ class TrainConfig(_DictRoundTrip):
     init_parts: str = option("encoder,decoder", "with --init-from: which stacks of the "
                                                 "translator start from the LM", ("translate",))
     scratch: bool = option(False, "with --init-from: take only the architecture and tokenizer, "
-                                  "not the weights (the from-scratch baseline)", ("classify",))
-    freeze_body: bool = option(False, "train the classification head only", ("classify",))
+                                  "not the weights (the from-scratch baseline); needs --from",
+                           ("classify",))
+    freeze_body: bool = option(False, "train the classification head only; needs pretrained "
+                                      "weights (--from, not --scratch)", ("classify",))
     body_lr_scale: float = option(1.0, "learning rate of the pretrained body relative to the "
                                        "head's", ("classify",))
     # optimisation
@@ -311,8 +321,14 @@ class TrainConfig(_DictRoundTrip):
         need(self.body in ("decoder-only", "encoder-only"), "body",
              "choose decoder-only or encoder-only")
         need(self.pooling in POOLINGS, "pooling", f"choose one of {POOLINGS}")
-        need(0 <= self.data_size <= 1 << 30, "data_size", "must be in [0, 2**30]")
+        most = MAX_DATA_SIZE.get(self.task, 0)  # (an unknown task is refused below)
+        need(0 <= self.data_size <= most, "data_size", f"must be in [0, {most}] for {self.task}")
         need(0.0 < self.body_lr_scale <= 1e3, "body_lr_scale", "must be in (0, 1000]")
+        need(not self.scratch or self.init_from, "scratch", "takes the architecture and "
+             "tokenizer of the model in init_from (--from), so it needs one")
+        need(not self.freeze_body or (self.init_from and not self.scratch), "freeze_body",
+             "trains the head alone on a pretrained body; without pretrained weights "
+             "(no --from, or --scratch) the body is random and stays random")
         parts = self.init_parts.split(",")
         need(bool(parts) and set(parts) <= {"encoder", "decoder"}, "init_parts",
              "a comma-separated subset of encoder,decoder")
@@ -351,7 +367,7 @@ class TrainConfig(_DictRoundTrip):
 # Presets: named starting points; explicit flags override them. Each belongs to the
 # command of its task (COMMAND_PRESETS); the first listed is the command's default.
 PRESETS = {
-    "toy": {},  # the defaults: built-in toy translator, word tokenizer, ~3 minutes
+    "toy": {},  # the defaults: built-in toy translator, word tokenizer, ~70 s
     "copy": dict(data="copy", out_dir="runs/copy", max_steps=800, max_minutes=1.0,
                  eval_every=200, warmup_steps=100),
     "reverse": dict(data="reverse", out_dir="runs/reverse", max_steps=1500, max_minutes=1.5,

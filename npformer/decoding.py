@@ -213,6 +213,20 @@ def filter_logits(logits, top_k=0, top_p=1.0):
     return out
 
 
+def tempered(logits, temperature):
+    """Logits divided by a temperature > 0, shifted first so that the best one is 0.
+
+    softmax(z / T) does not change when z is shifted, and after the shift every
+    logit is <= 0: a tiny T sends the others to -inf (probability 0) and the best
+    stays 0, so T -> 0 becomes greedy. Unshifted, z / 1e-40 overflows float32 to
+    +-inf, and inf - inf in the softmax gives NaN.
+    Shapes: logits (...,V) -> (...,V) float64
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    with np.errstate(over="ignore"):  # -5 / 1e-320 = -inf is the intended answer
+        return (z - z.max(axis=-1, keepdims=True)) / temperature  # (...,V)
+
+
 def draw_tokens(logits, rng):
     """Draw one token per row from softmax(logits) by inverting the cumulative distribution.
 
@@ -240,7 +254,7 @@ def sample(model, src, temperature=1.0, top_k=0, top_p=1.0, rng=None, max_new_to
     rng = np.random.default_rng(rng)
 
     def choose(logits):  # (B,V) -> (B,)
-        return draw_tokens(filter_logits(logits / temperature, top_k, top_p), rng)
+        return draw_tokens(filter_logits(tempered(logits, temperature), top_k, top_p), rng)
 
     return _for_nonempty_rows(model, src, lambda rows: _generate_rows(
         model, rows, n_new, bos_id, eos_id, use_cache, choose))
@@ -402,7 +416,7 @@ def continue_text(model, prompt, max_new_tokens=None, temperature=0.0, top_k=0, 
     rng = np.random.default_rng(rng)
     tokens = np.full((n, len(prompt) + n_new), cfg.pad_id, dtype=np.int64)  # (n,P+n_new)
     tokens[:, : len(prompt)] = prompt
-    cache = model.new_cache(n, cfg.max_len) if use_cache else None
+    cache = model.new_cache(n, len(prompt) + n_new) if use_cache else None  # what is fed
     fed = 0  # positions already in the cache
     lengths = np.full(n, n_new)  # (n,) continuation length of each row
     finished = np.zeros(n, dtype=bool)
@@ -416,7 +430,8 @@ def continue_text(model, prompt, max_new_tokens=None, temperature=0.0, top_k=0, 
         if temperature == 0:
             next_token = logits.argmax(axis=-1)  # (n,V) -> (n,)
         else:
-            next_token = draw_tokens(filter_logits(logits / temperature, top_k, top_p), rng)
+            next_token = draw_tokens(filter_logits(tempered(logits, temperature), top_k, top_p),
+                                     rng)
         ends = (next_token == eos_id) & ~finished
         lengths[ends] = t - len(prompt)
         finished |= ends

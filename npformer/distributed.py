@@ -28,28 +28,37 @@ import zlib
 
 import numpy as np
 
-MPI_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")  # set by MPICH / Open MPI in each process
-RANK_ENV = ("PMI_RANK", "OMPI_COMM_WORLD_RANK")
+# (size, rank) variables that MPICH and Open MPI set in each process they start
+LAUNCHER_ENV = (("PMI_SIZE", "PMI_RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"))
 
 
 class DistributedError(RuntimeError):
     """Something about the processes is wrong (missing mpi4py, diverged parameters)."""
 
 
+def launcher_env():
+    """(size, rank) as an MPI launcher set them in the environment; (1, 0) without one.
+
+    A launcher sets both variables of its pair, with 0 <= rank < size. A variable left
+    over in a shell (a stale PMI_RANK alone, a rank without a size, a rank beyond the
+    size) is not a launcher's: it is ignored, so it cannot make this process think it
+    is rank 3 of nothing and keep its errors to itself.
+    """
+    for size_name, rank_name in LAUNCHER_ENV:
+        size, rank = os.environ.get(size_name, ""), os.environ.get(rank_name, "")
+        if size.isdigit() and rank.isdigit() and int(rank) < int(size):
+            return int(size), int(rank)
+    return 1, 0
+
+
 def mpi_size_from_env():
     """How many processes the MPI launcher started (1 when not started by one)."""
-    for name in MPI_ENV:
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 1
+    return launcher_env()[0]
 
 
 def rank_from_env():
     """This process's rank as the MPI launcher set it (0 when not started by one)."""
-    for name in RANK_ENV:
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
+    return launcher_env()[1]
 
 
 class SingleProcess:

@@ -80,6 +80,9 @@ class DecoderCache:
         self.key_ok[:, :n] = self.key_ok[rows, :n]  # (B,n)
 
 
+POSITIONS_AT_ONCE = 1024  # rows of the sinusoid table made at its first use (Model._positions)
+
+
 class Model:
     """What every kind of model shares: parameters in a flat dict, checks, embeddings, output.
 
@@ -105,7 +108,29 @@ class Model:
             self._check_params(params)
         self.params = params
         self.grads = {k: np.zeros_like(v) for k, v in params.items()}
-        self.pos_table = sinusoidal_table(config.max_len, config.d_model, np.dtype(config.dtype))
+        self._sinusoids = np.zeros((0, config.d_model), np.dtype(config.dtype))  # rows made so far
+
+    @property
+    def pos_table(self):
+        """The fixed sinusoid table of every position. Shapes: (L,C)"""
+        return self._positions(self.config.max_len)
+
+    def _positions(self, n):
+        """The sinusoid table, with at least n rows; made when first needed.
+
+        A model may allow max_len 32768 at d_model 1024 (a 134 MB table) and only ever
+        see 40 positions, so the table grows with the positions used, not with max_len:
+        up to POSITIONS_AT_ONCE rows at first (every row, for max_len <= 1024; never
+        more than one d_model x d_model weight when d_model >= 1024), then doubling.
+        Row p does not depend on the table's length, so growing never changes a value.
+        Shapes: -> (L',C) with n <= L' <= L
+        """
+        if n > len(self._sinusoids):
+            rows = min(max(n, 2 * len(self._sinusoids), POSITIONS_AT_ONCE),
+                       self.config.max_len)
+            self._sinusoids = sinusoidal_table(rows, self.config.d_model,
+                                               np.dtype(self.config.dtype))  # (L',C)
+        return self._sinusoids
 
     # ------------------------------------------------------------------ checks
     def _check_params(self, params):
@@ -177,7 +202,8 @@ class Model:
                               x, run.param(f"{side}_pos.W"), offset)  # + learned rows
         else:
             x = run.tape.call(f"{side}_pos", positional_forward, fixed_positional_backward,
-                              x, self.pos_table, offset)  # + sinusoids (a constant)
+                              x, self._positions(offset + ids.shape[1]),
+                              offset)  # + sinusoids (a constant)
         return dropout(run, f"{side}_embed.drop", x)
 
     def _self_mask(self, ids, cache=None):

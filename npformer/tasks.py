@@ -30,8 +30,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .batching import Batch, bucket_batches, collate, encode_pairs, pair_length
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import BEST_BY, DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
+from .config import BEST_BY, DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError, ModelConfig
 from .data import (DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, load_parallel,
                    load_text, load_tsv, make_copy_task, make_icl_text, make_reverse_task,
                    make_task, make_toy_corpus, make_toy_text, split_pairs)
@@ -66,15 +66,48 @@ def pretrained_checkpoint(cfg):
     return ckpt
 
 
-def with_architecture_of(cfg, lm_cfg):
-    """`cfg` with the pretrained LM's architecture (sizes, norms, positions).
+def architecture_of(model_cfg):
+    """The TrainConfig fields that say how a model is shaped, read from its ModelConfig."""
+    return {"d_model": model_cfg.d_model, "n_heads": model_cfg.n_heads, "d_ff": model_cfg.d_ff,
+            "n_layers": max(model_cfg.n_encoder_layers, model_cfg.n_decoder_layers),
+            "max_len": model_cfg.max_len, "activation": model_cfg.activation,
+            "norm_position": model_cfg.norm_position, "positional": model_cfg.positional,
+            "tie_output": model_cfg.tie_output, "shared_vocab": model_cfg.share_embeddings}
 
-    This run's dropout, head and optimisation settings stay.
+
+def with_architecture_of(cfg, model_cfg):
+    """`cfg` with a model's architecture (sizes, norms, positions).
+
+    A run started from a pretrained LM takes the LM's; after building, a run records
+    what it built (so a saved configuration never disagrees with its model). This
+    run's dropout, head and optimisation settings stay.
     """
-    return cfg.replace(d_model=lm_cfg.d_model, n_heads=lm_cfg.n_heads, d_ff=lm_cfg.d_ff,
-                       n_layers=lm_cfg.n_decoder_layers, max_len=lm_cfg.max_len,
-                       activation=lm_cfg.activation, norm_position=lm_cfg.norm_position,
-                       positional=lm_cfg.positional, tie_output=lm_cfg.tie_output)
+    return cfg.replace(**architecture_of(model_cfg))
+
+
+def pretrained_conflicts(given, init_from):
+    """Options given explicitly that a run started from `init_from` could not honour.
+
+    given: {TrainConfig field: value} of the flags on the command line. A run started
+    from a pretrained LM takes its architecture and its tokenizer, so a flag that asks
+    for another one is a contradiction, not a wish to drop silently. Returns a list of
+    "--flag VALUE (the LM has X)" strings; an unreadable init_from gives [] (the run
+    reports it when it loads the LM).
+    """
+    try:
+        meta = read_checkpoint_meta(init_from)
+        lm = ModelConfig.from_dict(meta["model_config"])
+    except (CheckpointError, ConfigError):
+        return []
+    have = architecture_of(lm)
+    have["tokenizer"] = meta["src_tokenizer"].get("type")
+    have["shared_vocab"] = True  # a translator started from an LM has its one vocabulary
+    conflicts = [(name, value, have[name]) for name, value in given.items()
+                 if name in have and value != have[name]]
+    if given.get("vocab_size") not in (None, 0, lm.src_vocab_size):
+        conflicts.append(("vocab_size", given["vocab_size"], lm.src_vocab_size))
+    return [f"--{name.replace('_', '-')} {value} (the LM has {lm_value})"
+            for name, value, lm_value in conflicts]
 
 
 def _start_from(cfg, model, parts):

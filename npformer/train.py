@@ -34,6 +34,7 @@ import json
 import math
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -41,14 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed
+from . import distributed, run_dir
 from .batching import bucket_batches
-from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .checkpoint import (CheckpointError, check_history, load_checkpoint, read_checkpoint_meta,
+                         save_checkpoint)
 from .config import ConfigError, TrainConfig
 from .data import DataError
 from .optim import AdamW, clip_grad_norm, make_schedule
 from .tape import Tape
-from .tasks import SCORES, TASKS, Built, best_by, pretrained_checkpoint, selection_score
+from .tasks import (SCORES, TASKS, Built, best_by, pretrained_checkpoint, selection_score,
+                    with_architecture_of)
 from .threads import set_blas_threads
 
 # Fields a resumed run may change: how long it runs and how it reports, never
@@ -101,10 +104,9 @@ class TrainState:
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or math.isnan(value) or value == math.inf:
                 raise CheckpointError(f"{where}: state.{name}={value!r} is not a finite number")
-        if not isinstance(state.data, dict) or not isinstance(state.history, list) \
-                or not all(isinstance(h, dict) and isinstance(h.get("step"), int)
-                           for h in state.history):
-            raise CheckpointError(f"{where}: state.data / state.history are malformed")
+        if not isinstance(state.data, dict):
+            raise CheckpointError(f"{where}: state.data is malformed")
+        check_history(state.history, where)
         if "validated_step" not in d:  # version 1 checkpoints were saved after a validation
             state.validated_step = state.step
         return state
@@ -124,6 +126,9 @@ def data_fingerprint(cfg):
     for name in [cfg.data] + ([cfg.tgt_file] if cfg.tgt_file else []):
         h = hashlib.sha256()
         try:
+            if not stat.S_ISREG(os.stat(name).st_mode):  # read here, then again to load it:
+                raise DataError(f"{name}: not a regular file (a pipe or a device?); training "
+                                "reads its data more than once, so save it to a file first")
             with open(name, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
@@ -208,25 +213,6 @@ def make_lr_schedule(cfg):
 
 
 # ------------------------------------------------------------------ starting a run
-def prepare_out_dir(out_dir):
-    """Create the run directory, prove it is writable, and remove stale temporary files.
-
-    Fails before any training (not after minutes of it) with a message naming the path.
-    """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".npformer-write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"out_dir={str(out)!r}: cannot write there: "
-                            f"{err.strerror or err}") from None
-    for stale in out.glob("*.npz.tmp*"):  # left by a run killed while saving
-        stale.unlink(missing_ok=True)
-    return out
-
-
 def resume_config(run_dir, **changes):
     """The configuration saved in run_dir/last.npz, with some RESUMABLE_FIELDS changed.
 
@@ -264,8 +250,19 @@ def resume_config(run_dir, **changes):
 def write_log(path, history):
     """Rewrite log.jsonl from the checkpoint's records, atomically (no duplicates, no gaps)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise log_error(path, err) from None
+
+
+def log_error(path, err):
+    """The TrainingError for a log.jsonl that cannot be written (a full disk, say)."""
+    return TrainingError(f"{path}: could not write the log ({err.strerror or err}); stopped. "
+                         f"The checkpoints in {path.parent} are unchanged: make room, then "
+                         "continue with --resume")
 
 
 class CtrlC:
@@ -339,23 +336,30 @@ def _silent(line):
 
 
 # ---------------------------------------------------------------------- the loop
-def train(cfg, resume=False, log=None):
-    """Train a translator as configured; returns the history (every log record of the run).
+def train(cfg, resume=False, log=None, overwrite=False):
+    """Train a model as configured; returns the history (every log record of the run).
 
     resume=True continues from out_dir/last.npz exactly where it stopped. `cfg`
     must then describe the same run (make it with `resume_config`); only
-    RESUMABLE_FIELDS may differ. `log(line)` receives the progress lines
+    RESUMABLE_FIELDS may differ. A new run refuses an out_dir that holds a run
+    unless overwrite=True, and no two runs write into one out_dir at once
+    (RunDirError; npformer/run_dir.py). `log(line)` receives the progress lines
     (default: print to stderr).
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError("cfg must be a TrainConfig")
-    t_start = time.perf_counter()
     world = distributed.world()  # one process, or one of N started by mpiexec
+    with run_dir.claim(cfg.out_dir, resume, overwrite, writer=world.rank == 0) as out:
+        return _train(cfg, resume, log, world, out)
+
+
+def _train(cfg, resume, log, world, out):
+    """`train` in its claimed run directory `out`, read top to bottom."""
+    t_start = time.perf_counter()
     is_root = world.rank == 0  # rank 0 alone logs, validates and writes files
     log = (log or _print_line) if is_root else _silent
 
-    # --- the run directory and, when resuming, the saved run
-    out = prepare_out_dir(cfg.out_dir) if is_root else Path(cfg.out_dir)
+    # --- when resuming, the saved run
     if resume:
         cfg = resume_config(cfg.out_dir, **cfg.to_dict())
         ckpt = load_checkpoint(out / "last.npz")
@@ -391,8 +395,8 @@ def train(cfg, resume=False, log=None):
             log(built.note)
     model, src_tok, tgt_tok = built.model, built.src_tokenizer, built.tgt_tokenizer
     max_len_from_data = cfg.max_len == 0
-    if max_len_from_data:  # task.build chose it (lengths.py); the run keeps that number
-        cfg = cfg.replace(max_len=model.config.max_len)
+    if not resume:  # the run records what it built: a max_len chosen from the data
+        cfg = with_architecture_of(cfg, model.config)  # (lengths.py), a pretrained LM's sizes
     if is_root:
         write_log(out / "log.jsonl", state.history)
     if world.size > 1:
@@ -429,8 +433,11 @@ def train(cfg, resume=False, log=None):
     def record(entry):
         state.history.append(entry)
         if log_file:
-            log_file.write(json.dumps(entry) + "\n")
-            log_file.flush()
+            try:
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+            except OSError as err:
+                raise log_error(out / "log.jsonl", err) from None
 
     if not resume and task.name == "translate":  # what the run trains on, first in the log
         record({"type": "data", "step": 0, "max_len": cfg.max_len,
@@ -551,7 +558,8 @@ def train(cfg, resume=False, log=None):
         raise
     finally:
         if log_file:
-            log_file.close()
+            with contextlib.suppress(OSError):  # a full disk was reported already
+                log_file.close()
     log(f"stopped at step {state.step}: {stop_reason}; training took "
         f"{_clock(time.perf_counter() - t_start)}")
     if is_root:

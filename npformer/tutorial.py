@@ -1,10 +1,21 @@
-"""Helpers for the notebooks: small models trained once and cached.
+"""Helpers for the notebooks: small models, shipped with the notebooks or trained once and cached.
 
 Several notebooks want a trained model to look at (tokens, embeddings,
-attention, decoding). Training it in every notebook would cost minutes, so
-`toy_model()` trains a fixed, seeded, small run once and keeps the checkpoint in
-a cache directory (NPFORMER_CACHE, default ~/.cache/npformer); later calls load
-it in a fraction of a second. Delete the file to retrain.
+attention, decoding). Training it in every notebook would cost minutes, and a
+model trained on another CPU differs in its last digits (rounding differences
+grow over hundreds of steps), so every number a notebook prints about it would
+differ a little from machine to machine. So the runs below are **shipped** with
+the notebooks (notebooks/data/models/NAME/: best.npz without optimizer state,
+log.jsonl, weight snapshots, and made.json with the settings, the command that
+made them and the quality they reached), and every machine starts from the same
+weights. `python -m npformer.tutorial_tools ship` re-makes them with the current
+code; tests/test_shipped_models.py re-makes them in the suite and checks that
+the code still learns to the quality recorded in made.json.
+
+A run whose settings differ from the shipped one (`toy_model(max_steps=2000)`,
+or a checkout without notebooks/data) is trained once and kept in a cache
+directory (NPFORMER_CACHE, default ~/.cache/npformer); later calls load it in a
+fraction of a second. Delete the directory to retrain.
 
 The same scheme gives the language models of notebooks 10-13:
   toy_lm_run() / toy_lm()   a small decoder-only LM on the toy text, with copies of
@@ -16,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from . import __version__
@@ -43,6 +55,21 @@ ICL_LM = {**TUTORIAL_LM, "data": "toy-icl", "max_steps": 600, "eval_every": 100,
           "log_every": 50}
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "models"
+
+
+def below(value, bound):
+    """"< bound", after checking that value < bound: a rounding-level difference, printed alike on every CPU.
+
+    A difference such as 6.9e-18 between two float64 computations of the same number is
+    rounding: its digits depend on the CPU (BLAS blocking, SIMD width), so a notebook
+    prints the bound it is under, never the digits. Raises AssertionError if it is not.
+    """
+    if not value < bound:  # NaN fails too
+        raise AssertionError(f"{value!r} is not below {bound:g}")
+    return f"< {bound:g}"
+
+
 def cache_dir():
     """Where tutorial checkpoints are kept."""
     return Path(os.environ.get("NPFORMER_CACHE", Path.home() / ".cache" / "npformer"))
@@ -58,32 +85,58 @@ def _say(line):
     print(line, flush=True)
 
 
+def shipped_run(name, settings):
+    """The shipped run directory notebooks/data/models/NAME if it was made with `settings`.
+
+    None when there is none (e.g. an installed package without the notebooks) or when
+    it was made with other settings: then the caller trains the run itself.
+    """
+    made = SHIPPED_DIR / name / "made.json"
+    if not made.exists():
+        return None
+    info = json.loads(made.read_text(encoding="utf-8"))
+    return made.parent if info.get("settings") == json.loads(json.dumps(settings)) else None
+
+
+def _train_toy(settings, out, log):
+    """Train the tutorial translator of `settings` into `out` (best.npz, log.jsonl)."""
+    from .train import train
+
+    cfg = TrainConfig(**settings, out_dir=str(out))
+    train(cfg, log=log or _say, overwrite=True)  # (a run interrupted before its first checkpoint)
+    return out
+
+
 def toy_model(log=None, **changes):
     """A trained toy translator (a Checkpoint: .model, .src_tokenizer, .tgt_tokenizer).
 
-    Trains on first use (about a minute or two on a 2-core CPU), then loads from the cache.
-    `changes` override fields of the tutorial TrainConfig.
+    The shipped model when `changes` are none (identical weights on every machine);
+    otherwise trained on first use (about a minute or two on a 2-core CPU), then loaded
+    from the cache. `changes` override fields of the tutorial TrainConfig.
     """
-    from .train import train
-
     settings = {**TUTORIAL_TRAINING, **changes}
-    out = _run_dir("toy", settings)
-    path = out / "best.npz"
-    if not path.exists():
-        cfg = TrainConfig(**settings, out_dir=str(out))
-        train(cfg, log=log or _say)
-    return load_checkpoint(path)
+    out = shipped_run("toy", settings)
+    if out is None:
+        out = _run_dir("toy", settings)
+        if not (out / "best.npz").exists():
+            _train_toy(settings, out, log)
+    return load_checkpoint(out / "best.npz")
 
 
 def _lm_run(prefix, settings, snapshots, log):
-    """Train (once) an LM run of `settings`, stopping at each snapshot step to keep a copy."""
-    from .train import train
-
+    """Train (once) an LM run of `settings` in the cache; its directory."""
     out = _run_dir(prefix, settings)
     if (out / "best.npz").exists():
         return out
     if out.exists():  # a run that was interrupted: start again
         shutil.rmtree(out)
+    return _lm_run_into(out, settings, snapshots, log)
+
+
+def _lm_run_into(out, settings, snapshots, log):
+    """Train an LM run of `settings` into `out`, stopping at each snapshot step to keep a copy."""
+    from .train import train
+
     cfg = TrainConfig(**settings, out_dir=str(out))
     stops = [s for s in sorted(snapshots) if s < cfg.max_steps] + [cfg.max_steps]
     for i, stop in enumerate(stops):
@@ -94,12 +147,14 @@ def _lm_run(prefix, settings, snapshots, log):
 
 
 def toy_lm_run(log=None, **changes):
-    """The run directory of the tutorial language model, trained on first use.
+    """The run directory of the tutorial language model: shipped, or trained on first use.
 
-    It holds best.npz, last.npz, log.jsonl (every training and validation record)
-    and step{n}.npz for n in LM_SNAPSHOTS. `changes` override fields of TUTORIAL_LM.
+    It holds best.npz, log.jsonl (every training and validation record) and
+    step{n}.npz for n in LM_SNAPSHOTS. `changes` override fields of TUTORIAL_LM.
+    Read it, do not write into it (the shipped one is part of the repository).
     """
-    return _lm_run("lm", {**TUTORIAL_LM, **changes}, LM_SNAPSHOTS, log)
+    settings = {**TUTORIAL_LM, **changes}
+    return shipped_run("lm", settings) or _lm_run("lm", settings, LM_SNAPSHOTS, log)
 
 
 def toy_lm(log=None, **changes):
@@ -108,8 +163,59 @@ def toy_lm(log=None, **changes):
 
 
 def icl_lm_run(log=None, **changes):
-    """The run directory of the in-context-learning LM (ICL_LM), trained on first use."""
-    return _lm_run("icl", {**ICL_LM, **changes}, (), log)
+    """The run directory of the in-context-learning LM (ICL_LM): shipped, or trained on first use."""
+    settings = {**ICL_LM, **changes}
+    return shipped_run("icl", settings) or _lm_run("icl", settings, (), log)
+
+
+# ----------------------------------------------------------------- making the shipped runs
+# name -> (settings, snapshot steps, what made.json records about its quality)
+SHIPPED = {"toy": (TUTORIAL_TRAINING, ()), "lm": (TUTORIAL_LM, LM_SNAPSHOTS), "icl": (ICL_LM, ())}
+
+
+def quality(ckpt):
+    """What a run's best checkpoint reached: the validation record that made it best.
+
+    best.npz is saved right after that record, so it is the last one in its history.
+    """
+    valid = [h for h in ckpt.state["history"] if h["type"] == "valid"]
+    return {k: v for k, v in valid[-1].items() if k != "type"}
+
+
+def make_run(name, out, log=None):
+    """Train the run `name` of SHIPPED from scratch into the directory `out`; its quality.
+
+    Writes out/best.npz and out/step{n}.npz without optimizer moments (the notebooks
+    only read the weights), out/log.jsonl and out/made.json. Used by
+    `python -m npformer.tutorial_tools ship` and tests/test_shipped_models.py.
+    """
+    import platform
+
+    import numpy as np
+
+    from .checkpoint import save_checkpoint
+
+    settings, snapshots = SHIPPED[name]
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as work:
+        run = Path(work) / name
+        if name == "toy":
+            _train_toy(settings, run, log)
+        else:
+            _lm_run_into(run, settings, snapshots, log)
+        out.mkdir(parents=True, exist_ok=True)
+        files = ["best.npz"] + [f"step{n}.npz" for n in snapshots if n < settings["max_steps"]]
+        for file in files:
+            ckpt = load_checkpoint(run / file)
+            save_checkpoint(out / file, ckpt.model, ckpt.src_tokenizer, ckpt.tgt_tokenizer,
+                            ckpt.train_config, None, ckpt.state, labels=ckpt.labels)
+        shutil.copy(run / "log.jsonl", out / "log.jsonl")
+    made = {"settings": settings, "command": f"python -m npformer.tutorial_tools ship {name}",
+            "quality": quality(load_checkpoint(out / "best.npz")),
+            "made_with": {"npformer": __version__, "numpy": np.__version__,
+                          "python": platform.python_version(), "machine": platform.machine()}}
+    (out / "made.json").write_text(json.dumps(made, indent=1) + "\n", encoding="utf-8")
+    return made["quality"]
 
 
 def icl_lm(log=None, **changes):

@@ -8,7 +8,7 @@ process itself when it gets there:
    "call": n, "times": 1 or 2}
   backward  inside a training step, after the dropout masks were drawn
   update    right after an AdamW update, before the step is counted
-  validate  while a validation decodes the validation sentences
+  validate  at the start of a validation (its validation loss)
   fsync     inside a checkpoint write: the temporary file is written, not yet renamed
 `call` is which call of that place fires (1 = the first); `times` = 2 sends the
 signal twice in a row (a second Ctrl-C). SIGKILL ends the process at once, as a
@@ -21,7 +21,6 @@ import signal
 import sys
 
 import npformer.checkpoint
-import npformer.evaluation
 import npformer.optim
 import npformer.tape
 import npformer.tasks
@@ -62,7 +61,7 @@ def inject(spec):
     elif where == "update":
         after(npformer.optim.AdamW, "step")
     elif where == "validate":
-        before(npformer.tasks, "evaluate")  # a translation validation calls evaluate (tasks.py)
+        before(npformer.tasks, "validation_loss")  # every task's validation starts with it
     elif where == "fsync":
         before(npformer.checkpoint.os, "fsync")
     else:

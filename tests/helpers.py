@@ -8,17 +8,25 @@ from npformer.model import Transformer
 RTOL = {np.dtype("float32"): 1e-4, np.dtype("float64"): 1e-10}
 
 
-def assert_close(name, actual, expected, rtol, atol=0.0):
+def assert_close(name, actual, expected, rtol, atol=None):
     """Elementwise |actual - expected| <= atol + rtol * |expected|, NaN never close.
 
     The one comparison of the suite; the message names the tensor and gives the
-    number of bad entries and the max / mean difference. For a bound relative to
-    the tensor's largest entry (where elementwise relative error is meaningless,
-    e.g. values that cancel to ~0) pass rtol=0, atol=tol * max|expected|.
+    number of bad entries and the max / mean difference.
+
+    atol defaults to rtol * max|expected|. Why: two computations of the same tensor
+    (another summation order, another BLAS kernel, another CPU's SIMD width) differ
+    by rounding errors of the order of eps times the magnitude of the terms summed,
+    which is the scale of the tensor's large entries, not of each entry. An entry
+    that cancels to nearly zero has a large *relative* error that means nothing
+    (2.98e-08 absolute on an entry of 1e-7 failed a pure rtol of 2e-5 on another
+    CPU). Pass atol explicitly where a different bound is meant (0 for exact).
     """
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
     expected64 = expected.astype(np.float64)
+    if atol is None:
+        atol = rtol * float(np.abs(expected64).max()) if expected64.size else 0.0
     diff = np.abs(actual.astype(np.float64) - expected64)
     bad = ~(diff <= atol + rtol * np.abs(expected64))  # NaN compares False: bad
     assert not bad.any(), (

@@ -93,3 +93,27 @@ def test_navigation_titles_have_no_raw_math(site):
     nav = html.split('role="main"')[0]  # the sidebar comes before the page body
     assert "Why the 1/√D scale?" in nav
     assert "$1/" not in nav and "\\sqrt" not in nav
+
+
+# <script src="http..."> or <link ... href="http..."> : anything a page loads from another host
+REMOTE_ASSET = re.compile(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="(?:https?:)?//[^"]*"',
+                          re.I)
+
+
+def test_no_page_loads_anything_from_another_host(site):
+    """The site works with no network: no script, stylesheet or image from a CDN."""
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 20
+    remote = {str(p.relative_to(site)): REMOTE_ASSET.findall(p.read_text(encoding="utf-8"))
+              for p in pages}
+    remote = {page: found[:3] for page, found in remote.items() if found}
+    assert not remote, f"pages that load from the network: {remote}"
+
+
+def test_code_is_coloured_at_build_time(site):
+    """pymdownx.highlight marks code up with Pygments classes, and their colours are served."""
+    html = (site / "cli/index.html").read_text(encoding="utf-8")
+    assert '<div class="highlight">' in html and '<span class="' in html
+    css = (site / "stylesheets/pygments.css").read_text(encoding="utf-8")
+    assert ".highlight .k" in css  # keywords have a colour
+    assert 'href="../stylesheets/pygments.css"' in html

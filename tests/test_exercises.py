@@ -1,38 +1,68 @@
-"""The exercise checker grades fairly and explains itself.
+"""The exercise checker grades fairly, explains itself, and survives the learner's file.
 
-- every model answer in npformer/exercises/solutions.py passes;
-- every hint has a deliberately wrong answer below that fails AND gets that hint
-  (a test proves no hint is left without one);
-- the references the checker grades against agree with central differences, and
-  the attention references with PyTorch when it is installed;
-- the stubs of notebooks/exercises_backward.ipynb, as shipped, are reported as
-  "not implemented yet" without a traceback.
+- every model answer (npformer/exercises/solutions*.py) passes;
+- every catalogued hint and every switched mistake has a deliberately wrong answer
+  (tests/exercise_mistakes.py: PLANTED) that fails AND gets that hint;
+- mistakes nobody catalogued (VARIANTS: one AdamW bias correction missing, gamma missing
+  in layer norm's dx, a wrong GELU constant, an untransposed square W_v, LoRA without
+  alpha/r, top-p keeping one token too few, ...) each get a hint naming their place;
+- an answer that calls the learner's own broken lower-level answer is told to fix that
+  one first (a broken softmax and a right attention: "fix softmax before attention");
+- the references the checker grades against agree with central differences, with
+  npformer's layers, and (attention) with PyTorch when it is installed;
+- the stubs of both exercise notebooks, as shipped, are "not implemented yet";
+- `npformer exercises --check FILE` grades in a child process: a loop times out, an
+  exit or a crash is reported in one line, the exit status says whether all passed.
 """
 import contextlib
 import io
+import itertools
 import json
 import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from npformer.exercises import EXERCISES, check, check_functions
+from exercise_mistakes import PLANTED, VARIANTS
+from npformer.exercises import EXERCISES, check, check_functions, progress
 from npformer.exercises import solutions as S
-from npformer.exercises.catalog_attention import mha_with
+from npformer.exercises import solutions_llm as L
+from npformer.exercises import solutions_model as M
 from npformer.exercises.checker import Case, compare
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "exercises_backward.ipynb"
+NOTEBOOKS = [ROOT / "notebooks" / "exercises_backward.ipynb",
+             ROOT / "notebooks" / "exercises_llm.ipynb"]
+SOLUTIONS = (S, M, L)
 FD_EPS = 1e-6
 FD_TOL = 1e-7  # reference vs central differences on the whole tensor (float64)
+
+
+def model_answer(function_name):
+    for module in SOLUTIONS:
+        if hasattr(module, function_name):
+            return getattr(module, function_name)
+    raise LookupError(function_name)
 
 
 def answers(name, **replace):
     """The model answer's functions for an exercise, with some replaced by wrong ones."""
     exercise = EXERCISES[name]
-    functions = {role: getattr(S, fn) for role, fn in zip(exercise.roles, exercise.functions)}
+    functions = {role: model_answer(fn) for role, fn in zip(exercise.roles, exercise.functions)}
     return {**functions, **replace}
+
+
+def quiet_check(name, functions):
+    """check() with its report captured: (result, report text)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), np.errstate(all="ignore"):
+        result = check(name, **functions)
+    return result, out.getvalue()
 
 
 @pytest.mark.parametrize("name", list(EXERCISES))
@@ -41,6 +71,27 @@ def test_every_solution_passes(name):
     assert result, result.report()
     assert result.status == "pass" and result.n_passed == len(result.cases) >= 3
     assert "cases pass (all cases pass)" in result.report()
+
+
+def test_every_layer_and_block_kind_has_an_exercise():
+    """Each forward/backward pair of npformer/layers (and each block kind) is practised."""
+    import npformer.layers as layers
+
+    graded_by = {  # layer function -> the exercise that practises it
+        "linear": "linear", "tied_linear": "tied", "attention": "attention",
+        "self_attention": "mha", "cross_attention": "mha", "dropout": "dropout",
+        "embedding": "embedding", "positional": "embedding", "fixed_positional": "sinusoidal",
+        "ffn": "ffn", "layernorm": "layernorm", "cross_entropy": "cross_entropy",
+        "output_loss": "output_loss", "pool": "pooling", "add": "block"}
+    pairs = {name.rsplit("_", 1)[0] for name in dir(layers)
+             if name.endswith(("_forward", "_backward"))}
+    assert pairs == set(graded_by), f"layers without an exercise: {pairs - set(graded_by)}"
+    assert set(graded_by.values()) <= set(EXERCISES)
+    assert {"block", "decoder_block"} <= set(EXERCISES)  # encoder (and GPT) and decoder
+    labels = [c.label for c in EXERCISES["block"].make_cases(np.random.default_rng(0))]
+    assert any("causal" in label for label in labels), "no causal (GPT) block case"
+    llm = {"lm_loss", "filter", "kv_step", "bpe_merge", "lora", "power_law", "icl_score"}
+    assert llm <= set(EXERCISES)
 
 
 def test_a_small_error_fails():
@@ -65,306 +116,73 @@ def test_compare_reports_where():
     assert compare("dx", want, want).ok
 
 
-# ----------------------------------------------------------------- wrong answers, one per hint
-def softmax_without_guards(x, mask):
-    z = np.where(mask, x, -np.inf)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))  # NaN for a fully masked row
-    y = e / e.sum(axis=-1, keepdims=True)
-    return y, y
+# ----------------------------------------------------------------- wrong answers and hints
+def words_of(words):
+    return (words,) if isinstance(words, str) else words
 
 
-def softmax_without_max(x, mask):
-    e = np.exp(np.where(mask, x, -np.inf))  # overflows for large scores
-    y = e / e.sum(axis=-1, keepdims=True)
-    return y, y
-
-
-def softmax_ignoring_mask(x, mask):
-    return S.softmax_forward(x, np.ones_like(mask))
-
-
-def softmax_wrong_axis(x, mask):
-    e = np.exp(x - x.max(axis=-2, keepdims=True))
-    y = e / e.sum(axis=-2, keepdims=True)
-    return y, y
-
-
-def gelu_erf_forward(x):
-    erf = np.vectorize(math.erf)
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0))), x
-
-
-def layernorm_backward_with(mean_term=True, var_term=True):
-    def backward(dy, cache):
-        xhat, rstd, gamma = cache
-        dx, dgamma, dbeta = S.layernorm_backward(dy, cache)
-        g = dy * gamma
-        dx = rstd * g
-        if mean_term:
-            dx = dx - rstd * g.mean(axis=-1, keepdims=True)
-        if var_term:
-            dx = dx - rstd * xhat * (g * xhat).mean(axis=-1, keepdims=True)
-        return dx, dgamma, dbeta
-    return backward
-
-
-def layernorm_forward_with(ddof=0, eps_inside=True):
-    def forward(x, gamma, beta):
-        mean = x.mean(axis=-1, keepdims=True)
-        var = x.var(axis=-1, ddof=ddof, keepdims=True)
-        std = np.sqrt(var + 1e-5) if eps_inside else np.sqrt(var) + 1e-5
-        xhat = (x - mean) / std
-        return gamma * xhat + beta, (xhat, 1.0 / std, gamma)
-    return forward
-
-
-def layernorm_dgamma_first_axis(dy, cache):
-    dx, _, _ = S.layernorm_backward(dy, cache)
-    xhat = cache[0]
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
-
-
-def embedding_backward_with(accumulate=True, zero_pad=True, scale=True, dP_rule="sum"):
-    def backward(dy, cache):
-        ids, W_shape, P_shape, s, pad_id = cache
-        B, T = ids.shape
-        C = dy.shape[-1]
-        rows = (s if scale else 1.0) * dy.reshape(-1, C)
-        dW = np.zeros(W_shape)
-        if accumulate:
-            np.add.at(dW, ids.reshape(-1), rows)
-        else:
-            dW[ids.reshape(-1)] += rows  # a repeated id keeps one row
-        if zero_pad:
-            dW[pad_id] = 0.0
-        dP = np.zeros(P_shape)
-        if dP_rule == "sum":
-            dP[:T] = dy.sum(axis=0)
-        elif dP_rule == "mean":
-            dP[:T] = dy.mean(axis=0)
-        else:  # "used rows only": shape (T, C)
-            dP = dy.sum(axis=0)
-        return dW, dP
-    return backward
-
-
-def attention_forward_scaled(scale_of):
-    def forward(q, k, v, mask):
-        scale = scale_of(q.shape[-1])
-        P, _ = S.softmax_forward(q @ k.transpose(0, 2, 1) * scale, mask)
-        return P @ v, (q, k, v, P, scale)
-    return forward
-
-
-def attention_backward_without_scale(dout, cache):
-    q, k, v, P, scale = cache
-    dq, dk, dv = S.attention_backward(dout, cache)
-    return dq / scale, dk / scale, dv
-
-
-def attention_backward_without_inner_term(dout, cache):
-    q, k, v, P, scale = cache
-    dscores = scale * P * (dout @ v.transpose(0, 2, 1))
-    return dscores @ k, dscores.transpose(0, 2, 1) @ q, P.transpose(0, 2, 1) @ dout
-
-
-def attention_backward_dv_untransposed(dout, cache):
-    dq, dk, _ = S.attention_backward(dout, cache)
-    return dq, dk, cache[3] @ dout  # P dout: (B,T,D), not (B,S,D)
-
-
-def attention_forward_without_mask(q, k, v, mask):
-    return S.attention_forward(q, k, v, np.ones_like(mask))
-
-
-MHA_ARGS = ("x_q", "x_kv", "W_q", "W_k", "W_v", "W_o", "mask", "n_heads")
-
-
-def mha_forward_like(**mistake):
-    """A wrong forward (wrong head split or scale); its cache is useless to the backward."""
-    def forward(*args):
-        return mha_with(Case("", dict(zip(MHA_ARGS, args)), None), **mistake), None
-    return forward
-
-
-def mha_backward_keys_only(dy, cache):
-    dx_q, _, dW_q, dW_k, dW_v, dW_o = S.mha_backward(dy, cache)
-    x_q, x_kv, W_q, W_k, W_v, W_o, ctx, att, H = cache
-    _, dk, _ = S.attention_backward(S.split_heads(dy @ W_o.T, H), att)
-    return dx_q, S.merge_heads(dk, x_q.shape[0]) @ W_k.T, dW_q, dW_k, dW_v, dW_o
-
-
-def mha_backward_dW_o_transposed(dy, cache):
-    *grads, dW_o = S.mha_backward(dy, cache)
-    return (*grads, dW_o.T)
-
-
-def cross_entropy_forward_with(ignore_padding=True, smoothing_over_others=False, stable=True):
-    def forward(logits, targets, pad_id, smoothing):
-        V = logits.shape[-1]
-        z = logits - logits.max(axis=-1, keepdims=True) if stable else logits
-        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        off = smoothing / (V - 1) if smoothing_over_others else smoothing / V
-        q = np.full(logits.shape, off)
-        on = 1.0 - smoothing if smoothing_over_others else 1.0 - smoothing + smoothing / V
-        np.put_along_axis(q, targets[..., None], on, axis=-1)
-        valid = targets != pad_id if ignore_padding else np.ones(targets.shape, bool)
-        n = max(int(valid.sum()), 1)
-        loss = float((-(q * logp).sum(-1) * valid).sum() / n)
-        return loss, (np.exp(logp), q, valid, n)
-    return forward
-
-
-def adamw_step_with(bias_correction=True, decoupled=True, decay_times_lr=True,
-                    eps_inside=False, t_from_zero=False):
-    def step(p, g, m, v, t, lr, betas, eps, weight_decay):
-        b1, b2 = betas
-        if decoupled:
-            p = p * (1.0 - (lr * weight_decay if decay_times_lr else weight_decay))
-        else:
-            g = g + weight_decay * p
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        t = t - 1 if t_from_zero else t
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m_hat = m / (1 - b1**t) if bias_correction else m
-            v_hat = v / (1 - b2**t) if bias_correction else v
-        denom = np.sqrt(v_hat + eps) if eps_inside else np.sqrt(v_hat) + eps
-        return p - lr * m_hat / denom, m, v
-    return step
-
-
-def block_with(residual="tape", norm_position="pre", gamma="value"):
-    """The encoder block with one mistake (see solutions.encoder_block for the right one)."""
-    from npformer.blocks import add, feed_forward, norm, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
-    from npformer.tape import Value
-
-    def plain_gamma_norm(run, name, x):  # gamma passed as an array: the tape cannot see it
-        return run.tape.call(name, layernorm_forward, layernorm_backward, x,
-                             run.params[name + ".gamma"], run.param(name + ".beta"),
-                             run.cfg.ln_eps)
-
-    def block(run, prefix, x, mask):
-        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
-        ln = norm if gamma == "value" else plain_gamma_norm
-
-        def plus(name, a, b):
-            return add(run, name, a, b) if residual == "tape" else Value(a.data + b.data, name)
-
-        if norm_position == "post":
-            x = ln(run, f"{prefix}.norm1", plus(attn + ".res", x, self_attention(run, attn, x, mask)))
-            return ln(run, f"{prefix}.norm2", plus(ffn + ".res", x, feed_forward(run, ffn, x)))
-        x = plus(attn + ".res", x, self_attention(run, attn, ln(run, f"{prefix}.norm1", x), mask))
-        return plus(ffn + ".res", x, feed_forward(run, ffn, ln(run, f"{prefix}.norm2", x)))
-    return block
-
-
-# (exercise, words of the expected hint, the wrong functions)
-WRONG = [
-    ("linear", "dW = x^T dy, not dy^T x",
-     dict(backward=lambda dy, c: (lambda dx, dW, db: (dx, dW.T, db))(*S.linear_backward(dy, c)))),
-    ("linear", "db must sum dy over every row",
-     dict(backward=lambda dy, c: (*S.linear_backward(dy, c)[:2], dy.sum(axis=0)))),
-    ("linear", "flatten the leading axes",
-     dict(backward=lambda dy, c: (S.linear_backward(dy, c)[0],
-                                  np.matmul(c[0].swapaxes(-1, -2), dy),
-                                  S.linear_backward(dy, c)[2]))),
-    ("relu", "not the mask (x > 0) alone", dict(backward=lambda dy, x: (x > 0) * 1.0)),
-    ("relu", "not dy * (dy > 0)", dict(backward=lambda dy, x: dy * (dy > 0))),
-    ("gelu", "not the exact x * Phi(x)", dict(forward=gelu_erf_forward)),
-    ("gelu", "the second term is missing",
-     dict(backward=lambda dy, x: dy * 0.5 * (1 + np.tanh(S.GELU_C * (x + S.GELU_A * x**3))))),
-    ("softmax", "missing the `- <dy, y>` term", dict(backward=lambda dy, y: y * dy)),
-    ("softmax", "keys are ALL masked", dict(forward=softmax_without_guards)),
-    ("softmax", "exp overflows", dict(forward=softmax_without_max)),
-    ("softmax", "masked keys must get exactly zero weight", dict(forward=softmax_ignoring_mask)),
-    ("softmax", "over the LAST axis", dict(forward=softmax_wrong_axis)),
-    ("layernorm", "missing the mean term", dict(backward=layernorm_backward_with(mean_term=False))),
-    ("layernorm", "missing the variance term",
-     dict(backward=layernorm_backward_with(var_term=False))),
-    ("layernorm", "not constants",
-     dict(backward=layernorm_backward_with(mean_term=False, var_term=False))),
-    ("layernorm", "population variance", dict(forward=layernorm_forward_with(ddof=1))),
-    ("layernorm", "eps goes inside the square root",
-     dict(forward=layernorm_forward_with(eps_inside=False))),
-    ("layernorm", "dgamma and dbeta have shape (C,)", dict(backward=layernorm_dgamma_first_axis)),
-    ("embedding", "np.add.at", dict(backward=embedding_backward_with(accumulate=False))),
-    ("embedding", "padding row's gradient must be zero",
-     dict(backward=embedding_backward_with(zero_pad=False))),
-    ("embedding", "scatter sqrt(C) * dy", dict(backward=embedding_backward_with(scale=False))),
-    ("embedding", "a sum over the batch", dict(backward=embedding_backward_with(dP_rule="mean"))),
-    ("embedding", "the shape of the whole table P",
-     dict(backward=embedding_backward_with(dP_rule="used rows only"))),
-    ("attention", "the 1/sqrt(D) scale is missing",
-     dict(forward=attention_forward_scaled(lambda D: 1.0))),
-    ("attention", "the 1/sqrt(D) scale is missing",
-     dict(forward=attention_forward_scaled(lambda D: 1.0 / D))),
-    ("attention", "so the backward does too",
-     dict(backward=attention_backward_without_scale)),
-    ("attention", "the mask is not applied", dict(forward=attention_forward_without_mask)),
-    ("attention", "missing the `- <dP, P>` term",
-     dict(backward=attention_backward_without_inner_term)),
-    ("attention", "dv = P^T dout", dict(backward=attention_backward_dv_untransposed)),
-    ("mha", "transpose(0, 2, 1, 3)", dict(forward=mha_forward_like(split="reshape"))),
-    ("mha", "the HEAD dim, not 1/sqrt(C)", dict(forward=mha_forward_like(scale_dim="C"))),
-    ("mha", "scale of the scores is missing", dict(forward=mha_forward_like(scale_dim="none"))),
-    ("mha", "x_kv feeds BOTH the keys and the values", dict(backward=mha_backward_keys_only)),
-    ("mha", "has the weight's shape", dict(backward=mha_backward_dW_o_transposed)),
-    ("cross_entropy", "padding positions must be ignored",
-     dict(forward=cross_entropy_forward_with(ignore_padding=False))),
-    ("cross_entropy", "carries a 1/n",
-     dict(backward=lambda dloss, c: S.cross_entropy_backward(dloss, c) * c[3])),
-    ("cross_entropy", "multiply by the upstream gradient",
-     dict(backward=lambda dloss, c: S.cross_entropy_backward(1.0, c))),
-    ("cross_entropy", "the sign is flipped",
-     dict(backward=lambda dloss, c: -S.cross_entropy_backward(dloss, c))),
-    ("cross_entropy", "over ALL V classes",
-     dict(forward=cross_entropy_forward_with(smoothing_over_others=True))),
-    ("cross_entropy", "exp overflows for large logits",
-     dict(forward=cross_entropy_forward_with(stable=False))),
-    ("adamw", "the bias correction is missing", dict(step=adamw_step_with(bias_correction=False))),
-    ("adamw", "Adam with L2", dict(step=adamw_step_with(decoupled=False))),
-    ("adamw", "scaled by the learning rate", dict(step=adamw_step_with(decay_times_lr=False))),
-    ("adamw", "eps goes outside the square root", dict(step=adamw_step_with(eps_inside=True))),
-    ("adamw", "counted from 1", dict(step=adamw_step_with(t_from_zero=True))),
-    ("block", "must get the SUM of both gradients", dict(block=block_with(residual="numpy"))),
-    ("block", "this exercise is pre-LN", dict(block=block_with(norm_position="post"))),
-    ("block", "some parameters got no gradient", dict(block=block_with(gamma="array"))),
-]
-
-
-@pytest.mark.parametrize("name,words,wrong", WRONG,
-                         ids=[f"{name}: {words}" for name, words, _ in WRONG])
+@pytest.mark.parametrize("name,words,wrong", PLANTED,
+                         ids=[f"{name}: {words}" for name, words, _ in PLANTED])
 def test_wrong_answer_fails_with_its_hint(name, words, wrong):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), np.errstate(all="ignore"):
-        result = check(name, **answers(name, **wrong))
-    assert not result and result.status == "fail", out.getvalue()
-    assert any(words in hint for hint in result.hints), (
-        f"expected a hint containing {words!r}; the report was:\n{out.getvalue()}")
-    assert "Traceback" not in out.getvalue()
+    result, text = quiet_check(name, answers(name, **wrong))
+    assert not result and result.status == "fail", text
+    for w in words_of(words):
+        assert any(w in hint for hint in result.hints), (
+            f"expected a hint containing {w!r}; the report was:\n{text}")
+    assert "Traceback" not in text
 
 
-def test_every_hint_has_a_wrong_answer():
-    tested = {(name, words) for name, words, _ in WRONG}
+def test_every_hint_and_switch_has_a_wrong_answer():
+    tested = [(name, w) for name, words, _ in PLANTED for w in words_of(words)]
     for name, exercise in EXERCISES.items():
-        for hint in exercise.hints:
-            assert any(n == name and words in hint.message for n, words in tested), (
-                f"{name}: no wrong answer in WRONG gets the hint {hint.message!r}")
+        messages = [h.message for h in exercise.hints]
+        messages += list(exercise.mistakes.flags.values()) if exercise.mistakes else []
+        for message in messages:
+            assert any(n == name and w in message for n, w in tested), (
+                f"{name}: no wrong answer in PLANTED gets the hint {message!r}")
+
+
+@pytest.mark.parametrize("name,words,wrong", VARIANTS,
+                         ids=[f"{name}: {words}" for name, words, _ in VARIANTS])
+def test_an_uncatalogued_mistake_gets_a_hint_naming_its_place(name, words, wrong):
+    result, text = quiet_check(name, answers(name, **wrong))
+    assert not result and result.status == "fail", text
+    assert any(words in hint for hint in result.hints), (
+        f"expected a hint naming {words!r}; the report was:\n{text}")
+
+
+def test_there_are_enough_uncatalogued_mistakes():
+    """Issue #21 asks for at least 15, over many exercises.
+
+    docs/exercises.md gives how many got a hint naming the place before the change.
+    """
+    assert len(VARIANTS) >= 15 and len({name for name, _, _ in VARIANTS}) >= 15
 
 
 def test_an_unknown_mistake_points_to_the_derivation():
-    result = check("linear", verbose=False, forward=S.linear_forward,
-                   backward=lambda dy, c: tuple(2 * g for g in S.linear_backward(dy, c)))
+    """Noise on dx has no structure: no hint, a pointer to the derivation instead."""
+    rng = np.random.default_rng(0)
+
+    def backward(dy, cache):
+        dx, dW, db = S.linear_backward(dy, cache)
+        return dx + 0.1 * rng.standard_normal(dx.shape), dW, db
+    result = check("linear", verbose=False, forward=S.linear_forward, backward=backward)
     assert not result and not result.hints
     assert any("docs/derivations/linear.md" in note for note in result.notes)
+
+
+def test_a_constant_factor_is_named_by_structure():
+    """All gradients twice too large: no catalogued hint, but the factor is named."""
+    result = check("linear", verbose=False, forward=S.linear_forward,
+                   backward=lambda dy, c: tuple(2 * g for g in S.linear_backward(dy, c)))
+    assert not result and any("dx is 2 times the right value" in h for h in result.hints)
 
 
 def test_a_crash_is_one_line_not_a_traceback(capsys):
     result = check("softmax", forward=lambda x, mask: (x[5, 5, 5], None))
     text = capsys.readouterr().out
     assert not result and "forward raised IndexError" in text and "Traceback" not in text
+    assert "no hint matches" not in text  # the crash itself is the message
 
 
 def test_forward_alone_is_incomplete():
@@ -374,8 +192,68 @@ def test_forward_alone_is_incomplete():
 
 
 def test_check_functions_finds_answers_by_name():
-    results = check_functions(vars(S), verbose=False)
+    namespace = {k: v for module in SOLUTIONS for k, v in vars(module).items()}
+    results = check_functions(namespace, verbose=False)
     assert set(results) == set(EXERCISES) and all(results.values())
+
+
+# ----------------------------------------------------------------- dependencies first
+SOLUTIONS_SOURCE = Path(S.__file__).read_text(encoding="utf-8")
+BROKEN_SOFTMAX = {"return y * (dy - inner)": "return y * dy"}
+
+
+def learner_namespace(replace=None):
+    """The answers of solutions.py, defined as a learner's notebook defines them.
+
+    Their own functions, calling each other; `replace` plants a mistake in the text.
+    """
+    source = SOLUTIONS_SOURCE
+    for old, new in (replace or {}).items():
+        assert old in source
+        source = source.replace(old, new)
+    namespace = {"__name__": "learner"}
+    exec(compile(source, "learner.py", "exec"), namespace)
+    return namespace
+
+
+def test_a_broken_softmax_is_blamed_before_attention():
+    ns = learner_namespace(BROKEN_SOFTMAX)
+    result = check("attention", verbose=False, forward=ns["attention_forward"],
+                   backward=ns["attention_backward"])
+    assert not result and result.blocked_by == ["softmax"]
+    assert result.hints and "fix softmax before attention" in result.hints[0]
+    assert len(result.hints) == 1  # attention's own hints would send the learner astray
+    deeper = check("mha", verbose=False, forward=ns["mha_forward"], backward=ns["mha_backward"])
+    assert "fix softmax first, then attention, then mha" in deeper.hints[0]
+
+
+def test_a_right_attention_on_a_right_softmax_is_not_blocked():
+    ns = learner_namespace()
+    result = check("attention", verbose=False, forward=ns["attention_forward"],
+                   backward=ns["attention_backward"])
+    assert result and not result.blocked_by
+
+
+def test_a_called_stub_is_named_not_the_caller():
+    """attention written, softmax_backward still a stub: say which function to write."""
+    ns = learner_namespace({"    y = cache\n    inner =": "    raise NotImplementedError\n"
+                                                         "    y = cache\n    inner ="})
+    result = check("attention", verbose=False, forward=ns["attention_forward"],
+                   backward=ns["attention_backward"])
+    assert result.status == "incomplete"
+    assert "attention_backward calls softmax_backward, which is not implemented yet" in \
+        result.report()
+
+
+# ----------------------------------------------------------------- the progress view
+def test_progress_table_says_done_failing_not_started():
+    ns = learner_namespace(BROKEN_SOFTMAX)
+    table = progress(ns, ["linear", "softmax", "attention", "lora"])
+    rows = {line.split()[0]: line for line in table.splitlines() if line.split()}
+    assert "done" in rows["linear"] and "failing" in rows["softmax"]
+    assert "failing" in rows["attention"] and "fix softmax before attention" in rows["attention"]
+    assert "not started" in rows["lora"]
+    assert "1 done, 2 failing, 1 not started (of 4)" in table
 
 
 # ----------------------------------------------------------------- the references are right
@@ -396,6 +274,8 @@ def numerical_gradient(f, x):
 def test_reference_gradients_match_central_differences(name):
     exercise = EXERCISES[name]
     for case in exercise.make_cases(np.random.default_rng(1)):
+        if exercise.fd_when and not exercise.fd_when(case):
+            continue  # a large case (the memory check), checked by the small ones' calculus
         want = exercise.reference(case)
         inputs = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in case.inputs.items()}
         out_name = exercise.outputs[0]
@@ -468,18 +348,86 @@ def test_mha_reference_matches_torch():
         assert diff.max() < 1e-12, f"{name}: max diff {diff.max():.1e}, mean {diff.mean():.1e}"
 
 
-# ----------------------------------------------------------------- the notebook's stubs
-def test_stubs_as_shipped_say_not_implemented_yet():
-    """The notebook's code cells, run in one namespace: every exercise is not implemented yet.
+def test_fused_output_loss_reference_matches_the_layer():
+    """The exercise's one-block reference = npformer/layers/output_loss.py (blocks of rows)."""
+    from npformer.layers import output_loss_backward, output_loss_forward
 
-    No kernel is needed, and nothing raises.
+    exercise = EXERCISES["output_loss"]
+    for case in exercise.make_cases(np.random.default_rng(3)):
+        x = case.inputs
+        want = exercise.reference(case)
+        loss, cache = output_loss_forward(x["x"], x["E"], x["b"], x["targets"], ignore_id=0,
+                                          rows_per_block=100)
+        grads = output_loss_backward(case.dout, cache)
+        for name, ours in (("loss", loss), ("dx", grads[0]), ("dE", grads[1]), ("db", grads[2])):
+            ref = np.asarray(want[name])
+            # two orders of summation in float64: rounding only, scaled to the values
+            np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max(),
+                                       err_msg=f"{case.label}: {name}")
+
+
+def test_ffn_reference_matches_the_layer():
+    from npformer.layers import ffn_backward, ffn_forward
+
+    exercise = EXERCISES["ffn"]
+    for case in exercise.make_cases(np.random.default_rng(4)):
+        want = exercise.reference(case)
+        y, cache = ffn_forward(**{k: v.copy() if isinstance(v, np.ndarray) else v
+                                  for k, v in case.inputs.items()})
+        got = dict(zip(("y", "dx", "dW_1", "db_1", "dW_2", "db_2"),
+                       (y, *ffn_backward(case.dout, cache))))
+        for name, ref in want.items():
+            # the layer's kernels (Numba or NumPy) and plain NumPy: rounding only
+            np.testing.assert_allclose(got[name], ref, rtol=1e-10,
+                                       atol=1e-10 * np.abs(ref).max(), err_msg=name)
+
+
+def test_kv_step_reference_is_what_npformer_generates():
+    """The KV exercise's reference (uncached causal attention) is the LM's own decoding.
+
+    A step with npformer's KVCache gives the last row of the uncached pass; so does the
+    model answer, stepped as the check steps it.
     """
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    namespace, out = {}, io.StringIO()
-    with contextlib.redirect_stdout(out):
-        for cell in nb["cells"]:
-            if cell["cell_type"] == "code":
-                exec(compile("".join(cell["source"]), NOTEBOOK.name, "exec"), namespace)
+    from npformer.layers import KVCache, self_attention_forward
+    from npformer.masks import additive, causal_mask
+
+    rng = np.random.default_rng(5)
+    B, T, C, H = 2, 4, 8, 2
+    x = rng.standard_normal((B, T, C))
+    W_qkv, W_o = rng.standard_normal((C, 3 * C)) / math.sqrt(C), rng.standard_normal((C, C))
+    b_qkv, b_o = np.zeros(3 * C), np.zeros(C)
+    full, _ = self_attention_forward(x, W_qkv, b_qkv, W_o, b_o, additive(causal_mask(T),
+                                                                          np.float64), H)
+    cache = KVCache(T)
+    steps = [self_attention_forward(x[:, t:t + 1], W_qkv, b_qkv, W_o, b_o, additive(
+        causal_mask(1, t), np.float64), H, cache)[0] for t in range(T)]
+    ours = L.kv_attention_step  # the model answer, stepped like the check steps it
+    k = v = np.zeros((B, H, 0, C // H))
+    answer = []
+    for t in range(T):
+        y, k, v = ours(x[:, t:t + 1], W_qkv[:, :C], W_qkv[:, C:2 * C], W_qkv[:, 2 * C:], W_o,
+                       k, v, H)
+        answer.append(y)
+    for name, got in (("npformer's KVCache", np.concatenate(steps, 1)),
+                      ("the model answer", np.concatenate(answer, 1))):
+        diff = np.abs(got - full).max()
+        assert diff < 1e-12 * np.abs(full).max(), f"{name}: max diff {diff:.1e}"
+
+
+# ----------------------------------------------------------------- the notebooks' stubs
+def test_stubs_as_shipped_say_not_implemented_yet():
+    """The notebooks' code cells, each notebook in one namespace: nothing implemented yet.
+
+    Every exercise says "not implemented yet"; no kernel is needed, and nothing raises.
+    """
+    out = io.StringIO()
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        namespace = {}
+        with contextlib.redirect_stdout(out):
+            for cell in nb["cells"]:
+                if cell["cell_type"] == "code":
+                    exec(compile("".join(cell["source"]), path.name, "exec"), namespace)
     text = out.getvalue()
     for name in EXERCISES:
         assert f"{name}: not implemented yet" in text, f"no friendly message for {name}:\n{text}"
@@ -487,19 +435,245 @@ def test_stubs_as_shipped_say_not_implemented_yet():
 
 
 # ----------------------------------------------------------------- the command line
-def test_cli_lists_and_grades_a_file(tmp_path, capsys):
+def answers_file(path, replace=None):
+    """All the model answers in one file, as a learner's file would hold them."""
+    parts = []
+    for module in SOLUTIONS:
+        text = Path(module.__file__).read_text(encoding="utf-8")
+        if module is not S:  # the file defines the answers these import from solutions.py
+            text = text.replace("from npformer.exercises.solutions import", "if 0: from x import")
+        parts.append(text)
+    source = "\n".join(parts)
+    for old, new in (replace or {}).items():
+        assert old in source
+        source = source.replace(old, new)
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+def test_cli_lists_the_exercises(capsys):
     from npformer.exercises.cli import main
 
     assert main([]) == 0
-    assert "softmax_forward + softmax_backward" in capsys.readouterr().out
-    answers = tmp_path / "answers.py"
-    source = Path(S.__file__).read_text(encoding="utf-8")
-    answers.write_text(source, encoding="utf-8")
-    assert main(["--check", str(answers)]) == 0
-    assert capsys.readouterr().out.count(" pass ") == len(EXERCISES)
-    answers.write_text(source.replace("return y * (dy - inner)", "return y * dy"),
-                       encoding="utf-8")
-    assert main(["--check", str(answers), "softmax"]) == 1
     out = capsys.readouterr().out
-    assert "softmax        fail" in out and "missing the `- <dy, y>` term" in out
+    assert "softmax_forward + softmax_backward" in out and "kv_attention_step" in out
     assert main(["no_such_exercise"]) == 2
+
+
+def test_cli_refuses_a_missing_file(tmp_path):
+    from npformer.exercises.cli import main
+
+    assert main(["--check", str(tmp_path / "nothing.py")]) == 2
+
+
+HOSTILE = {  # name: source of a learner's file; each ends or stops its grading
+    "loop": "import time\ndef relu_forward(x):\n    while True:\n        time.sleep(0.05)\n",
+    "exit0": "def relu_forward(x):\n    raise SystemExit(0)\n",
+    "os_exit": "import os\ndef relu_forward(x):\n    os._exit(3)\n",
+    "exit_at_import": "import sys\nsys.exit('bye')\n",
+    "segfault": "import ctypes\ndef relu_forward(x):\n    ctypes.string_at(0)  # reads address 0\n",
+}
+CRASHES = (  # one file whose answers crash in three ways; grading goes on after each
+    "import os\nimport numpy as np\nWHERE = os.getcwd()\n"
+    "open('answers.py', 'w').close()\nos.remove('answers.py')  # relative: the scratch dir\n"
+    "def relu_forward(x):\n    return undefined_name, x\n"
+    "def gelu_forward(x):\n    np.zeros(3 * 2**30, dtype=np.uint8)  # 3 GiB (lazily)\n"
+    "    return x, x\n"
+    "def linear_forward(x, W, b):\n    raise ValueError(WHERE)\n")
+TIMEOUT = 2.0  # seconds: the loop's grading is stopped after this
+MEMORY_MB = 256  # the crashing file's limit: 3 GiB is far beyond it
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Files graded in child processes (sandbox.grade_file): {name: (path, Outcome)}.
+
+    HOSTILE's files (exercise relu), the crashing file, and every model answer with the
+    softmax backward broken. The gradings are independent processes: they run side by
+    side to keep the suite fast.
+    """
+    from npformer.exercises.sandbox import grade_file
+
+    folder = tmp_path_factory.mktemp("answers")
+    jobs = {}
+    for name, source in HOSTILE.items():
+        path = folder / f"{name}.py"
+        path.write_text(source, encoding="utf-8")
+        jobs[name] = (path, ["relu"], {"timeout": TIMEOUT} if name == "loop" else {})
+    crashes = folder / "crashes.py"
+    crashes.write_text(CRASHES, encoding="utf-8")
+    (folder / "answers.py").write_text("# precious\n", encoding="utf-8")  # must survive
+    jobs["crashes"] = (crashes, ["relu", "gelu", "linear"], {"memory_mb": MEMORY_MB})
+    jobs["broken"] = (answers_file(folder / "broken.py", BROKEN_SOFTMAX), [], {})
+    end_to_end = folder / "solutions.py"
+    end_to_end.write_text(SOLUTIONS_SOURCE, encoding="utf-8")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(grade_file, path, names, **kw)
+                   for name, (path, names, kw) in jobs.items()}
+        futures["end to end"] = pool.submit(run_command, "--check", str(end_to_end),
+                                            "linear", "relu")
+        return {name: (jobs.get(name, (end_to_end,))[0], f.result())
+                for name, f in futures.items()}
+
+
+def run_command(*args):
+    """The real `npformer exercises ARGS` in a fresh process: (exit status, stdout, stderr)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "npformer", "exercises", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def command(graded, monkeypatch, capsys, name, *extra):
+    """`npformer exercises --check FILE` on a file graded above: (exit status, output)."""
+    from npformer.exercises import cli, sandbox
+
+    path, outcome = graded[name]
+    monkeypatch.setattr(sandbox, "grade_file", lambda *args, **kwargs: outcome)
+    status = cli.main(["--check", str(path), *extra])
+    return status, capsys.readouterr().out
+
+
+def test_cli_grades_the_model_answers_and_blames_softmax_first(graded, monkeypatch, capsys):
+    _, outcome = graded["broken"]
+    assert not outcome.problem and not outcome.import_error
+    status, out = command(graded, monkeypatch, capsys, "broken")
+    assert status == 1, out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert "failing" in rows["softmax"] and "missing the `- <dy, y>` term" in rows["softmax"]
+    assert "failing" in rows["attention"] and "fix softmax before attention" in rows["attention"]
+    assert "fix softmax first, then attention, then mha" in rows["mha"]
+    n = len(EXERCISES)
+    assert f"{n - 3} done, 3 failing (of {n})" in out  # every other model answer passes
+
+
+def test_cli_exit_status_is_0_when_all_pass(graded, monkeypatch, capsys):
+    _, outcome = graded["broken"]
+    passing = outcome._replace(results={k: v for k, v in outcome.results.items()
+                                        if v["status"] == "pass"})
+    monkeypatch.setitem(graded, "passing", (graded["broken"][0], passing))
+    status, out = command(graded, monkeypatch, capsys, "passing")
+    assert status == 0 and "failing" not in out
+
+
+@pytest.mark.parametrize("name,words", [
+    ("loop", f"timed out after {TIMEOUT:g} s in exercise relu"),
+    ("exit0", "your file exited during grading (code 0) in exercise relu"),
+    ("os_exit", "your file exited during grading (code 3) in exercise relu"),
+    ("exit_at_import", "your file exited during grading (code 1) while importing "
+                       "exit_at_import.py (bye)"),
+    pytest.param("segfault", "grading crashed in exercise relu: the child process was "
+                             "killed by SIGSEGV", marks=pytest.mark.skipif(
+                                 sys.platform == "win32", reason="POSIX signals")),
+])
+def test_cli_survives_a_file_that_loops_or_exits(graded, monkeypatch, capsys, name, words):
+    """One line says what stopped the grading and where; the exit status is 1."""
+    assert words in graded[name][1].problem
+    status, out = command(graded, monkeypatch, capsys, name, "relu")
+    assert status == 1 and f"grading stopped: {words}" in out and "Traceback" not in out
+
+
+def test_cli_reports_crashes_in_one_line_and_goes_on(graded, monkeypatch, capsys):
+    """A NameError, a MemoryError (the memory limit) and an error: one line each."""
+    _, outcome = graded["crashes"]
+    assert not outcome.problem
+    status, out = command(graded, monkeypatch, capsys, "crashes", "relu", "gelu", "linear")
+    assert status == 1 and "Traceback" not in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert "forward raised NameError: name 'undefined_name' is not defined" in rows["relu"]
+    assert "forward raised MemoryError" in rows["gelu"]
+    assert "forward raised ValueError" in rows["linear"]
+
+
+def test_cli_runs_the_file_in_a_scratch_directory(graded):
+    """Relative paths in the file land in a throwaway directory, deleted afterwards."""
+    path, outcome = graded["crashes"]
+    error = outcome.results["linear"]["error"]
+    where = error.split("forward raised ValueError: ")[1].split(" (line")[0]
+    assert "npformer-grading-" in where and not Path(where).exists()
+    neighbour = path.parent / "answers.py"  # the file truncates and deletes "answers.py"
+    assert neighbour.read_text(encoding="utf-8") == "# precious\n"
+
+
+def test_cli_end_to_end(graded):
+    """The real command in a fresh process (parent and child): a graded file, exit 0."""
+    _, (status, out, err) = graded["end to end"]
+    assert status == 0, out + err
+    assert "2 done (of 2)" in out
+
+
+# ----------------------------------------------------------------- combined mistakes
+def doubled(backward, index):
+    """`backward` with its gradient number `index` doubled: a second, unrelated mistake."""
+    def wrong(d_out, cache):
+        grads = list(backward(d_out, cache))
+        grads[index] = 2 * np.asarray(grads[index], dtype=np.float64)
+        return tuple(grads)
+    return wrong
+
+
+def combined_variants():
+    """Every planted layer mistake that leaves a gradient right, with that gradient doubled.
+
+    [(exercise, planted words, wrong functions, name of the doubled gradient)]
+    """
+    variants = []
+    for name, words, wrong in PLANTED:
+        exercise = EXERCISES[name]
+        if exercise.roles != ("forward", "backward") or len(exercise.outputs) < 3:
+            continue
+        functions = answers(name, **wrong)
+        result, _ = quiet_check(name, functions)
+        gradients = [g for _, g in exercise.wrt]  # what the backward returns, in order
+        right = [o for o in gradients if all(
+            line.ok for case in result.cases for line in case.lines if line.what == o)
+            and any(line.what == o for case in result.cases for line in case.lines)]
+        if right:
+            index = gradients.index(right[-1])
+            variants.append((name, words, {**functions, "backward": doubled(
+                functions["backward"], index)}, right[-1]))
+    return variants
+
+
+def test_a_combined_mistake_gets_both_hints():
+    """A catalogued mistake plus a second one elsewhere: both are named.
+
+    The second by the structure of its error; for every planted layer mistake that
+    leaves a gradient right.
+    """
+    variants = combined_variants()
+    assert len(variants) >= 20
+    missed = []
+    for name, words, functions, other in variants:
+        result, text = quiet_check(name, functions)
+        found = all(any(w in h for h in result.hints) for w in words_of(words))
+        if not (found and any(f"{other} is 2 times" in h for h in result.hints)):
+            missed.append(f"{name} ({words!r} + {other} doubled): {result.hints}")
+    assert not missed, "\n".join(missed)
+
+
+ADAMW_FLAGS = {"bias_m": False, "bias_v": False, "betas_swapped": True, "decay_after": True,
+               "decoupled": False, "decay_times_lr": False, "eps_inside": True}
+ADAMW_WORDS = {"bias_m": "bias correction of m", "bias_v": "bias correction of v",
+               "betas_swapped": "betas are swapped", "decay_after": "comes before the Adam",
+               "decoupled": "Adam with L2", "decay_times_lr": "scaled by the learning rate",
+               "eps_inside": "eps goes outside"}
+
+
+@pytest.mark.parametrize("pair", list(itertools.combinations(ADAMW_FLAGS, 2)),
+                         ids=lambda pair: " + ".join(pair))
+def test_any_two_adamw_mistakes_are_both_named(pair):
+    """Partial and combined AdamW mistakes: every pair of the seven is named as a pair."""
+    from exercise_mistakes import adamw_step_switched
+
+    result, text = quiet_check("adamw", {"step": adamw_step_switched(
+        **{flag: ADAMW_FLAGS[flag] for flag in pair})})
+    expected = [ADAMW_WORDS[flag] for flag in pair]
+    if set(pair) == {"bias_m", "bias_v"}:
+        expected = ["the bias correction is missing"]
+    elif "decoupled" in pair and set(pair) & {"decay_after", "decay_times_lr", "eps_inside"}:
+        # L2 instead of decoupled decay: there is no decoupled decay left to misplace or
+        # mis-scale, and with wd * p in the gradient eps never matters: the numbers are L2's
+        expected = [ADAMW_WORDS["decoupled"]]
+    for words in expected:
+        assert any(words in h for h in result.hints), f"no hint with {words!r}:\n{text}"

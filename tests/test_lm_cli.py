@@ -161,13 +161,14 @@ def test_body_lr_scale_and_scratch(tmp_path, lm):
     slow = body_change(finetune(tmp_path, lm, "slow", "--max-steps", "2",
                                 "--body-lr-scale", "0.01"))
     assert 0 < slow < 0.05 * full  # Adam steps scale with the learning rate
-    # scratch: the LM's architecture, fresh weights (frozen here, to compare with the init)
+    # scratch: the LM's architecture, fresh weights. Adam moves a weight by about the
+    # learning rate per step, so one step at lr 1e-8 stays within 1e-6 of the init.
     scratch = finetune(tmp_path, lm, "scratch", "--max-steps", "1", "--scratch", "true",
-                       "--freeze-body", "true", "--seed", "3")
+                       "--lr", "1e-8", "--seed", "3")
     fresh = build_model(scratch.config)
     assert scratch.config.d_model == pre.config.d_model and scratch.config.seed == 3
     for key in pretrained_key_map(scratch.config, pre.config, ("decoder",)):
-        assert np.array_equal(scratch.params[key], fresh.params[key]), key
+        assert np.allclose(scratch.params[key], fresh.params[key], rtol=0, atol=1e-6), key
     assert body_change(scratch) > 0.01
 
 def test_finetune_on_a_labelled_tsv(tmp_path, lm, capsys):
@@ -259,16 +260,23 @@ def test_eval_a_classifier_on_a_user_file(clf, tmp_path, capsys):
 # ----------------------------------------------------- the translator from an LM
 def test_train_a_translator_from_a_pretrained_lm(lm, tmp_path, capsys):
     out = tmp_path / "tr"
-    # the translator's own size flags differ from the LM's: the LM's architecture wins
+    # size flags that contradict the LM are refused: the run would have to ignore them
     assert main(["train", *TINY, "--max-steps", "1", "--eval-every", "1", "--eval-sentences",
                  "2", "--d-model", "24", "--d-ff", "40", "--init-from", str(lm / "best.npz"),
-                 "--out-dir", str(out)]) == 0
+                 "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--d-model 24 (the LM has 16), --d-ff 40 (the LM has 32)" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    # without them the LM's architecture is used, and saved as the run's configuration
+    assert main(["train", *TINY, "--max-steps", "1", "--eval-every", "1", "--eval-sentences",
+                 "2", "--init-from", str(lm / "best.npz"), "--out-dir", str(out)]) == 0
     assert "started from" in capsys.readouterr().err
     pre = load_checkpoint(lm / "best.npz")
     ckpt = load_checkpoint(out / "best.npz")
     assert type(ckpt.model).__name__ == "Transformer"
     assert ckpt.model.config.d_model == pre.model.config.d_model
     assert ckpt.model.config.d_ff == pre.model.config.d_ff
+    assert ckpt.train_config["shared_vocab"] and ckpt.model.config.share_embeddings
     assert ckpt.src_tokenizer.to_dict() == ckpt.tgt_tokenizer.to_dict() == \
         pre.src_tokenizer.to_dict()
 

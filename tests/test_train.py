@@ -7,6 +7,7 @@ import pytest
 from npformer.batching import bucket_batches, collate, encode_pairs
 from npformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npformer.config import TrainConfig
+from npformer.model import Transformer
 from npformer.tokenizers import BOS_ID, EOS_ID, PAD_ID, WordTokenizer
 from npformer.train import TrainingError, train
 
@@ -88,15 +89,24 @@ def test_training_writes_log_plot_and_checkpoints(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow is the point of this test
-def test_nonfinite_loss_stops_without_overwriting_checkpoint(tmp_path):
+def test_nonfinite_loss_stops_without_overwriting_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    train(TrainConfig(**SMALL, out_dir=str(out)), log=quiet)
+    cfg = TrainConfig(**SMALL, out_dir=str(out))
+    train(cfg, log=quiet)
     before = (out / "last.npz").read_bytes()
+    # a resumed run whose loss becomes NaN stops before saving over the last good checkpoint
+    monkeypatch.setattr(Transformer, "batch_loss", lambda self, batch, **kw: float("nan"))
+    with pytest.raises(TrainingError, match="loss became nan"):
+        train(cfg.replace(max_steps=cfg.max_steps + 3), resume=True, log=quiet)
+    assert (out / "last.npz").read_bytes() == before
+    monkeypatch.undo()
+    # a new run that diverges (lr 1e30) saves nothing at all
+    fresh = tmp_path / "diverges"
     with pytest.raises(TrainingError, match="loss became"):
         train(TrainConfig(**{**SMALL, "lr": 1e30, "max_steps": 40, "clip_norm": 0.0,
-                             "warmup_steps": 0, "eval_every": 1000}, out_dir=str(out)),
+                             "warmup_steps": 0, "eval_every": 1000}, out_dir=str(fresh)),
               log=quiet)
-    assert (out / "last.npz").read_bytes() == before
+    assert not (fresh / "last.npz").exists()
 
 
 def _tiny_checkpoint(tmp_path):

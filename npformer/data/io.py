@@ -14,6 +14,7 @@ tab, unequal line counts, bytes that are not UTF-8) raise DataError naming the
 file and line. Pairs with a blank side are merely skipped, and counted.
 """
 import random
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ def _read_lines(path):
     """Yield (line_number, text) for a UTF-8 file, line numbers from 1."""
     path = Path(path)
     try:
+        if stat.S_ISCHR(path.stat().st_mode) or stat.S_ISBLK(path.stat().st_mode):
+            raise DataError(f"{path}: a device, not a file of lines")  # /dev/zero never ends
         f = path.open("rb")
     except OSError as e:
         raise DataError(f"{path}: cannot open ({e.strerror})") from None

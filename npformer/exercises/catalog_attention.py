@@ -1,4 +1,6 @@
-"""The attention exercises: scaled dot-product attention and multi-head attention.
+"""The attention exercises: scaled dot-product attention, multi-head attention, a KV step.
+
+The key/value-cache decoding step is graded against the uncached causal attention.
 
 The references are the model answers in solutions.py (npformer's own attention is
 fused and packed for speed, and its API is being reworked); tests/test_exercises.py
@@ -10,7 +12,8 @@ import math
 import numpy as np
 
 from . import solutions
-from .checker import Case, Exercise, Hint, matches
+from .checker import Case, Exercise, Hint, LearnerError, call, matches
+from .diagnose import Factor, Structure, Term
 
 
 def randn(rng, *shape):
@@ -67,11 +70,22 @@ def head_dim(case):
     return case.inputs["q"].shape[-1]
 
 
+def attention_structure(case, want):
+    sqrt_d = math.sqrt(head_dim(case))
+    scale = (Factor(sqrt_d, "the 1/sqrt(D) scale of the scores is missing here (the forward "
+                            "scales the scores, so dq and dk carry 1/sqrt(D) too)"),
+             Factor(1.0 / sqrt_d, "the 1/sqrt(D) scale is applied twice here"))
+    return {"dq": Structure(factors=scale), "dk": Structure(factors=scale),
+            "out": Structure(factors=(Factor(sqrt_d, "out is scaled: the scale goes on the "
+                                                     "scores, inside the softmax"),))}
+
+
 ATTENTION = Exercise(
     name="attention", title="scaled dot-product attention (one head), forward and backward",
     roles=("forward", "backward"), functions=("attention_forward", "attention_backward"),
     outputs=("out", "dq", "dk", "dv"), make_cases=attention_cases, reference=attention_reference,
     wrt=(("q", "dq"), ("k", "dk"), ("v", "dv")), page="docs/derivations/attention.md",
+    structure=attention_structure,
     hints=(
         Hint("the scores are divided by sqrt(D), D the head dim: scores = q k^T / sqrt(D); "
              "the 1/sqrt(D) scale is missing (or is 1/D).",
@@ -151,6 +165,33 @@ def dx_kv_one_path(case):
             solutions.merge_heads(dv, B) @ case.inputs["W_v"].T)
 
 
+def mha_paths(case):
+    """dQ, dK, dV merged back to (B,*,C): the gradients at the projections' outputs."""
+    _, cache = solutions.mha_forward(**case.inputs)
+    att, H = cache[7], case.inputs["n_heads"]
+    B = case.inputs["x_q"].shape[0]
+    dctx = solutions.split_heads(case.dout @ case.inputs["W_o"].T, H)
+    dq, dk, dv = solutions.attention_backward(dctx, att)
+    return (solutions.merge_heads(dq, B), solutions.merge_heads(dk, B),
+            solutions.merge_heads(dv, B), cache[6])
+
+
+def mha_structure(case, want):
+    dQ, dK, dV, ctx = mha_paths(case)
+    W = {n: case.inputs[f"W_{n}"] for n in "qkvo"}
+
+    def untransposed(n, d):
+        return ((f"W_{n} is not transposed in this path: it must be d{n.upper()} @ W_{n}.T",
+                 d @ W[n]),)
+    return {
+        "dx_q": Structure(terms=(Term("dQ W_q^T", dQ @ W["q"].T, untransposed("q", dQ)),)),
+        "dx_kv": Structure(terms=(Term("dK W_k^T (through the keys)", dK @ W["k"].T,
+                                       untransposed("k", dK)),
+                                  Term("dV W_v^T (through the values)", dV @ W["v"].T,
+                                       untransposed("v", dV)))),
+    }
+
+
 MHA_OUTPUTS = ("y", "dx_q", "dx_kv", "dW_q", "dW_k", "dW_v", "dW_o")
 
 MHA = Exercise(
@@ -159,7 +200,7 @@ MHA = Exercise(
     outputs=MHA_OUTPUTS, make_cases=mha_cases, reference=mha_reference,
     wrt=(("x_q", "dx_q"), ("x_kv", "dx_kv"), ("W_q", "dW_q"), ("W_k", "dW_k"),
          ("W_v", "dW_v"), ("W_o", "dW_o")),
-    page="docs/derivations/attention.md",
+    page="docs/derivations/attention.md", structure=mha_structure,
     hints=(
         Hint("split heads with x.reshape(B, T, H, D).transpose(0, 2, 1, 3): a plain "
              "reshape to (B, H, T, D) mixes positions and features.",
@@ -177,4 +218,84 @@ MHA = Exercise(
              "summed over every row (reshape to (B*T, C) first).",
              lambda c, got, want: any(matches(got[n], want[n].T) for n in
                                       ("dW_q", "dW_k", "dW_v", "dW_o"))),
+    ))
+
+
+# ----------------------------------------------------------------- one KV-cache step
+def kv_cases(rng):
+    def case(label, B, T, C, H):
+        weights = {f"W_{n}": randn(rng, C, C) / math.sqrt(C) for n in "qkvo"}
+        inputs = {"x": randn(rng, B, T, C), **weights, "n_heads": H}
+        return Case(f"{label}: {T} steps, x {(B, T, C)}, {H} heads", inputs, None)
+    return [case("a batch", 2, 4, 8, 2), case("three heads", 1, 5, 6, 3),
+            case("one step, one head", 1, 1, 4, 1)]
+
+
+def kv_reference(case):
+    """The uncached computation: causal multi-head self-attention over the whole sequence."""
+    x, H = case.inputs["x"], case.inputs["n_heads"]
+    W = [case.inputs[f"W_{n}"] for n in "qkvo"]
+    y, _ = solutions.mha_forward(x, x, *W, causal(x.shape[1]), H)  # (B,T,C)
+    B, T, C = x.shape
+    return {"y (every step)": y,
+            "k after the last step": solutions.split_heads(x @ W[1], H).reshape(B, H, T, C // H),
+            "v after the last step": solutions.split_heads(x @ W[2], H).reshape(B, H, T, C // H)}
+
+
+def kv_outputs(exercise, functions, case, got):
+    """Run the learner's step once per position, from an empty cache; collect y, k, v."""
+    x, H = case.inputs["x"], case.inputs["n_heads"]
+    W = [case.inputs[f"W_{n}"].copy() for n in "qkvo"]
+    B, T, C = x.shape
+    k = v = np.zeros((B, H, 0, C // H))  # (B,H,0,D) an empty cache
+    ys = []
+    for t in range(T):
+        out = call(functions["step"], "kv_attention_step", x[:, t:t + 1].copy(), *W, k, v, H)
+        if not (isinstance(out, tuple) and len(out) == 3):
+            raise LearnerError("kv_attention_step must return (y, k, v)")
+        y, k, v = (np.asarray(a, dtype=np.float64) for a in out)
+        ys.append(y)
+        if y.shape != (B, 1, C) or k.ndim != 4 or v.ndim != 4:
+            break  # the reports below say which shape is wrong
+    got["y (every step)"] = np.concatenate(ys, axis=1) if ys[-1].shape == (B, 1, C) else ys[-1]
+    got["k after the last step"], got["v after the last step"] = k, v
+
+
+def kv_without(case, new_self=True, past=True, scale="D"):
+    """y at every step when the new position does not see itself, or sees only itself."""
+    x, H = case.inputs["x"], case.inputs["n_heads"]
+    W_q, W_k, W_v, W_o = (case.inputs[f"W_{n}"] for n in "qkvo")
+    B, T, C = x.shape
+    q, k, v = (solutions.split_heads(x @ W, H) for W in (W_q, W_k, W_v))  # (B*H,T,D)
+    allowed = np.tri(T, T, k=0 if new_self else -1, dtype=bool)  # (T,T) causal
+    if not past:
+        allowed = np.eye(T, dtype=bool)
+    s = {"D": 1 / math.sqrt(C // H), "none": 1.0}[scale]
+    P, _ = solutions.softmax_forward(q @ k.transpose(0, 2, 1) * s, allowed[None])
+    return solutions.merge_heads(P @ v, B) @ W_o  # (B,T,C)
+
+
+KV_STEP = Exercise(
+    name="kv_step", title="one decoding step with a key/value cache (equal to the uncached "
+                          "causal attention)",
+    roles=("step",), functions=("kv_attention_step",),
+    outputs=("y (every step)", "k after the last step", "v after the last step"),
+    make_cases=kv_cases, reference=kv_reference, learner_outputs=kv_outputs,
+    page="docs/derivations/attention.md",
+    hints=(
+        Hint("the new position must attend to itself too: append its key and value to the "
+             "cache FIRST, then attend over every position so far (the causal mask lets "
+             "position t see 0..t).",
+             lambda c, got, want: c.inputs["x"].shape[1] > 1 and matches(
+                 got["y (every step)"][:, 1:], kv_without(c, new_self=False)[:, 1:])),
+        Hint("the step must attend over the cached past as well as the new position: "
+             "concatenate past_k and the new key along the positions axis (axis 2).",
+             lambda c, got, want: c.inputs["x"].shape[1] > 1
+             and matches(got["y (every step)"], kv_without(c, past=False))),
+        Hint("the scores are divided by sqrt(D), D = C / H the head dim, at every step.",
+             lambda c, got, want: matches(got["y (every step)"], kv_without(c, scale="none"))),
+        Hint("the cache grows by one position per step along axis 2 of (B, H, L, D): "
+             "np.concatenate([past_k, k_new], axis=2).",
+             lambda c, got, want: np.shape(got["k after the last step"])
+             != want["k after the last step"].shape),
     ))

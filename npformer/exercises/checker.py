@@ -12,13 +12,22 @@ padding and odd sizes) the learner's functions are run and compared with:
 A failing case reports the largest error and where it is. Each exercise carries
 hints: tests for the common wrong answers (the softmax backward without the
 `- <dy, y>` term, a forgotten 1/sqrt(D), ...); every hint whose test matches is
-printed under the report. A function that raises NotImplementedError is
-reported as "not implemented yet", never as a traceback.
+printed under the report. When none matches, npformer/exercises/diagnose.py
+looks at the structure of the error (a missing factor or term, a transpose, a
+region) and names the output and the likely mistake. When the exercise fails and
+the learner's functions call their own answers to another exercise (attention
+calling softmax_backward), that exercise is graded first, and if it fails the
+report says so: fix softmax before attention. A function that raises
+NotImplementedError (itself, or a function of theirs it calls) is reported as
+"not implemented yet", never as a traceback.
 """
 import traceback
 from typing import Callable, NamedTuple
 
 import numpy as np
+
+from .deps import blocking_message, dependencies
+from .diagnose import diagnose
 
 REF_TOL = 1e-7  # relative error allowed against the reference (two exact formulas, float64)
 FD_TOL = 1e-6  # relative error allowed against central differences (float64, FD_EPS)
@@ -56,7 +65,11 @@ class CaseResult(NamedTuple):
 
 
 class NotImplementedYet(Exception):
-    """The learner's function still raises NotImplementedError."""
+    """The learner's function (or a function of theirs it calls) raises NotImplementedError."""
+
+    def __init__(self, role, callee=None):
+        super().__init__(role)
+        self.role, self.callee = role, callee  # callee: the function that raised, if another
 
 
 class LearnerError(Exception):
@@ -70,9 +83,10 @@ class CheckResult:
     yet, the rest was checked) or "not implemented" (nothing written yet).
     """
 
-    def __init__(self, name, title, status, cases=(), hints=(), notes=()):
+    def __init__(self, name, title, status, cases=(), hints=(), notes=(), blocked_by=()):
         self.name, self.title, self.status = name, title, status
         self.cases, self.hints, self.notes = list(cases), list(hints), list(notes)
+        self.blocked_by = list(blocked_by)  # exercises of the learner's that fail and that this calls
 
     def __bool__(self):
         return self.status == "pass"
@@ -80,6 +94,12 @@ class CheckResult:
     @property
     def n_passed(self):
         return sum(case.passed for case in self.cases)
+
+    @property
+    def first_error(self):
+        """The first crash of the learner's code, in one line ("" if none)."""
+        return next((line.detail for case in self.cases for line in case.lines
+                     if line.what == "error"), "")
 
     def __repr__(self):
         return (f"<CheckResult {self.name}: {self.status}, "
@@ -164,8 +184,12 @@ def call(function, role, *args):
     """Run one learner function; turn NotImplementedError and crashes into our exceptions."""
     try:
         return function(*args)
-    except NotImplementedError:
-        raise NotImplementedYet(role) from None
+    except NotImplementedError as err:
+        frames = traceback.extract_tb(err.__traceback__)
+        raiser = frames[-1].name if len(frames) > 1 else None
+        own = getattr(function, "__name__", None)
+        callee = raiser if raiser not in (own, "<lambda>", None) else None
+        raise NotImplementedYet(role, callee) from None
     except Exception as err:  # the learner's bug: report it in one line, not a traceback
         frame = traceback.extract_tb(err.__traceback__)[-1]
         where = f"line {frame.lineno}" + (f": {frame.line}" if frame.line else "")
@@ -239,6 +263,12 @@ class Exercise(NamedTuple):
     wrt: tuple = ()  # ((input name, gradient name), ...) checked by finite differences
     learner_outputs: Callable = None  # (exercise, functions, case, got) fills got; None: layer
     fd_allowed: Callable = None  # fd_allowed(case, input name) -> bool mask of entries to nudge
+    answer_based: bool = False  # reference(case, got): the right answer depends on the learner's
+    #                             (dropout: the right output for the learner's own random mask)
+    comparators: dict = None  # {output name: compare-like function(what, got, want, case)}
+    mistakes: object = None  # diagnose.Mistakes: the reference with switchable mistakes
+    structure: Callable = None  # structure(case, want) -> {output: diagnose.Structure}
+    fd_when: Callable = None  # fd_when(case) -> False: no finite differences (a large case)
 
 
 def layer_outputs(exercise, functions, case, got):
@@ -259,51 +289,149 @@ def layer_outputs(exercise, functions, case, got):
     got.update(zip(names, grads))
 
 
-def run(exercise, functions, seed=0):
-    """Grade `functions` ({role: function}) on every case of `exercise`: a CheckResult."""
+def run(exercise, functions, seed=0, registry=None, _chain=()):
+    """Grade `functions` ({role: function}) on every case of `exercise`: a CheckResult.
+
+    registry: {name: Exercise}, to find the learner's answers to other exercises
+    that these functions call (graded first when this one fails).
+    """
     rng = np.random.default_rng(seed)
     outputs_of = exercise.learner_outputs or layer_outputs
-    results, hints, not_yet, crashed = [], [], set(), []
+    results, hints, not_yet, crashed, failures = [], [], {}, [], []
     for number, case in enumerate(exercise.make_cases(rng), start=1):
-        want = exercise.reference(case)
+        want = None if exercise.answer_based else exercise.reference(case)
         got, lines = {}, []
         try:
             outputs_of(exercise, functions, case, got)
         except NotImplementedYet as err:
-            not_yet.add(str(err))
+            not_yet.setdefault(err.role, err.callee)
         except LearnerError as err:
             lines.append(Line("error", False, str(err)))
             crashed.append(str(err))
-        lines = [compare(name, got[name], want[name]) for name in exercise.outputs
-                 if name in got] + lines
+        if want is None:
+            want = exercise.reference(case, got)
+        lines = [_compare_output(exercise, name, got[name], want[name], case)
+                 for name in exercise.outputs if name in got] + lines
         forward_ok = bool(lines) and lines[0].ok and exercise.outputs[0] in got
-        if exercise.wrt and forward_ok and all(g in got for _, g in exercise.wrt):
-            lines.append(finite_difference_line(functions["forward"], case, exercise.wrt, got,
-                                                rng, exercise.fd_allowed))
+        fd_ok = None
+        use_fd = exercise.wrt and (exercise.fd_when is None or exercise.fd_when(case))
+        if use_fd and forward_ok and all(g in got for _, g in exercise.wrt):
+            fd_line = finite_difference_line(functions["forward"], case, exercise.wrt, got,
+                                             rng, exercise.fd_allowed)
+            lines.append(fd_line)
+            fd_ok = fd_line.ok
+        elif use_fd and lines and not lines[0].ok and functions.get("backward"):
+            fd_ok = _backward_follows_forward(functions, case, exercise, got, rng)
         if lines:
             results.append(CaseResult(number, case.label, lines))
         if lines and not all(line.ok for line in lines):
-            for hint in exercise.hints:
-                if hint.message not in hints and _shows(hint, case, got, want):
-                    hints.append(hint.message)
+            failed = [line.what for line in lines if not line.ok and line.what in want]
+            fired = [hint for hint in exercise.hints if _shows(hint, case, got, want)]
+            hints += [hint.message for hint in fired if hint.message not in hints]
+            # outputs no fired hint is about (it still fires with that output put right):
+            # a second, combined mistake, diagnosed by its structure below
+            unexplained = [name for name in failed if not fired or all(
+                _shows(hint, case, {**got, name: want[name]}, want) for hint in fired)]
+            failures.append((case, got, want, failed, fd_ok, unexplained, bool(fired)))
 
     missing = [role for role in exercise.roles if functions.get(role) is None]
     todo = sorted(not_yet) + missing  # roles that were not checked
     names = dict(zip(exercise.roles, exercise.functions))
     if not results:
-        todo_names = [names[r] for r in exercise.roles]
-        raises = "they raise" if len(todo_names) > 1 else "it raises"
-        notes = [f"Fill in {' and '.join(todo_names)} ({raises} "
-                 f"NotImplementedError), then run the check again."]
+        callees = [c for c in not_yet.values() if c]
+        if callees:
+            notes = [f"{names[r]} calls {c}, which is not implemented yet: write {c} first."
+                     for r, c in sorted(not_yet.items()) if c]
+        else:
+            todo_names = [names[r] for r in exercise.roles]
+            raises = "they raise" if len(todo_names) > 1 else "it raises"
+            notes = [f"Fill in {' and '.join(todo_names)} ({raises} "
+                     f"NotImplementedError), then run the check again."]
         return CheckResult(exercise.name, exercise.title, "not implemented", notes=notes)
-    notes = [f"{names[role]}: not implemented yet" for role in sorted(not_yet)]
+    notes = [f"{names[role]}: not implemented yet" if callee is None else
+             f"{names[role]} calls {callee}, which is not implemented yet"
+             for role, callee in sorted(not_yet.items())]
     notes += [f"{names[role]}: not given, not checked" for role in missing]
     failed = not all(case.passed for case in results)
-    if failed and not hints:
+    blocked_by = []
+    if failed and registry:
+        blocked_by, message = _failing_dependencies(exercise, functions, seed, registry, _chain)
+        if message:
+            if hints:
+                notes.append("the hints of this exercise are left out until that is fixed")
+            hints = [message]
+    if failed:
+        hints += [message for message in _structural_hints(exercise, failures)
+                  if message not in hints]
+    only_crashes = all(line.what == "error" for case in results for line in case.lines
+                       if not line.ok)
+    if failed and not hints and not only_crashes:
         notes.append(f"no hint matches this mistake: re-derive it step by step with "
                      f"{exercise.page}; the largest error above shows where to look")
     status = "fail" if failed else ("incomplete" if todo else "pass")
-    return CheckResult(exercise.name, exercise.title, status, results, hints, notes)
+    return CheckResult(exercise.name, exercise.title, status, results, hints, notes, blocked_by)
+
+
+def _structural_hints(exercise, failures):
+    """Hints from the structure of the errors (diagnose.py), one per output, at most 3.
+
+    In a case where catalogued hints fired, only for the outputs none of them is about (a
+    second mistake); in a case where none fired (a mistake that shows only there, or
+    only with another one), the whole diagnosis: switched mistakes, then structure.
+    """
+    hints, about = [], set()  # one message per output: the first failing case that explains it
+    forward = exercise.outputs[0]
+    for case, got, want, failed, fd_ok, unexplained, fired in failures:
+        outputs = unexplained
+        if fired and forward in failed and fd_ok is not False:
+            outputs = [name for name in outputs if name == forward]  # gradients follow it
+        if not outputs:
+            continue
+        for subject, message in diagnose(exercise, case, got, want, outputs, fd_ok,
+                                         switches=not fired):
+            if subject not in about and message not in hints:
+                about.add(subject)
+                hints.append(message)
+        if len(hints) >= 3:
+            break
+    return hints[:3]
+
+
+def _compare_output(exercise, name, got, want, case):
+    """The exercise's comparator for this output (compare() by default), never raising."""
+    comparator = (exercise.comparators or {}).get(name)
+    if comparator is None:
+        return compare(name, got, want)
+    try:
+        return comparator(name, got, want, case)
+    except Exception:  # a value of a kind the comparator cannot read: say what it was
+        return Line(name, False, f"returned {type(got).__name__}, which cannot be compared "
+                                 f"with the expected {type(want).__name__}")
+
+
+def _backward_follows_forward(functions, case, exercise, got, rng):
+    """With a wrong forward: does the learner's backward match their own forward anyway?"""
+    if not all(g in got for _, g in exercise.wrt):
+        return None
+    try:
+        return finite_difference_line(functions["forward"], case, exercise.wrt, got, rng,
+                                      exercise.fd_allowed).ok
+    except Exception:  # the learner's forward fails on a nudged input: no verdict
+        return None
+
+
+def _failing_dependencies(exercise, functions, seed, registry, chain):
+    """Grade the learner's answers that these functions call; (names, message) if one fails."""
+    failing = []
+    for other, roles in dependencies(exercise, functions, registry):
+        if other.name in chain:
+            continue  # a cycle (a calls b calls a): graded once is enough
+        result = run(other, roles, seed, registry, chain + (exercise.name,))
+        if result.status == "fail":
+            failing.append((other, roles, result))
+    if not failing:
+        return [], None
+    return [o.name for o, _, _ in failing], blocking_message(exercise, functions, failing)
 
 
 def _shows(hint, case, got, want):

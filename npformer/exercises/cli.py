@@ -1,12 +1,15 @@
-"""`npformer exercises`: list the exercises, or grade a file of answers.
+"""`npformer exercises`: list the exercises, or grade a file of answers and show the progress.
 
-    npformer exercises                               the list, with function names
-    npformer exercises --check my_answers.py         grade every exercise the file answers
+    npformer exercises                               the list, in the order of the course
+    npformer exercises --check my_answers.py         a table: done / failing / not started
     npformer exercises --check my_answers.py softmax --verbose
 
 The learner's file defines functions with the exercises' names (softmax_forward,
-softmax_backward, ..., adamw_step: see npformer/exercises/__init__.py); it is
-imported like any module of theirs. Exit status 1 when an answered exercise fails.
+softmax_backward, ..., adamw_step: see npformer/exercises/__init__.py). It is graded
+in a child process with a time limit and a memory limit (npformer/exercises/
+sandbox.py): a file that loops, exits or crashes gets a one-line report, not a hung or
+silently ended grader. Exit status 1 when an answered exercise fails or grading did not
+finish; 2 when the file cannot be read or imported.
 npformer/cli.py defines the command's options and calls `exercises_command`;
 `python -m npformer.exercises` runs it on its own.
 """
@@ -15,7 +18,12 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import EXERCISES, check_functions
+from . import EXERCISES
+
+PROGRESS = {  # CheckResult.status -> what the progress table says
+    "pass": "done", "fail": "failing", "incomplete": "in progress",
+    "not implemented": "not started", "not answered": "not started",
+}
 
 
 class ExercisesError(ValueError):
@@ -45,7 +53,44 @@ def load_answers(path):
     return vars(module)
 
 
+def pick_functions(namespace, exercise):
+    """{role: the learner's function or None} for one exercise, found by name."""
+    return {role: namespace.get(fn) if callable(namespace.get(fn)) else None
+            for role, fn in zip(exercise.roles, exercise.functions)}
+
+
+def progress_table(results, names, problem=""):
+    """The progress view: one line per exercise (done / failing / in progress / not started).
+
+    results: {name: {"status", "n_passed", "n_cases", "hints", "notes", "blocked_by"}};
+    an exercise without a result was not graded (grading stopped first).
+    """
+    lines = [f"{'exercise':14} {'status':12} {'cases':6} note", "-" * 72]
+    counts = {}
+    for name in names:
+        r = results.get(name)
+        status = PROGRESS.get(r["status"], r["status"]) if r else "not graded"
+        counts[status] = counts.get(status, 0) + 1
+        cases = f"{r['n_passed']}/{r['n_cases']}" if r and r["n_cases"] else ""
+        note = ""
+        if r and r["status"] == "fail":
+            note = ("HINT: " + r["hints"][0] if r["hints"] else r.get("error")
+                    or (r["notes"] or [""])[0])
+        elif r and r["status"] == "incomplete":
+            note = (r["notes"] or [""])[0]
+        lines.append(f"{name:14} {status:12} {cases:6} {note}".rstrip())
+    order = ("done", "failing", "in progress", "not started", "not graded")
+    lines.append("-" * 72)
+    lines.append(", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+                 + f" (of {len(names)})")
+    if problem:
+        lines.append(f"grading stopped: {problem}")
+    return "\n".join(lines)
+
+
 def exercises_command(args):
+    from .sandbox import grade_file
+
     unknown = [n for n in args.names if n not in EXERCISES]
     if unknown:
         raise ExercisesError(f"unknown exercise(s) {', '.join(unknown)}; "
@@ -55,21 +100,27 @@ def exercises_command(args):
         for name in names:
             ex = EXERCISES[name]
             print(f"{name:14} {' + '.join(ex.functions):45} {ex.title}")
-        print("\nStubs: notebooks/exercises_backward.ipynb. Grade a file of answers: "
-              "npformer exercises --check FILE")
+        print("\nStubs: notebooks/exercises_backward.ipynb and notebooks/exercises_llm.ipynb. "
+              "Grade a file of answers: npformer exercises --check FILE")
         return 0
-    results = check_functions(load_answers(args.check), names, verbose=args.verbose)
-    for name in names:
-        result = results.get(name)
-        status = "not answered" if result is None else result.status
-        cases = "" if result is None else f"{result.n_passed}/{len(result.cases)} cases"
-        print(f"{name:14} {status:16} {cases}")
-        if result is not None and not args.verbose and result.hints:
-            print(f"{'':14} HINT: {result.hints[0]}")
-    if not results:
+    if not Path(args.check).is_file():
+        raise ExercisesError(f"--check {args.check}: no such file")
+    outcome = grade_file(args.check, args.names, timeout=args.timeout,
+                         memory_mb=args.memory_limit)
+    if outcome.import_error:
+        raise ExercisesError(outcome.import_error)
+    if args.verbose:
+        for name in names:
+            report = outcome.results.get(name, {}).get("report")
+            if report:
+                print(report, end="\n\n")
+    print(progress_table(outcome.results, names, outcome.problem))
+    answered = [r for r in outcome.results.values() if r["status"] != "not answered"]
+    if not answered and not outcome.problem:
         print(f"{args.check} defines none of the exercises' functions "
               f"(e.g. {EXERCISES[names[0]].functions[0]})")
-    return 1 if any(r.status == "fail" for r in results.values()) else 0
+    failed = any(r["status"] == "fail" for r in outcome.results.values())
+    return 1 if failed or outcome.problem else 0
 
 
 def main(argv=None):

@@ -25,7 +25,11 @@ Kernel list (see each module for shapes):
 """
 import os
 
-from . import (
+from .numba_cache import ensure_writable_cache
+
+ensure_writable_cache()  # before the first @njit(cache=True) below (numba_cache.py)
+
+from . import (  # noqa: E402
     activation_nb,
     activation_np,
     cross_entropy_nb,

@@ -20,6 +20,8 @@ the concrete class. `load_tokenizer(path)` reads the envelope and dispatches on
 import json
 from pathlib import Path
 
+from .. import safe_json
+
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")  # index == id
 N_SPECIAL = len(SPECIAL_TOKENS)
@@ -159,15 +161,18 @@ def load_tokenizer(path):
     """Read any tokenizer saved with `.save(path)`; clear error for other files."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        d = safe_json.loads(raw, safe_json.file_limit(len(raw)), str(path))
+    except safe_json.JSONLimitError as e:
+        raise TokenizerError(str(e)) from None
     except UnicodeDecodeError as e:
         raise TokenizerError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
-    try:
-        d = json.loads(text)
     except json.JSONDecodeError as e:
         raise TokenizerError(
             f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
             "is this a tokenizer file?") from None
+    except RecursionError:
+        raise TokenizerError(f"{path}: JSON nested too deeply; is this a tokenizer file?") from None
     return tokenizer_from_dict(d, where=str(path))
 
 

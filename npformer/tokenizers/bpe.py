@@ -25,7 +25,15 @@ heap yields the most frequent pair; heap entries whose count is out of date
 are skipped when popped ("lazy deletion").
 
 Encoding a chunk replays the merges: repeatedly merge the adjacent pair that
-was learned earliest, until no learned pair is left.
+was learned earliest, until no learned pair is left. Rescanning the chunk for
+that pair after every merge would cost (chunk length x merges), about 18 minutes
+for a 1 MB line without spaces; `apply_merges` keeps the candidate pairs in a heap
+instead, so a chunk of n bytes costs O(n log n) (benchmarks/bpe_speed.py).
+
+A token's bytes are built when first needed (`token_bytes`), not when a
+tokenizer is loaded: a merge may join a token to itself, so 40 merges can name a
+token of 2**40 bytes. Loading only adds up the lengths (integers) and refuses a
+token longer than MAX_TOKEN_BYTES; training never makes one.
 """
 import re
 from collections import Counter, defaultdict
@@ -52,6 +60,21 @@ PRETOKENIZE_RE = re.compile(r" ?[^\W\d_][^\W_]*(?:_+[^\W_]+)+"
                             r"| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
 
 _CACHE_LIMIT = 200_000  # max chunks remembered by encode (a pure speed-up)
+MAX_TOKEN_BYTES = 1 << 16  # longest token a tokenizer may hold (far beyond any word)
+
+
+def utf8_bytes(text):
+    """Text -> the UTF-8 bytes BPE works on, whatever the text holds.
+
+    Undecodable input bytes arrive as lone surrogates U+DC80..U+DCFF (Python's
+    "surrogateescape", used for command-line arguments, file names and npformer's
+    standard input): they give back the original bytes. Any other lone surrogate
+    (possible in JSON) is written as its three-byte form ("surrogatepass").
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def merge_pair(ids, pair, new_id):
@@ -67,6 +90,54 @@ def merge_pair(ids, pair, new_id):
             out.append(ids[i])
             i += 1
     return out
+
+
+def apply_merges(ids, ranks, pair_of):
+    """Replay learned merges on one chunk, in about O(n log n) for n ids.
+
+    The result is that of repeating `merge_pair` on the adjacent pair learned
+    earliest (ranks[pair] = its new id, smaller = earlier; pair_of[rank] = its pair)
+    until no learned pair is left.
+
+    The chunk is a linked list (prev/next positions); `todo[rank]` lists the positions
+    where the pair of that rank may start, and a heap holds the ranks still to visit.
+    Each rank is visited once, earliest first, its positions left to right: the order
+    in which merge_pair replaces them. A pair that a merge makes always has a later
+    rank than the merge itself (its merge uses the new id), so nothing is ever added
+    to a rank already visited. A position made stale by a neighbouring merge is
+    skipped when its turn comes.
+    """
+    n = len(ids)
+    tok = list(ids)  # tok[i]: the id now starting at position i; None once merged away
+    # (a merged-away position keeps its old nxt; its tok None never matches a pair)
+    nxt = list(range(1, n + 1))  # next live position (n: none)
+    prv = list(range(-1, n - 1))  # previous live position (-1: none)
+    todo = defaultdict(list)  # rank -> positions where that pair may start
+    for i, pair in enumerate(zip(ids, ids[1:])):
+        rank = ranks.get(pair)
+        if rank is not None:
+            todo[rank].append(i)
+    order = list(todo)  # the ranks to visit, as a heap
+    heapify(order)
+    while order:
+        rank = heappop(order)
+        a, b = pair_of[rank]
+        for i in sorted(todo.pop(rank)):
+            j = nxt[i]
+            if j >= n or tok[i] != a or tok[j] != b:
+                continue  # stale: position i or its neighbour was merged since
+            tok[i], tok[j] = rank, None  # (a, b) at i, j -> the new id at i
+            k = nxt[i] = nxt[j]
+            if k < n:
+                prv[k] = i
+            for left, right in ((prv[i], i), (i, k)):  # the two pairs the merge made
+                if left >= 0 and right < n:
+                    new = ranks.get((tok[left], tok[right]))
+                    if new is not None:
+                        if new not in todo:
+                            heappush(order, new)
+                        todo[new].append(left)
+    return [t for t in tok if t is not None]
 
 
 def merge_in_word(word, pair, new_id, freq, delta):
@@ -120,7 +191,9 @@ def learn_merges(words, freqs, n_merges):
     words: list of id lists (one per distinct chunk), rewritten in place.
     freqs: how often each chunk occurs in the corpus.
     Ties in count are broken by the smaller pair, so training is deterministic.
+    A pair whose token would be longer than MAX_TOKEN_BYTES is never merged.
     """
+    length = [1] * N_BASE  # bytes of each id (the specials never occur in words)
     pair_counts = defaultdict(int)  # (a, b) -> weighted number of occurrences
     where = defaultdict(set)  # (a, b) -> indices of words that contain (or contained) it
     for i, w in enumerate(words):
@@ -135,7 +208,11 @@ def learn_merges(words, freqs, n_merges):
         neg_count, pair = heappop(heap)
         if pair_counts.get(pair, 0) != -neg_count:
             continue  # stale entry: this pair's count changed after it was pushed
+        if length[pair[0]] + length[pair[1]] > MAX_TOKEN_BYTES:
+            del pair_counts[pair]  # a token no loader would accept (a very long word)
+            continue
         new_id = N_BASE + len(merges)
+        length.append(length[pair[0]] + length[pair[1]])
         merges.append(pair)
         delta = defaultdict(int)  # pair -> change of its count in this step
         for i in where.pop(pair):
@@ -169,10 +246,16 @@ class BPETokenizer(Tokenizer):
         self.identifiers = bool(identifiers)
         self._pretokenize = (PRETOKENIZE_RE if identifiers else GPT2_PRETOKENIZE_RE).findall
         self._ranks = {pair: N_BASE + k for k, pair in enumerate(self.merges)}
-        self._token_bytes = [s.encode() for s in SPECIAL_TOKENS]
-        self._token_bytes += [bytes([b]) for b in range(256)]
-        for a, b in self.merges:
-            self._token_bytes.append(self._token_bytes[a] + self._token_bytes[b])
+        self._pair_of = {rank: pair for pair, rank in self._ranks.items()}
+        length = [1] * N_BASE  # bytes of each id: integers only, no bytes built here
+        for k, (a, b) in enumerate(self.merges):
+            length.append(length[a] + length[b])
+            if length[-1] > MAX_TOKEN_BYTES:
+                raise TokenizerError(f"merge {k} makes a token of {length[-1]:,} bytes, more "
+                                     f"than the {MAX_TOKEN_BYTES:,} a token may have")
+        # {id: bytes} of the specials and single bytes; other tokens are added when first used
+        self._bytes = {i: s.encode() for i, s in enumerate(SPECIAL_TOKENS)}
+        self._bytes.update({b + BYTE_OFFSET: bytes([b]) for b in range(256)})
         self._cache = {}  # chunk -> ids; only avoids re-encoding repeated words
 
     @classmethod
@@ -188,24 +271,36 @@ class BPETokenizer(Tokenizer):
         chunk_counts = Counter()
         for text in texts:
             chunk_counts.update(pretokenize.findall(text))
-        words = [[b + BYTE_OFFSET for b in chunk.encode("utf-8")] for chunk in chunk_counts]
+        words = [[b + BYTE_OFFSET for b in utf8_bytes(chunk)] for chunk in chunk_counts]
         freqs = list(chunk_counts.values())
         return cls(learn_merges(words, freqs, vocab_size - N_BASE), identifiers)
 
     @property
     def vocab_size(self):
-        return len(self._token_bytes)
+        return N_BASE + len(self.merges)
+
+    def token_bytes(self, token_id):
+        """The bytes of one id, built on first use: a merge's bytes are its parts' bytes."""
+        known = self._bytes
+        todo = [token_id]  # ids still to build, innermost last (no recursion: chains are deep)
+        while todo:
+            i = todo[-1]
+            if i in known:
+                todo.pop()
+                continue
+            a, b = self.merges[i - N_BASE]
+            missing = [part for part in (a, b) if part not in known]
+            if missing:
+                todo.extend(missing)
+            else:
+                known[i] = known[a] + known[b]
+                todo.pop()
+        return known[token_id]
 
     def _encode_chunk(self, chunk):
         """One pre-tokenized chunk -> ids, applying the earliest-learned merge first."""
-        ids = [b + BYTE_OFFSET for b in chunk.encode("utf-8")]
-        while len(ids) >= 2:
-            pairs = [p for p in zip(ids, ids[1:]) if p in self._ranks]
-            if not pairs:
-                break
-            best = min(pairs, key=self._ranks.__getitem__)
-            ids = merge_pair(ids, best, self._ranks[best])
-        return ids
+        return apply_merges([b + BYTE_OFFSET for b in utf8_bytes(chunk)], self._ranks,
+                            self._pair_of)
 
     def encode(self, text):
         ids = []
@@ -228,12 +323,12 @@ class BPETokenizer(Tokenizer):
                 raise ValueError(f"id {i} is outside the vocabulary (size {self.vocab_size})")
             if i < N_SPECIAL and i != UNK_ID:
                 continue  # PAD, BOS, EOS
-            parts.append(self._token_bytes[i])
+            parts.append(self.token_bytes(i))
         return b"".join(parts).decode("utf-8", errors="replace")
 
     def id_to_token(self, token_id):
         """Readable piece for one id; a byte that is only part of a character shows as \\xNN."""
-        return self._token_bytes[token_id].decode("utf-8", errors="backslashreplace")
+        return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
 
     def tokenize(self, text):
         """Text -> readable pieces, e.g. "the cats" -> ["the", " cat", "s"]."""
