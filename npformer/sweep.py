@@ -343,7 +343,7 @@ def fit_parabola(n, loss):
     """Fit loss = a (log n)^2 + b log n + c -> (N at the bottom, loss there, (a, b, c)).
 
     The IsoFLOP valley of one budget. Needs 3 or more sizes and an upward curvature
-    (a > 0); the bottom may lie outside the sizes tried (check it with `in_range`).
+    (a > 0); the bottom may lie outside the sizes tried (compare it with them).
     """
     x, y = np.log(np.asarray(n, dtype=float)), np.asarray(loss, dtype=float)
     if len(x) < 3 or len(set(x)) < 3:
@@ -529,6 +529,37 @@ def fit_loss_surface(n, d, loss, exponents=SURFACE_EXPONENTS, E=None):
     out = dict(zip(("E", "A", "alpha", "B", "beta"), best))
     out["rms"] = np.sqrt(best_sse / len(n))
     return {k: float(v[0]) for k, v in out.items()} if single else out
+
+
+def cell_points(rows, key="params"):
+    """(N, D, mean loss) of every (budget, size) cell, in `cell_means` order -> 3 arrays (k,).
+
+    D is the mean over seeds of the tokens the cell's runs read (seeds differ by a few
+    tokens, as batches of whole lines fill a step differently).
+    """
+    ns, ds, losses = [], [], []
+    for budget, (sizes, means, _) in cell_means(rows, key).items():
+        for n, loss in zip(sizes, means):
+            tokens = [r["tokens_seen"] for r in rows if r["budget"] == budget and r[key] == n]
+            ns.append(n)
+            ds.append(float(np.mean(tokens)))
+            losses.append(loss)
+    return np.array(ns), np.array(ds), np.array(losses)
+
+
+def bootstrap_surface(rows, E=None, key="params", n_boot=1000, seed=0, level=0.95):
+    """`fit_loss_surface` on the cells, each value with a parametric bootstrap interval.
+
+    Returns {"E", "A", "alpha", "B", "beta", "rms"}: (value, low, high) each; the
+    resampled losses come from `resampled_cells` (the seeds' noise), all fitted at once.
+    E: a fixed irreducible loss (then only A, alpha, B, beta are fitted).
+    """
+    n, d, loss = cell_points(rows, key)
+    copies = np.stack([np.concatenate([means for _, means, _ in cells.values()])
+                       for cells in resampled_cells(rows, n_boot, seed, key)], axis=1)  # (k, m)
+    fit = fit_loss_surface(n, d, loss, E=E)
+    boot = fit_loss_surface(n, d, copies, E=E)
+    return {name: (fit[name], *interval(boot[name], level)) for name in fit}
 
 
 def loss_floor(data="toy"):

@@ -18,10 +18,11 @@ from npformer import cli
 from npformer.config import PRESETS, TrainConfig
 from npformer.model import build_model
 from npformer.sweep import (LEARNING_RATES, SweepError, body_params, bootstrap_optima,
-                            choose_learning_rates, count_params, fit_loss_surface,
-                            fit_parabola, fit_power_law, flops_per_token, frontier,
-                            mean_context, parse_budget, parse_size, plan_run, pooled_seed_std,
-                            read_sweep, schedule_pairs, size_config, sweep)
+                            bootstrap_surface, cell_points, choose_learning_rates,
+                            count_params, fit_loss_surface, fit_parabola, fit_power_law,
+                            flops_per_token, frontier, mean_context, parse_budget, parse_size,
+                            plan_run, pooled_seed_std, read_sweep, schedule_pairs, size_config,
+                            sweep)
 
 NOTEBOOK_DATA = Path(__file__).resolve().parent.parent / "notebooks" / "data"
 TINY_FACTS = {"vocab": 414, "context": 15.6, "tokens_per_step": 2000.0,
@@ -150,6 +151,41 @@ def test_fit_loss_surface_recovers_a_known_surface():
     both = fit_loss_surface(n.ravel(), d.ravel(), np.stack([loss.ravel(), loss.ravel() + 0.1],
                                                            axis=1))
     assert np.allclose(both["E"], [1.8, 1.9], atol=1e-9) and np.all(both["alpha"] == 0.4)
+
+
+def _surface_rows(noise, rng=None, seeds=2):
+    """IsoFLOP rows on a known surface L = 1.8 + 40 N^-0.4 + 300 D^-0.35 (+ seed noise)."""
+    rows = []
+    for budget in (1e11, 1e12, 1e13):
+        for n in (1e4, 3e4, 1e5, 3e5):
+            d = budget / (6 * n)
+            for seed in range(seeds):
+                err = rng.normal() * noise if rng is not None else 0.0
+                rows.append({"budget": budget, "params": n, "seed": seed,
+                             "tokens_seen": d + seed - 0.5,  # seeds differ; their mean is d
+                             "valid_loss": 1.8 + 40 * n ** -0.4 + 300 * d ** -0.35 + err})
+    return rows
+
+
+def test_cell_points_average_over_seeds_in_cell_means_order():
+    rows = _surface_rows(noise=0.0)
+    n, d, loss = cell_points(rows)
+    assert list(n[:4]) == [1e4, 3e4, 1e5, 3e5] and len(n) == 12  # budgets, then sizes, ascending
+    assert d[0] == pytest.approx(1e11 / 6e4, rel=1e-12)  # the mean of the two seeds' tokens
+    assert loss[0] == pytest.approx(rows[0]["valid_loss"], rel=1e-12)
+
+
+def test_bootstrap_surface_is_exact_without_noise_and_covers_the_truth_with_it():
+    exact = bootstrap_surface(_surface_rows(noise=0.0), n_boot=50)
+    for name, truth in (("E", 1.8), ("alpha", 0.4), ("beta", 0.35)):
+        value, low, high = exact[name]  # no seed noise: every resample is the data itself
+        assert value == pytest.approx(truth, abs=1e-6) and low == pytest.approx(value) \
+            and high == pytest.approx(value)
+    noisy = bootstrap_surface(_surface_rows(0.003, np.random.default_rng(0)), n_boot=200)
+    value, low, high = noisy["E"]
+    assert low < 1.8 < high and low < value < high and high - low > 1e-3
+    fixed = bootstrap_surface(_surface_rows(0.003, np.random.default_rng(0)), E=1.8, n_boot=50)
+    assert fixed["E"] == (1.8, 1.8, 1.8)  # E given: not fitted
 
 
 def test_schedule_pairs_match_a_run_with_the_longer_runs_point_at_its_tokens():
