@@ -74,7 +74,8 @@ LEARNING_RATES = {16: 1.2e-2, 32: 1.2e-2, 48: 1.2e-2, 64: 1.2e-2, 80: 1.2e-2}
 LR_MARGIN = 0.01  # nats: a higher rate must beat a lower one by this much to be chosen
 # The IsoFLOP grid of notebook 13 (notebooks/data/scale.json): {budget in FLOPs: sizes}.
 # Each budget gets five sizes around where the learning-rate sweep and a pilot put its
-# valley's bottom; the notebook checks that each bottom lies inside its sizes. (16x4, a
+# valley's bottom; the notebook prints each bottom beside its sizes (at 1e11 it lies at the
+# smallest size, so that budget's bottom is an extrapolation, and it says so). (16x4, a
 # single 16-dimensional head in 4 layers, was left out of the ladder: in the pilot it
 # was worse than both its neighbours in size, a shape effect, not a size effect.)
 DEFAULT_GRID = {1e11: ["16x1", "16x2", "32x1", "32x2", "48x2"],
