@@ -900,45 +900,197 @@ def v_sinusoidal_in_halves(max_len, d_model):
 
 _lora_forward, _lora_backward = v_lora_unscaled()
 
-# (exercise, words naming the place, the wrong functions)
+# (exercise, words of the catalogued hint it is a variant of (None: of no catalogued hint),
+#  words naming the place, the wrong functions)
 VARIANTS = [
-    ("adamw", "1 - b1**t", dict(step=v_adamw_step(bias_m=False))),
-    ("adamw", "1 - b2**t", dict(step=v_adamw_step(bias_v=False))),
-    ("adamw", "betas", dict(step=v_adamw_step(swap=True))),
-    ("adamw", "before the Adam update", dict(step=v_adamw_step(decay_after=True))),
-    ("layernorm", "gamma", dict(backward=v_layernorm_backward(gamma_in_dx=False))),
-    ("layernorm", "mean", dict(backward=v_layernorm_backward(mean_sign=+1))),
-    ("layernorm", "dgamma", dict(backward=v_layernorm_backward(dgamma_centred=True))),
-    ("gelu", "0.044715", dict(backward=v_gelu_backward_cubic)),
-    ("gelu", "sqrt(2/pi)", dict(forward=v_gelu_forward_2_over_pi, backward=v_gelu_backward_2_over_pi)),
-    ("mha", "W_v", dict(backward=v_mha_backward_untransposed("W_v"))),
-    ("mha", "W_q", dict(backward=v_mha_backward_untransposed("W_q"))),
-    ("softmax", "<dy, y>", dict(backward=lambda dy, y: y * (dy - dy.sum(-1, keepdims=True)))),
-    ("attention", "dk", dict(backward=v_attention_backward_dk_unscaled)),
-    ("cross_entropy", "smooth", dict(backward=v_cross_entropy_backward("one-hot"))),
-    ("cross_entropy", "padding", dict(backward=v_cross_entropy_backward("padding"))),
-    ("embedding", "dP", dict(backward=v_embedding_backward("dP scaled"))),
-    ("embedding", "sqrt(C)", dict(forward=v_embedding_forward_unscaled)),
-    ("embedding", "padding", dict(backward=v_embedding_backward("padding left out"))),
-    ("linear", "db",
+    ("adamw", "the bias correction is missing", "1 - b1**t",
+     dict(step=v_adamw_step(bias_m=False))),  # half of the catalogued mistake
+    ("adamw", "the bias correction is missing", "1 - b2**t",
+     dict(step=v_adamw_step(bias_v=False))),
+    ("adamw", "betas are swapped", "betas", dict(step=v_adamw_step(swap=True))),
+    ("adamw", "comes before the Adam update", "before the Adam update",
+     dict(step=v_adamw_step(decay_after=True))),
+    ("layernorm", "dx is missing gamma", "gamma",
+     dict(backward=v_layernorm_backward(gamma_in_dx=False))),
+    ("layernorm", "dx is missing the mean term", "mean",
+     dict(backward=v_layernorm_backward(mean_sign=+1))),  # the term with the wrong sign
+    ("layernorm", None, "dgamma", dict(backward=v_layernorm_backward(dgamma_centred=True))),
+    ("gelu", None, "0.044715", dict(backward=v_gelu_backward_cubic)),
+    ("gelu", "another constant in front", "sqrt(2/pi)",
+     dict(forward=v_gelu_forward_2_over_pi, backward=v_gelu_backward_2_over_pi)),
+    ("mha", None, "W_v", dict(backward=v_mha_backward_untransposed("W_v"))),
+    ("mha", None, "W_q", dict(backward=v_mha_backward_untransposed("W_q"))),
+    ("softmax", "the number subtracted from dy is wrong", "<dy, y>",
+     dict(backward=lambda dy, y: y * (dy - dy.sum(-1, keepdims=True)))),
+    ("attention", "so the backward does too", "dk",
+     dict(backward=v_attention_backward_dk_unscaled)),  # the scale left out of dk only
+    ("cross_entropy", None, "smooth", dict(backward=v_cross_entropy_backward("one-hot"))),
+    ("cross_entropy", "padding positions must be ignored", "padding",
+     dict(backward=v_cross_entropy_backward("padding"))),  # in the backward only
+    ("embedding", "the forward multiplies by sqrt(C)", "dP",
+     dict(backward=v_embedding_backward("dP scaled"))),  # the scale put on the wrong gradient
+    ("embedding", None, "sqrt(C)", dict(forward=v_embedding_forward_unscaled)),
+    ("embedding", "a sum over the batch", "padding",
+     dict(backward=v_embedding_backward("padding left out"))),  # a sum over SOME sentences
+    ("linear", "db must sum dy over every row", "db",
      dict(backward=lambda dy, c: (*S.linear_backward(dy, c)[:2],
                                   dy.reshape(-1, dy.shape[-1]).mean(0)))),
-    ("relu", "x <= 0", dict(backward=lambda dy, x: dy * np.where(x > 0, 1.0, 0.01))),
-    ("block", "SUM", dict(block=v_block_one_numpy_residual())),
-    ("lora", "alpha/r", dict(forward=_lora_forward, backward=_lora_backward)),
-    ("filter", "one token too few", dict(filter=v_top_p_one_too_few)),
-    ("dropout", "(1 - rate)", dict(forward=v_dropout_multiplies)),
-    ("pooling", "REAL tokens", dict(forward=v_pool_mean_over_all, backward=v_pool_backward)),
-    ("tied", "embedding", dict(backward=v_tied_backward_output_path_only)),
-    ("clip", "GLOBAL", dict(clip=v_clip_each)),
-    ("lm_loss", "NEXT token", dict(forward=v_lm_loss_forward_unshifted,
-                                   backward=lambda dloss, c: S.cross_entropy_backward(dloss, c))),
-    ("kv_step", "attend to itself", dict(step=v_kv_attend_then_append)),
-    ("bpe_merge", "FREQUENCIES", dict(merge=v_bpe_count_words)),
-    ("power_law", "MINUS the slope", dict(fit=v_power_law_slope_as_alpha)),
-    ("icl_score", "loss(late) - loss(early)", dict(score=v_icl_early_minus_late)),
-    ("ffn", "b_1", dict(backward=v_ffn_gate_on_xW)),
-    ("output_loss", "dloss", dict(backward=v_output_loss_backward_no_dloss)),
-    ("decoder_block", "memory", dict(block=v_decoder_memory_as_constant)),
-    ("sinusoidal", "alternate", dict(table=v_sinusoidal_in_halves)),
+    ("relu", None, "x <= 0", dict(backward=lambda dy, x: dy * np.where(x > 0, 1.0, 0.01))),
+    ("block", "must get the SUM of both gradients", "SUM",
+     dict(block=v_block_one_numpy_residual())),  # one residual of two off the tape
+    ("lora", None, "alpha/r", dict(forward=_lora_forward, backward=_lora_backward)),
+    ("filter", "keeps one token too few", "one token too few", dict(filter=v_top_p_one_too_few)),
+    ("dropout", None, "(1 - rate)", dict(forward=v_dropout_multiplies)),
+    ("pooling", "the mean runs over the REAL tokens", "REAL tokens",
+     dict(forward=v_pool_mean_over_all, backward=v_pool_backward)),
+    ("tied", None, "embedding", dict(backward=v_tied_backward_output_path_only)),
+    ("clip", "the norm is GLOBAL", "GLOBAL", dict(clip=v_clip_each)),
+    ("lm_loss", "predict the NEXT token", "NEXT token",
+     dict(forward=v_lm_loss_forward_unshifted,
+          backward=lambda dloss, c: S.cross_entropy_backward(dloss, c))),
+    ("kv_step", "attend to itself too", "attend to itself",
+     dict(step=v_kv_attend_then_append)),
+    ("bpe_merge", "sum of the FREQUENCIES", "FREQUENCIES", dict(merge=v_bpe_count_words)),
+    ("power_law", "alpha is MINUS the slope", "MINUS the slope",
+     dict(fit=v_power_law_slope_as_alpha)),
+    ("icl_score", "negative when the context helps", "loss(late) - loss(early)",
+     dict(score=v_icl_early_minus_late)),
+    ("ffn", "the bias b_1 is missing from the gate", "b_1", dict(backward=v_ffn_gate_on_xW)),
+    ("output_loss", None, "dloss", dict(backward=v_output_loss_backward_no_dloss)),
+    ("decoder_block", "memory gets no gradient", "memory",
+     dict(block=v_decoder_memory_as_constant)),
+    ("sinusoidal", "not in two halves", "alternate", dict(table=v_sinusoidal_in_halves)),
 ]
+
+
+# ----------------------------------------------------------------- which hints have a variant
+# Catalogued hints that cannot have a variant in the sense of issue #21: {(exercise, words of
+# the hint): why}. Every other catalogued hint needs a variant in VARIANTS.
+NO_VARIANT = {}
+
+
+def catalogued_hints():
+    """[(exercise, message)]: every catalogued hint (checker.Hint) and switched mistake."""
+    from npformer.exercises import EXERCISES
+
+    hints = []
+    for name, exercise in EXERCISES.items():
+        hints += [(name, hint.message) for hint in exercise.hints]
+        if exercise.mistakes:
+            hints += [(name, message) for message in exercise.mistakes.flags.values()]
+    return hints
+
+
+def hint_named(name, words):
+    """The one catalogued message of exercise `name` that contains `words`."""
+    found = [m for n, m in catalogued_hints() if n == name and words in m]
+    if len(found) != 1:
+        raise LookupError(f"{name}: {len(found)} catalogued hints contain {words!r}")
+    return found[0]
+
+
+def answer_outputs(name, functions, seed=0):
+    """What the checker reads from `functions`, case by case: [{output: value}].
+
+    An answer that raises gives what it produced before raising.
+    """
+    from npformer.exercises import EXERCISES
+    from npformer.exercises.checker import layer_outputs
+
+    exercise = EXERCISES[name]
+    outputs = []
+    for case in exercise.make_cases(np.random.default_rng(seed)):
+        got = {}
+        try:
+            with np.errstate(all="ignore"):
+                (exercise.learner_outputs or layer_outputs)(exercise, functions, case, got)
+        except Exception:  # a crash is an answer too: its outputs so far
+            pass
+        outputs.append(got)
+    return outputs
+
+
+def same_outputs(a, b):
+    """Two answers' outputs (answer_outputs) are equal in every case."""
+    from npformer.exercises.diagnose import _same
+
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x) for x, y in zip(a, b))
+
+
+def planted_for(name, message):
+    """The PLANTED wrong answers that get `message` (the catalogued spellings of it)."""
+    return [wrong for n, words, wrong in PLANTED if n == name and any(
+        w in message for w in ((words,) if isinstance(words, str) else words))]
+
+
+def hint_coverage():
+    """{(exercise, message): [place words of its variants]} for every catalogued hint.
+
+    A variant counts for the hint it names (VARIANTS' second field); whether it fails,
+    gets a hint naming its place, and differs from the catalogued spellings is what
+    test_exercises.py asserts of each variant.
+    """
+    table = {key: [] for key in catalogued_hints()}
+    for name, of_hint, place, _ in VARIANTS:
+        if of_hint is not None:
+            table[(name, hint_named(name, of_hint))].append(place)
+    return table
+
+
+def with_model_answers(name, wrong):
+    """The model answer's functions for exercise `name`, with `wrong` replacing some."""
+    from npformer.exercises import EXERCISES
+
+    exercise = EXERCISES[name]
+    functions = {}
+    for role, function_name in zip(exercise.roles, exercise.functions):
+        module = next(m for m in (S, M, L) if hasattr(m, function_name))
+        functions[role] = getattr(module, function_name)
+    return {**functions, **wrong}
+
+
+def variant_verdict(name, of_hint, place, wrong):
+    """'' if the variant is a genuine one that gets its place named, else what is wrong."""
+    from npformer.exercises import check
+
+    with np.errstate(all="ignore"):
+        result = check(name, verbose=False, **with_model_answers(name, wrong))
+    if result:
+        return "passes the check"
+    if not any(place in hint for hint in result.hints):
+        return f"no hint names {place!r}: {result.hints}"
+    if of_hint is not None:
+        mine = answer_outputs(name, with_model_answers(name, wrong))
+        for planted in planted_for(name, hint_named(name, of_hint)):
+            if same_outputs(mine, answer_outputs(name, with_model_answers(name, planted))):
+                return "gives the same numbers as a catalogued spelling (PLANTED)"
+    return ""
+
+
+def measure():
+    """Every catalogued hint, and whether a genuine variant of it gets its place named.
+
+    Prints one line per hint and returns (hints with such a variant, hints). Run:
+    PYTHONPATH=. python tests/exercise_mistakes.py
+    """
+    verdicts = {v[:3]: variant_verdict(*v) for v in VARIANTS if v[1] is not None}
+    covered = 0
+    for (name, message), places in hint_coverage().items():
+        good = [p for (n, of, p), verdict in verdicts.items()
+                if n == name and hint_named(n, of) == message and not verdict]
+        bad = [f"{p}: {verdict}" for (n, of, p), verdict in verdicts.items()
+               if n == name and hint_named(n, of) == message and verdict]
+        exception = [why for (n, words), why in NO_VARIANT.items()
+                     if n == name and words in message]
+        covered += bool(good)
+        state = ("variant" if good else "EXCEPTION" if exception else "missing")
+        print(f"{state:9s} {name:14s} {message[:70]}" + "".join(f"\n{'':24s}{b}" for b in bad))
+    total = len(hint_coverage())
+    print(f"{covered} of {total} catalogued hints have a genuine variant; "
+          f"{len(NO_VARIANT)} listed exceptions")
+    return covered, total
+
+
+if __name__ == "__main__":
+    measure()
