@@ -901,14 +901,16 @@ def v_sinusoidal_in_halves(max_len, d_model):
 _lora_forward, _lora_backward = v_lora_unscaled()
 
 # (exercise, words of the catalogued hint it is a variant of (None: of no catalogued hint),
-#  words naming the place, the wrong functions)
+#  words naming the place, the wrong functions). SAME: uncatalogued before issue #21, but
+# since then the same numbers as a PLANTED spelling: not a variant of any hint now.
+SAME = None
 VARIANTS = [
     ("adamw", "the bias correction is missing", "1 - b1**t",
      dict(step=v_adamw_step(bias_m=False))),  # half of the catalogued mistake
     ("adamw", "the bias correction is missing", "1 - b2**t",
      dict(step=v_adamw_step(bias_v=False))),
-    ("adamw", "betas are swapped", "betas", dict(step=v_adamw_step(swap=True))),
-    ("adamw", "comes before the Adam update", "before the Adam update",
+    ("adamw", SAME, "betas", dict(step=v_adamw_step(swap=True))),
+    ("adamw", SAME, "before the Adam update",
      dict(step=v_adamw_step(decay_after=True))),
     ("layernorm", "dx is missing gamma", "gamma",
      dict(backward=v_layernorm_backward(gamma_in_dx=False))),
@@ -936,30 +938,178 @@ VARIANTS = [
      dict(backward=lambda dy, c: (*S.linear_backward(dy, c)[:2],
                                   dy.reshape(-1, dy.shape[-1]).mean(0)))),
     ("relu", None, "x <= 0", dict(backward=lambda dy, x: dy * np.where(x > 0, 1.0, 0.01))),
-    ("block", "must get the SUM of both gradients", "SUM",
+    ("block", SAME, "SUM",
      dict(block=v_block_one_numpy_residual())),  # one residual of two off the tape
     ("lora", None, "alpha/r", dict(forward=_lora_forward, backward=_lora_backward)),
-    ("filter", "keeps one token too few", "one token too few", dict(filter=v_top_p_one_too_few)),
+    ("filter", SAME, "one token too few", dict(filter=v_top_p_one_too_few)),
     ("dropout", None, "(1 - rate)", dict(forward=v_dropout_multiplies)),
-    ("pooling", "the mean runs over the REAL tokens", "REAL tokens",
+    ("pooling", SAME, "REAL tokens",
      dict(forward=v_pool_mean_over_all, backward=v_pool_backward)),
     ("tied", None, "embedding", dict(backward=v_tied_backward_output_path_only)),
-    ("clip", "the norm is GLOBAL", "GLOBAL", dict(clip=v_clip_each)),
-    ("lm_loss", "predict the NEXT token", "NEXT token",
+    ("clip", SAME, "GLOBAL", dict(clip=v_clip_each)),
+    ("lm_loss", SAME, "NEXT token",
      dict(forward=v_lm_loss_forward_unshifted,
           backward=lambda dloss, c: S.cross_entropy_backward(dloss, c))),
-    ("kv_step", "attend to itself too", "attend to itself",
+    ("kv_step", SAME, "attend to itself",
      dict(step=v_kv_attend_then_append)),
-    ("bpe_merge", "sum of the FREQUENCIES", "FREQUENCIES", dict(merge=v_bpe_count_words)),
-    ("power_law", "alpha is MINUS the slope", "MINUS the slope",
+    ("bpe_merge", SAME, "FREQUENCIES", dict(merge=v_bpe_count_words)),
+    ("power_law", SAME, "MINUS the slope",
      dict(fit=v_power_law_slope_as_alpha)),
-    ("icl_score", "negative when the context helps", "loss(late) - loss(early)",
+    ("icl_score", SAME, "loss(late) - loss(early)",
      dict(score=v_icl_early_minus_late)),
-    ("ffn", "the bias b_1 is missing from the gate", "b_1", dict(backward=v_ffn_gate_on_xW)),
+    ("ffn", SAME, "b_1", dict(backward=v_ffn_gate_on_xW)),
     ("output_loss", None, "dloss", dict(backward=v_output_loss_backward_no_dloss)),
-    ("decoder_block", "memory gets no gradient", "memory",
+    ("decoder_block", SAME, "memory",
      dict(block=v_decoder_memory_as_constant)),
-    ("sinusoidal", "not in two halves", "alternate", dict(table=v_sinusoidal_in_halves)),
+    ("sinusoidal", SAME, "alternate", dict(table=v_sinusoidal_in_halves)),
+]
+
+
+# ----------------------------------------------------------------- variants of every hint
+# One (at least) for each catalogued hint that had none: partial versions, the mistake with
+# a second one, another code path or another wrong count; numbers unlike every PLANTED one.
+
+def lin_dW_T_db_first(dy, c):
+    dx, dW, db = S.linear_backward(dy, c)
+    return dx, dW.T, dy.sum(axis=0)
+def lin_dW_per_seq_mean(dy, c):
+    x = c[0]
+    dx, dW, db = S.linear_backward(dy, c)
+    if x.ndim > 2:
+        dW = np.matmul(x.swapaxes(-1, -2), dy).mean(axis=0)
+    return dx, dW, db
+def relu_mask_of_y(dy, x):
+    return (np.maximum(x, 0) > 0) * (dy != 0) * 1.0 * np.abs(dy).max()
+def relu_gate_both(dy, x):
+    return dy * (x > 0) * (dy > 0)
+def gelu_exact_both():
+    erf = np.vectorize(math.erf)
+    def f(x):
+        return 0.5 * x * (1 + erf(x / math.sqrt(2))), x
+    def b(dy, x):
+        return dy * (0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi))
+    return dict(forward=f, backward=b)
+def gelu_second_half(dy, x):
+    t = np.tanh(S.GELU_C * (x + S.GELU_A * x**3))
+    return dy * (0.5 * (1 + t) + x * (1 - t**2) * S.GELU_C * (1 + 3 * S.GELU_A * x**2))  # 0.5 lost
+def gelu_a_rounded(x):
+    return 0.5 * x * (1 + np.tanh(S.GELU_C * (x + 0.0447 * x**3))), x
+
+# softmax
+def sm_diag_only(dy, y):
+    return y * (1 - y) * dy  # only the diagonal of the Jacobian
+def sm_unguarded_with_backward_missing():
+    return dict(forward=softmax_without_guards, backward=lambda dy, y: y * dy)
+def sm_log_domain(x, mask):  # log-sum-exp without the max: exp overflows to inf, log(inf) = inf
+    z = np.where(mask, x, -np.inf)
+    with np.errstate(all="ignore"):
+        lse = np.log(np.exp(z).sum(-1, keepdims=True))
+        y = np.exp(z - np.where(np.isfinite(lse), lse, np.inf))
+    y = np.where(mask.any(-1, keepdims=True), y, 0.0)
+    return y, y
+def sm_mask_times(x, mask):  # masked scores set to 0 (x * mask), not -inf
+    return S.softmax_forward(x * mask, np.ones_like(mask))
+def sm_axis_minus2_masked(x, mask):
+    z = np.where(mask, x, -np.inf)
+    m = z.max(axis=-2, keepdims=True)
+    e = np.exp(z - np.where(np.isfinite(m), m, 0))
+    s = e.sum(axis=-2, keepdims=True)
+    y = e / np.where(s > 0, s, 1)
+    return y, y
+# layernorm
+def ln_ddof1_dbeta_mean():
+    return dict(forward=layernorm_forward_with(ddof=1),
+                backward=layernorm_backward_switched(dbeta_mean=True))
+def ln_eps_out_gamma():
+    return dict(forward=layernorm_forward_with(eps_inside=False),
+                backward=layernorm_backward_switched(dbeta_mean=True))
+def ln_dgamma_last_axis(dy, cache):
+    dx, _, _ = S.layernorm_backward(dy, cache)
+    return dx, (dy * cache[0]).sum(axis=-1), dy.sum(axis=-1)
+def ln_var_sign(dy, cache):
+    xhat, rstd, gamma = cache
+    C = dy.shape[-1]
+    g = dy * gamma
+    dx = rstd * (g - g.mean(-1, keepdims=True) + xhat * (g * xhat).mean(-1, keepdims=True))
+    return dx, (dy * xhat).reshape(-1, C).sum(0), dy.reshape(-1, C).sum(0)
+# embedding
+def emb_first_wins(dy, cache):
+    ids, W_shape, P_shape, s, pad_id = cache
+    C = dy.shape[-1]
+    dW = np.zeros(W_shape)
+    flat, rows = ids.reshape(-1), s * dy.reshape(-1, C)
+    for i in reversed(range(flat.size)):
+        dW[flat[i]] = rows[i]   # assignment: the first use of a token wins
+    dW[pad_id] = 0.0
+    dP = np.zeros(P_shape)
+    dP[:ids.shape[1]] = dy.sum(0)
+    return dW, dP
+def emb_dP_used_rows_mean(dy, cache):
+    dW, _ = S.embedding_backward(dy, cache)
+    return dW, dy.mean(axis=0)
+# sinusoidal
+def sin_halves_cos_first(max_len, d_model):
+    return sinusoidal_with(layout="halves", first=np.cos, second=np.sin)(max_len, d_model)
+def sin_swapped_exp1(max_len, d_model):
+    return sinusoidal_with(exponent=1, first=np.cos, second=np.sin)(max_len, d_model)
+# dropout
+def do_keep_prob_no_scale(x, rate, rng):
+    keep = rng.random(x.shape) < rate   # rate read as keep probability, and no 1/(1-rate)
+    return x * keep / rate, keep / rate
+def do_new_mask_both():
+    def backward(dy, cache):
+        return dy * (np.random.default_rng(7).random(dy.shape) >= 0.5) / 0.5
+    return dict(backward=backward)
+# ffn
+def ffn_gate_from_a(dy, cache):  # gate from the activation's OUTPUT with bias missing...
+    lin_1, act, lin_2, activation = cache
+    x, W_1 = lin_1
+    da, dW_2, db_2 = S.linear_backward(dy, lin_2)
+    dh = da * (x @ W_1 > 0) * 2.0 if activation == "relu" else M.ffn_backward(dy, cache)[0]
+    if activation != "relu":
+        return M.ffn_backward(dy, cache)
+    dx, dW_1, db_1 = S.linear_backward(dh, lin_1)
+    return dx, dW_1, db_1, dW_2, db_2
+
+
+def ffn_no_gate_db_2_mean(dy, cache):  # no gate, and db_2 averaged over the rows
+    dx, dW_1, db_1, dW_2, _ = ffn_backward_gate("none")(dy, cache)
+    return dx, dW_1, db_1, dW_2, dy.reshape(-1, dy.shape[-1]).mean(0)
+
+
+VARIANTS += [
+    ("linear", "x^T dy, not dy^T x", "x^T dy", dict(backward=lin_dW_T_db_first)),
+    ("linear", "flatten the leading axes", "dW", dict(backward=lin_dW_per_seq_mean)),
+    ("relu", "not the mask (x > 0) alone", "x > 0", dict(backward=relu_mask_of_y)),
+    ("relu", "not dy * (dy > 0)", "INPUT x", dict(backward=relu_gate_both)),
+    ("gelu", "not the exact x * Phi(x)", "tanh approximation", gelu_exact_both()),
+    ("gelu", "the second term is missing", "0.5 x (1 - tanh^2 u)",
+     dict(backward=gelu_second_half)),
+    ("gelu", "another cubic constant", "cubic", dict(forward=gelu_a_rounded)),
+    ("softmax", "missing the `- <dy, y>` term", "<dy, y>", dict(backward=sm_diag_only)),
+    ("softmax", "keys are ALL masked", "ALL masked", sm_unguarded_with_backward_missing()),
+    ("softmax", "exp overflows", "exp overflows", dict(forward=sm_log_domain)),
+    ("softmax", "exactly zero weight", "-inf", dict(forward=sm_mask_times)),
+    ("softmax", "over the LAST axis", "LAST axis", dict(forward=sm_axis_minus2_masked)),
+    ("layernorm", "population variance", "population variance", ln_ddof1_dbeta_mean()),
+    ("layernorm", "eps goes inside", "eps goes inside", ln_eps_out_gamma()),
+    ("layernorm", "dgamma and dbeta have shape", "shape (C,)",
+     dict(backward=ln_dgamma_last_axis)),
+    ("layernorm", "missing the variance term", "variance term", dict(backward=ln_var_sign)),
+    ("layernorm", "dbeta sums dy", "dbeta",
+     dict(backward=layernorm_backward_switched(dbeta_mean=True, gamma=False))),
+    ("embedding", "receive BOTH gradients", "np.add.at", dict(backward=emb_first_wins)),
+    ("embedding", "padding row's gradient must be zero", "padding",
+     dict(backward=embedding_backward_with(zero_pad=False, dP_rule="mean"))),  # and a second
+    ("embedding", "the whole table P", "(L, C)", dict(backward=emb_dP_used_rows_mean)),
+    ("sinusoidal", "not in two halves", "halves", dict(table=sin_halves_cos_first)),
+    ("sinusoidal", "the exponent is 2i/C", "2i/C",
+     dict(table=sinusoidal_with(exponent=1, layout="halves"))),
+    ("sinusoidal", "sin goes on the even", "even features", dict(table=sin_swapped_exp1)),
+    ("dropout", "probability of DROPPING", "DROPPING", dict(forward=do_keep_prob_no_scale)),
+    ("dropout", "SAME mask", "SAME mask", do_new_mask_both()),
+    ("ffn", "missing from the gate", "b_1", dict(backward=ffn_gate_from_a)),
+    ("ffn", "activation's derivative", "derivative", dict(backward=ffn_no_gate_db_2_mean)),
 ]
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exercise_mistakes import PLANTED, VARIANTS
+from exercise_mistakes import (NO_VARIANT, PLANTED, VARIANTS, answer_outputs, hint_coverage,
+                               hint_named, planted_for, same_outputs)
 from npformer.exercises import EXERCISES, check, check_functions, progress
 from npformer.exercises import solutions as S
 from npformer.exercises import solutions_llm as L
@@ -145,10 +146,32 @@ def test_every_hint_and_switch_has_a_wrong_answer():
 @pytest.mark.parametrize("name,of_hint,words,wrong", VARIANTS,
                          ids=[f"{name}: {words}" for name, _, words, _ in VARIANTS])
 def test_an_uncatalogued_mistake_gets_a_hint_naming_its_place(name, of_hint, words, wrong):
+    """It fails, a hint names its place, and (a variant of a hint) its numbers are not those
+    of any PLANTED spelling of that hint."""
     result, text = quiet_check(name, answers(name, **wrong))
     assert not result and result.status == "fail", text
     assert any(words in hint for hint in result.hints), (
         f"expected a hint naming {words!r}; the report was:\n{text}")
+    if of_hint is not None:
+        mine = answer_outputs(name, answers(name, **wrong))
+        for planted in planted_for(name, hint_named(name, of_hint)):
+            assert not same_outputs(mine, answer_outputs(name, answers(name, **planted))), (
+                f"the same numbers as a PLANTED spelling of {of_hint!r}: not a variant")
+
+
+def test_every_hint_has_a_variant_or_a_listed_reason():
+    """Issue #21: each catalogued hint is tested by a planted wrong answer and by at least
+    one variant that is not the catalogued spelling, unless NO_VARIANT says why it cannot be.
+
+    `PYTHONPATH=. python tests/exercise_mistakes.py` prints the table (measure()).
+    """
+    coverage = hint_coverage()
+    excepted = {(name, hint_named(name, words)) for name, words in NO_VARIANT}
+    missing = [f"{name}: {message[:70]}" for (name, message), places in coverage.items()
+               if not places and (name, message) not in excepted]
+    assert not missing, f"{len(missing)} hints without a variant:\n" + "\n".join(missing)
+    both = [key for key in excepted if coverage[key]]
+    assert not both, f"listed as without a variant, but with one: {both}"
 
 
 def test_there_are_enough_uncatalogued_mistakes():
