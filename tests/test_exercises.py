@@ -146,8 +146,10 @@ def test_every_hint_and_switch_has_a_wrong_answer():
 @pytest.mark.parametrize("name,of_hint,words,wrong", VARIANTS,
                          ids=[f"{name}: {words}" for name, _, words, _ in VARIANTS])
 def test_an_uncatalogued_mistake_gets_a_hint_naming_its_place(name, of_hint, words, wrong):
-    """It fails, a hint names its place, and (a variant of a hint) its numbers are not those
-    of any PLANTED spelling of that hint."""
+    """It fails and a hint names its place.
+
+    A variant of a catalogued hint must also differ from every PLANTED spelling of it.
+    """
     result, text = quiet_check(name, answers(name, **wrong))
     assert not result and result.status == "fail", text
     assert any(words in hint for hint in result.hints), (
@@ -160,8 +162,9 @@ def test_an_uncatalogued_mistake_gets_a_hint_naming_its_place(name, of_hint, wor
 
 
 def test_every_hint_has_a_variant_or_a_listed_reason():
-    """Issue #21: each catalogued hint is tested by a planted wrong answer and by at least
-    one variant that is not the catalogued spelling, unless NO_VARIANT says why it cannot be.
+    """Each catalogued hint has a variant that is not its catalogued spelling (issue #21).
+
+    Unless NO_VARIANT says why it cannot have one.
 
     `PYTHONPATH=. python tests/exercise_mistakes.py` prints the table (measure()).
     """
