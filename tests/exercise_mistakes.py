@@ -1113,6 +1113,326 @@ VARIANTS += [
 ]
 
 
+
+def att_scale_by_keys(q, k, v, mask):  # divided by sqrt(S), the number of keys
+    scale = 1.0 / math.sqrt(k.shape[1])
+    P, _ = S.softmax_forward(q @ k.transpose(0, 2, 1) * scale, mask)
+    return P @ v, (q, k, v, P, scale)
+def att_mask_times_scores(q, k, v, mask):  # masked scores set to 0, not -inf
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    P, _ = S.softmax_forward(q @ k.transpose(0, 2, 1) * scale * mask, np.ones_like(mask))
+    return P @ v, (q, k, v, P, scale)
+def att_no_inner_dv_doubled(dout, cache):
+    dq, dk, dv = attention_backward_without_inner_term(dout, cache)
+    return dq, dk, 2 * dv
+def att_dv_summed_over_batch(dout, cache):
+    dq, dk, dv = S.attention_backward(dout, cache)
+    return dq, dk, dv.sum(axis=0)  # (S,D), like a weight gradient
+def mha_fwd(**m):
+    return mha_forward_like(**m)
+def mha_paths_swapped(dy, cache):
+    dx_q, dx_kv, dW_q, dW_k, dW_v, dW_o = S.mha_backward(dy, cache)
+    x_q, x_kv, W_q, W_k, W_v, W_o, ctx, att, H = cache
+    B = x_q.shape[0]
+    dq, dk, dv = (S.merge_heads(d, B) for d in S.attention_backward(S.split_heads(dy @ W_o.T, H), att))
+    return dx_q, dv @ W_v.T, dW_q, dW_k, dW_v, dW_o  # the key path left out, another way
+def mha_two_weights_T(dy, cache):
+    dx_q, dx_kv, dW_q, dW_k, dW_v, dW_o = S.mha_backward(dy, cache)
+    return dx_q, dx_kv, dW_q, dW_k.T, dW_v.T, dW_o
+ce = cross_entropy_forward_with
+def ce_back(rule):
+    def backward(dloss, cache):
+        p, q, valid, n = cache
+        d = (p - q) * valid[..., None]
+        if rule == "per batch":
+            return dloss * d / valid.shape[0]
+        if rule == "no dloss, flipped":
+            return (q - p) * valid[..., None] / n
+        if rule == "flipped, no 1/n":
+            return dloss * (q - p) * valid[..., None]
+    return backward
+def ce_probabilities_first(logits, targets, pad_id, smoothing):
+    V = logits.shape[-1]
+    with np.errstate(all="ignore"):
+        p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)  # inf / inf for large logits
+        q = np.full(logits.shape, smoothing / V)
+        np.put_along_axis(q, targets[..., None], 1 - smoothing + smoothing / V, axis=-1)
+        valid = targets != pad_id
+        n = max(int(valid.sum()), 1)
+        loss = float((-(q * np.log(p)).sum(-1) * valid).sum() / n)
+    return loss, (p, q, valid, n)
+
+
+VARIANTS += [
+    ("attention", "the 1/sqrt(D) scale is missing", "1/sqrt(D)", dict(forward=att_scale_by_keys)),
+    ("attention", "the mask is not applied", "mask", dict(forward=att_mask_times_scores)),
+    ("attention", "missing the `- <dP, P>` term", "<dP, P>", dict(backward=att_no_inner_dv_doubled)),
+    ("attention", "dv = P^T dout", "dv = P^T dout", dict(backward=att_dv_summed_over_batch)),
+    ("mha", "transpose(0, 2, 1, 3)", "transpose(0, 2, 1, 3)",
+     dict(forward=mha_fwd(split="reshape", scale_dim="C"))),
+    ("mha", "the HEAD dim", "HEAD dim", dict(forward=mha_fwd(scale_dim="H"))),
+    ("mha", "scale of the scores is missing", "scale of the scores is missing",
+     dict(forward=mha_fwd(split="reshape", scale_dim="none"))),
+    ("mha", "x_kv feeds BOTH", "BOTH", dict(backward=mha_paths_swapped)),
+    ("mha", "has the weight's shape", "weight's shape", dict(backward=mha_two_weights_T)),
+    ("cross_entropy", "over ALL V classes", "ALL V classes",
+     dict(forward=ce(smoothing_over_others=True), backward=ce_back("per batch"))),
+    ("cross_entropy", "carries a 1/n", "dlogits", dict(backward=ce_back("per batch"))),
+    ("cross_entropy", "multiply by the upstream gradient", "dloss is not multiplied",
+     dict(backward=ce_back("no dloss, flipped"))),
+    ("cross_entropy", "the sign is flipped", "sign is flipped", dict(backward=ce_back("flipped, no 1/n"))),
+    ("cross_entropy", "exp overflows for large logits", "exp overflows",
+     dict(forward=ce_probabilities_first)),
+]
+
+
+
+def block_residual_copy():
+    """The first residual adds a COPY of x (Value(x.data)): only the sublayer path reaches x."""
+    from npformer.blocks import add, feed_forward, norm, self_attention
+    from npformer.tape import Value
+
+    def block(run, prefix, x, mask):
+        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+        h = self_attention(run, attn, norm(run, f"{prefix}.norm1", x), mask)
+        x = add(run, attn + ".res", Value(x.data, "x copy"), h)
+        return add(run, ffn + ".res", x, feed_forward(run, ffn, norm(run, f"{prefix}.norm2", x)))
+    return block
+def block_post_ln_beta_array():
+    """Post-LN, with the norms' beta passed as plain arrays."""
+    from npformer.blocks import add, feed_forward, self_attention
+    from npformer.layers import layernorm_backward, layernorm_forward
+
+    def block(run, prefix, x, mask):
+        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+
+        def ln(name, v):
+            return run.tape.call(name, layernorm_forward, layernorm_backward, v,
+                                 run.param(name + ".gamma"), run.params[name + ".beta"],
+                                 run.cfg.ln_eps)
+        x = ln(f"{prefix}.norm1", add(run, attn + ".res", x, self_attention(run, attn, x, mask)))
+        return ln(f"{prefix}.norm2", add(run, ffn + ".res", x, feed_forward(run, ffn, x)))
+    return block
+def block_beta_array(decoder=False):
+    """One norm's beta passed as a plain array: the tape never gives it a gradient."""
+    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.layers import layernorm_backward, layernorm_forward
+
+    def ln_beta_array(run, name, v):
+        return run.tape.call(name, layernorm_forward, layernorm_backward, v,
+                             run.param(name + ".gamma"), run.params[name + ".beta"],
+                             run.cfg.ln_eps)
+    def encoder(run, prefix, x, mask):
+        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+        x = add(run, attn + ".res", x, self_attention(run, attn, norm(run, f"{prefix}.norm1", x), mask))
+        return add(run, ffn + ".res", x, feed_forward(run, ffn, ln_beta_array(run, f"{prefix}.norm2", x)))
+    def dec(run, prefix, y, mem, self_mask, cross_mask):
+        attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
+        y = add(run, attn + ".r", y, self_attention(run, attn, norm(run, f"{prefix}.norm1", y),
+                                                    self_mask))
+        y = add(run, cross + ".r", y, cross_attention(run, cross, norm(run, f"{prefix}.norm2", y),
+                                                      mem, cross_mask))
+        h = ln_beta_array(run, f"{prefix}.norm3", y)
+        return add(run, ffn + ".r", y, feed_forward(run, ffn, h))
+    return dec if decoder else encoder
+def decoder_memory_copy_beta_array():
+    """memory passed as a copy, and norm3's beta as a plain array."""
+    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.layers import layernorm_backward, layernorm_forward
+    from npformer.tape import Value
+
+    def block(run, prefix, y, mem, self_mask, cross_mask):
+        attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
+        y = add(run, attn + ".r", y, self_attention(run, attn, norm(run, f"{prefix}.norm1", y),
+                                                    self_mask))
+        y = add(run, cross + ".r", y, cross_attention(run, cross, norm(run, f"{prefix}.norm2", y),
+                                                      Value(mem.data, "memory copy"), cross_mask))
+        h = run.tape.call(f"{prefix}.norm3", layernorm_forward, layernorm_backward, y,
+                          run.param(f"{prefix}.norm3.gamma"), run.params[f"{prefix}.norm3.beta"],
+                          run.cfg.ln_eps)
+        return add(run, ffn + ".r", y, feed_forward(run, ffn, h))
+    return block
+def decoder_ffn_residual_copy():
+    """The last residual adds a copy of y: only the feed-forward path reaches it."""
+    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.tape import Value
+
+    def block(run, prefix, y, mem, self_mask, cross_mask):
+        attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
+        y = add(run, attn + ".r", y, self_attention(run, attn, norm(run, f"{prefix}.norm1", y),
+                                                    self_mask))
+        y = add(run, cross + ".r", y, cross_attention(run, cross, norm(run, f"{prefix}.norm2", y),
+                                                      mem, cross_mask))
+        h = feed_forward(run, ffn, norm(run, f"{prefix}.norm3", y))
+        return add(run, ffn + ".r", Value(y.data, "y copy"), h)
+    return block
+def output_loss_blocks_kept(x, E, b, targets, pad_id):
+    """Block by block, but every block's logits kept in a list: the whole (N, V) after all."""
+    C = x.shape[-1]
+    x2, t2 = x.reshape(-1, C), targets.reshape(-1)
+    kept = [x2[i:i + 64] @ E.T + b for i in range(0, len(x2), 64)]
+    logits = np.concatenate(kept)
+    loss, cache = S.cross_entropy_forward(logits, t2, pad_id, 0.0)
+    d = S.cross_entropy_backward(1.0, cache)
+    return loss, ((d @ E).reshape(x.shape), d.T @ x2, d.sum(axis=0))
+def pool_real_sum_over_T(x, key_ok, mode):  # padding left out of the sum, but / T
+    y, w = M.pool_forward(x, key_ok, mode)
+    if mode == "mean":
+        w = key_ok / key_ok.shape[1]
+        y = np.einsum("bt,btc->bc", w, x)
+    return y, w
+def pool_backward_sums(dy, w):  # forward right; the backward sums: (w > 0), not w
+    return M.pool_backward(dy, (w > 0) * 1.0)
+
+
+VARIANTS += [
+    ("block", "must get the SUM of both gradients", "SUM", dict(block=block_residual_copy())),
+    ("block", "this exercise is pre-LN", "pre-LN", dict(block=block_post_ln_beta_array())),
+    ("block", "some parameters got no gradient", "no gradient", dict(block=block_beta_array())),
+    ("decoder_block", "memory gets no gradient", "memory", dict(block=decoder_memory_copy_beta_array())),
+    ("decoder_block", "out is right but dy is not", "dy", dict(block=decoder_ffn_residual_copy())),
+    ("decoder_block", "some parameters got no gradient", "no gradient",
+     dict(block=block_beta_array(decoder=True))),
+    ("output_loss", "never holds the whole (N, V) logits", "(N, V) logits",
+     dict(forward=output_loss_blocks_kept, backward=lambda dloss, c: tuple(dloss * g for g in c))),
+    ("pooling", "the mean runs over the REAL tokens", "divides by T", dict(forward=pool_real_sum_over_T)),
+    ("pooling", "'last' is the last REAL token", "last REAL token",
+     dict(forward=pool_forward_with(last="end", mean="sum"))),
+    ("pooling", "'mean' divides by the number", "1/n is missing", dict(backward=pool_backward_sums)),
+]
+
+
+
+def adamw_t_from_zero_in_m(p, g, m, v, t, lr, betas, eps, weight_decay):
+    b1, b2 = betas
+    p = p * (1 - lr * weight_decay)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_hat = m / (1 - b1 ** (t - 1))  # only m's correction counts t from 0
+    return p - lr * m_hat / (np.sqrt(v / (1 - b2**t)) + eps), m, v
+aw = adamw_step_switched
+def clip_flags(**flags):
+    """clip_grad_norm with some of its mistakes (the flags of CLIP's switches)."""
+    def clip(grads, max_norm):
+        norms = {k: math.sqrt(float((g**2).sum())) for k, g in grads.items()}
+        if flags.get("sum_of_norms"):
+            total = sum(norms.values())
+        else:
+            total = math.sqrt(sum(n**2 for n in norms.values()))
+        eps = 0.0 if flags.get("no_eps") else 1e-6
+        scaled = {}
+        for k, g in grads.items():
+            coef = max_norm / ((norms[k] if flags.get("per_tensor") else total) + eps)
+            if coef < 1.0 or flags.get("always"):
+                scaled[k] = g * coef
+        if not flags.get("not_in_place"):
+            for k, g in scaled.items():
+                grads[k][...] = g
+        if flags.get("norm_after"):
+            return math.sqrt(sum(float((g**2).sum()) for g in grads.values()))
+        return total
+    return clip
+def lm(**kw):
+    return dict(forward=lm_loss_forward_with(**kw), backward=lm_loss_backward_with)
+def bpe_flags(unweighted=False, largest=False, right_to_left=False):
+    def merge_step(words, freqs, new_id):
+        counts = {}
+        for word, f in zip(words, freqs):
+            for pair in zip(word, word[1:]):
+                counts[pair] = counts.get(pair, 0) + (1 if unweighted else f)
+        top = max(counts.values())
+        ties = sorted(p for p, c in counts.items() if c == top)
+        pair = ties[-1] if largest else ties[0]
+        out = []
+        for word in words:
+            w = list(word)[::-1] if right_to_left else list(word)
+            target = pair[::-1] if right_to_left else pair
+            merged, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == target:
+                    merged.append(new_id)
+                    i += 2
+                else:
+                    merged.append(w[i])
+                    i += 1
+            out.append(merged[::-1] if right_to_left else merged)
+        return pair, out
+    return merge_step
+def power_law_flags(sign=False, floor_ignored=False, a_log=False, swapped=False):
+    def fit(x, y, floor):
+        lx, ly = np.log(x), np.log(y if floor_ignored else y - floor)
+        if swapped:
+            s, c = np.polyfit(ly, lx, 1)
+            slope, intercept = 1 / s, -c / s
+        else:
+            slope, intercept = np.polyfit(lx, ly, 1)
+        return (intercept if a_log else math.exp(intercept)), (slope if sign else -slope)
+    return fit
+def icl_flags(sign=False, padding_counted=False, one_based=False, ratio=False, unstable=False):
+    def score(logits, targets, pad_id, early, late):
+        with np.errstate(all="ignore"):
+            p = np.exp(logits if unstable else logits - logits.max(-1, keepdims=True))
+            p = p / p.sum(-1, keepdims=True)
+            loss = -np.log(np.take_along_axis(p, targets[..., None], -1)[..., 0])
+        ok = np.ones(targets.shape, bool) if padding_counted else targets != pad_id
+        e, l_ = (early - 1, late - 1) if one_based else (early, late)
+        lo, hi = loss[ok[:, e], e].mean(), loss[ok[:, l_], l_].mean()
+        s = hi / lo if ratio else hi - lo
+        return -s if sign else s
+    return score
+
+
+VARIANTS += [
+    ("adamw", "a division by zero", "division by zero", dict(step=adamw_t_from_zero_in_m)),
+    ("adamw", "bias correction of m is missing", "bias correction of m",
+     dict(step=aw(bias_m=False, eps_inside=True))),
+    ("adamw", "bias correction of v is missing", "bias correction of v",
+     dict(step=aw(bias_v=False, decay_after=True))),
+    ("adamw", "Adam with L2", "Adam with L2", dict(step=aw(decoupled=False, bias_m=False))),
+    ("adamw", "scaled by the learning rate", "scaled by the learning rate",
+     dict(step=aw(decay_times_lr=False, betas_swapped=True))),
+    ("adamw", "eps goes outside", "eps goes outside", dict(step=aw(eps_inside=True, decay_after=True))),
+    ("adamw", "betas are swapped", "betas are swapped", dict(step=aw(betas_swapped=True, bias_m=False))),
+    ("adamw", "comes before the Adam update", "before the Adam update",
+     dict(step=aw(decay_after=True, betas_swapped=True))),
+    ("clip", "the norm is GLOBAL", "GLOBAL", dict(clip=clip_flags(per_tensor=True, no_eps=True))),
+    ("clip", "clip only when", "clip only when", dict(clip=clip_flags(always=True, norm_after=True))),
+    ("clip", "the 1e-6 is missing", "1e-6", dict(clip=clip_flags(no_eps=True, sum_of_norms=True))),
+    ("clip", "norm BEFORE clipping", "BEFORE clipping",
+     dict(clip=clip_flags(norm_after=True, per_tensor=True))),
+    ("clip", "not the sum of the norms", "sum of the norms",
+     dict(clip=clip_flags(sum_of_norms=True, always=True))),
+    ("clip", "IN PLACE", "IN PLACE", dict(clip=clip_flags(not_in_place=True, sum_of_norms=True))),
+    ("lm_loss", "predict the NEXT token", "NEXT token", lm(pair="same", pad="counted")),
+    ("lm_loss", "the shift goes forward", "shift goes forward", lm(pair="backward", reduce="sum")),
+    ("lm_loss", "padding targets must not count", "padding", lm(pad="counted", reduce="sum")),
+    ("lm_loss", "MEAN over the predicted", "MEAN", lm(reduce="sum", pair="same")),
+    ("bpe_merge", "sum of the FREQUENCIES", "FREQUENCIES",
+     dict(merge=bpe_flags(unweighted=True, largest=True))),
+    ("bpe_merge", "ties go to the smaller pair", "smaller pair",
+     dict(merge=bpe_flags(largest=True, right_to_left=True))),
+    ("bpe_merge", "merge left to right", "left to right",
+     dict(merge=bpe_flags(right_to_left=True, unweighted=True))),
+    ("power_law", "alpha is MINUS the slope", "MINUS the slope",
+     dict(fit=power_law_flags(sign=True, a_log=True))),
+    ("power_law", "subtract the floor first", "floor",
+     dict(fit=power_law_flags(floor_ignored=True, swapped=True))),
+    ("power_law", "a = exp(intercept)", "exp(intercept)",
+     dict(fit=power_law_flags(a_log=True, floor_ignored=True))),
+    ("power_law", "regress log y on log x", "regress log y",
+     dict(fit=power_law_flags(swapped=True, sign=True))),
+    ("icl_score", "exp overflows", "exp overflows", dict(score=icl_flags(unstable=True, one_based=True))),
+    ("icl_score", "negative when the context helps", "loss(late) - loss(early)",
+     dict(score=icl_flags(sign=True, one_based=True))),
+    ("icl_score", "over the real targets only", "real targets",
+     dict(score=icl_flags(padding_counted=True, ratio=True))),
+    ("icl_score", "0-based positions", "0-based",
+     dict(score=icl_flags(one_based=True, padding_counted=True))),
+    ("icl_score", "a DIFFERENCE of losses", "DIFFERENCE", dict(score=icl_flags(ratio=True, sign=True))),
+]
+
+
 # ----------------------------------------------------------------- which hints have a variant
 # Catalogued hints that cannot have a variant in the sense of issue #21: {(exercise, words of
 # the hint): why}. Every other catalogued hint needs a variant in VARIANTS.

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import solutions
 from .checker import Case, Exercise, Hint, LearnerError, call, matches
-from .diagnose import Factor, Structure, Term
+from .diagnose import Factor, Region, Structure, Term
 
 
 def randn(rng, *shape):
@@ -70,14 +70,32 @@ def head_dim(case):
     return case.inputs["q"].shape[-1]
 
 
+def wrong_scale(case, got):
+    """The forward used another scale than 1/sqrt(D): none, 1/D, sqrt(D), 1/sqrt(S), 1/S.
+
+    (A count that equals D in this case proves nothing and is skipped.)
+    """
+    D, S = head_dim(case), case.inputs["k"].shape[1]
+    right = 1.0 / math.sqrt(D)
+    for scale in (1.0, 1.0 / D, math.sqrt(D), 1.0 / math.sqrt(S), 1.0 / S):
+        if abs(scale - right) > 1e-12 and matches(got["out"], attention_with(case, scale)):
+            return True
+    return False
+
+
 def attention_structure(case, want):
     sqrt_d = math.sqrt(head_dim(case))
     scale = (Factor(sqrt_d, "the 1/sqrt(D) scale of the scores is missing here (the forward "
                             "scales the scores, so dq and dk carry 1/sqrt(D) too)"),
              Factor(1.0 / sqrt_d, "the 1/sqrt(D) scale is applied twice here"))
-    return {"dq": Structure(factors=scale), "dk": Structure(factors=scale),
+    partly_masked = ~case.inputs["mask"].all(axis=-1, keepdims=True)  # (B,T,1) or (1,1,1)
+    masked = (Region("the queries that have masked keys (is the mask applied, with -inf "
+                     "scores before the softmax?)", partly_masked),)
+    return {"dq": Structure(factors=scale, regions=masked),
+            "dk": Structure(factors=scale),
             "out": Structure(factors=(Factor(sqrt_d, "out is scaled: the scale goes on the "
-                                                     "scores, inside the softmax"),))}
+                                                     "scores, inside the softmax"),),
+                             regions=masked)}
 
 
 ATTENTION = Exercise(
@@ -88,9 +106,9 @@ ATTENTION = Exercise(
     structure=attention_structure,
     hints=(
         Hint("the scores are divided by sqrt(D), D the head dim: scores = q k^T / sqrt(D); "
-             "the 1/sqrt(D) scale is missing (or is 1/D).",
-             lambda c, got, want: matches(got["out"], attention_with(c, 1.0))
-             or matches(got["out"], attention_with(c, 1.0 / head_dim(c)))),
+             "the 1/sqrt(D) scale is missing (or is another: 1/D, sqrt(D), 1/sqrt(S) or 1/S "
+             "with S the number of keys).",
+             lambda c, got, want: wrong_scale(c, got)),
         Hint("the forward scales the scores by 1/sqrt(D), so the backward does too: "
              "dscores = softmax_backward(dP, P) / sqrt(D) before dq and dk.",
              lambda c, got, want: matches(got["dq"], want["dq"] * math.sqrt(head_dim(c)))),
@@ -143,7 +161,8 @@ def mha_with(case, scale_dim="D", split="transpose"):
 
     q, k, v = heads(x_q @ case.inputs["W_q"]), heads(x_kv @ case.inputs["W_k"]), \
         heads(x_kv @ case.inputs["W_v"])
-    scale = {"D": 1 / math.sqrt(D), "C": 1 / math.sqrt(C), "none": 1.0}[scale_dim]
+    scale = {"D": 1 / math.sqrt(D), "C": 1 / math.sqrt(C), "H": 1 / math.sqrt(H),
+             "D without sqrt": 1 / D, "none": 1.0}[scale_dim]
     mask_g = np.repeat(mask, H, axis=0) if mask.shape[0] > 1 else mask
     P, _ = solutions.softmax_forward(q @ k.transpose(0, 2, 1) * scale, mask_g)
     ctx = P @ v
@@ -152,6 +171,30 @@ def mha_with(case, scale_dim="D", split="transpose"):
     else:
         ctx = ctx.reshape(B, T, C)
     return ctx @ case.inputs["W_o"]
+
+
+def mha_forward_mistake(case, got):
+    """(split, scale) of the wrong forward the learner's y equals, or (None, None).
+
+    Every combination of the head split (right, plain reshape) and the scale (1/sqrt(D),
+    1/sqrt(C), 1/sqrt(H), 1/D, none) is tried: a wrong split and a wrong scale together
+    are both named. Counts equal to D in a case prove nothing there and are skipped.
+    """
+    H, C = case.inputs["n_heads"], case.inputs["x_q"].shape[-1]
+    D = C // H
+    counts = {"none": 1, "C": C, "H": H, "D without sqrt": D * D}  # scale = 1/sqrt(count)
+    tried = {D}  # a count equal to one tried before gives the same forward: skipped
+    wrong = []
+    for name, count in counts.items():
+        if count not in tried:
+            tried.add(count)
+            wrong.append(name)
+    for split in ("transpose", "reshape") if H > 1 else ("transpose",):
+        for scale_dim in ["D"] + wrong:
+            if (split, scale_dim) != ("transpose", "D") and matches(
+                    got["y"], mha_with(case, scale_dim, split)):
+                return split, scale_dim
+    return None, None
 
 
 def dx_kv_one_path(case):
@@ -204,12 +247,12 @@ MHA = Exercise(
     hints=(
         Hint("split heads with x.reshape(B, T, H, D).transpose(0, 2, 1, 3): a plain "
              "reshape to (B, H, T, D) mixes positions and features.",
-             lambda c, got, want: c.inputs["n_heads"] > 1
-             and matches(got["y"], mha_with(c, split="reshape"))),
-        Hint("scale by 1/sqrt(D) with D = C / H the HEAD dim, not 1/sqrt(C).",
-             lambda c, got, want: c.inputs["n_heads"] > 1 and matches(got["y"], mha_with(c, "C"))),
+             lambda c, got, want: mha_forward_mistake(c, got)[0] == "reshape"),
+        Hint("scale by 1/sqrt(D) with D = C / H the HEAD dim, not 1/sqrt(C) (nor 1/sqrt(H), "
+             "nor 1/D).",
+             lambda c, got, want: mha_forward_mistake(c, got)[1] in ("C", "H", "D without sqrt")),
         Hint("the 1/sqrt(D) scale of the scores is missing.",
-             lambda c, got, want: matches(got["y"], mha_with(c, "none"))),
+             lambda c, got, want: mha_forward_mistake(c, got)[1] == "none"),
         Hint("x_kv feeds BOTH the keys and the values: dx_kv = dK W_k^T + dV W_v^T "
              "(a reused input sums the gradients of all its uses).",
              lambda c, got, want: any(matches(got["dx_kv"], part)
