@@ -1433,6 +1433,79 @@ VARIANTS += [
 ]
 
 
+
+def filter_flags(k_off=0, p_rule="right", renormalise=True, ascending=False):
+    """filter_logits written row by row, with some of its mistakes."""
+    def filter_logits(logits, top_k, top_p):
+        out = np.array(logits, dtype=float)
+        for row, original in zip(out, np.array(logits, dtype=float)):
+            order = np.argsort(row) if ascending else np.argsort(-row)
+            if 0 < top_k < len(row):
+                row[order[top_k + k_off:]] = -np.inf
+            if top_p < 1.0:
+                z = (row if renormalise else original)[order]
+                p = np.exp(z - z.max())
+                p /= p.sum()
+                total = 0.0
+                for i, token in enumerate(order):
+                    if p_rule == "few":
+                        total += p[i]
+                        if total >= top_p:
+                            row[token] = -np.inf
+                        continue
+                    if total >= top_p:
+                        if p_rule == "many" and total - p[i - 1] < top_p:
+                            total += p[i]
+                            continue  # one more than the nucleus
+                        row[token] = -np.inf
+                    total += p[i]
+        return out
+    return filter_logits
+def kv_flags(sees_self=True, past=True, scale="D", window=None):
+    def step(x, W_q, W_k, W_v, W_o, past_k, past_v, n_heads):
+        B, _, C = x.shape
+        D = C // n_heads
+
+        def heads(a):
+            return a.reshape(B, 1, n_heads, D).transpose(0, 2, 1, 3)
+        q, k_new, v_new = heads(x @ W_q), heads(x @ W_k), heads(x @ W_v)
+        k = np.concatenate([past_k, k_new], axis=2)
+        v = np.concatenate([past_v, v_new], axis=2)
+        keys, values = (k, v) if past else (k_new, v_new)
+        if not sees_self:
+            keys, values = past_k, past_v  # attends before appending: nothing at step 0
+        s = q @ keys.transpose(0, 1, 3, 2) * {"D": 1 / math.sqrt(D), "none": 1.0,
+                                              "C": 1 / math.sqrt(C)}[scale]
+        if s.shape[-1] == 0:
+            ctx = np.zeros_like(q)
+        else:
+            P = np.exp(s - s.max(axis=-1, keepdims=True))
+            ctx = (P / P.sum(axis=-1, keepdims=True)) @ values
+        y = ctx.transpose(0, 2, 1, 3).reshape(B, 1, C) @ W_o
+        if window:  # the cache keeps only the last `window` positions
+            return y, k[:, :, -window:], v[:, :, -window:]
+        return y, k, v
+    return step
+
+
+VARIANTS += [
+    ("filter", "keeps one token too few", "one token too few",
+     dict(filter=filter_flags(p_rule="few", k_off=1))),
+    ("filter", "keeps one token too many", "one token too many",
+     dict(filter=filter_flags(p_rule="many", k_off=-1))),
+    ("filter", "the k largest logits", "the k largest",
+     dict(filter=filter_flags(k_off=-1, renormalise=False))),
+    ("filter", "not k + 1", "not k + 1", dict(filter=filter_flags(k_off=1, p_rule="many"))),
+    ("filter", "taken from what top-k left", "what top-k left",
+     dict(filter=filter_flags(renormalise=False, p_rule="few"))),
+    ("filter", "DECREASING order", "DECREASING", dict(filter=filter_flags(ascending=True, k_off=1))),
+    ("kv_step", "attend to itself too", "attend to itself", dict(step=kv_flags(sees_self=False))),
+    ("kv_step", "attend over the cached past", "cached past", dict(step=kv_flags(past=False, window=1))),
+    ("kv_step", "divided by sqrt(D)", "sqrt(D)", dict(step=kv_flags(scale="C"))),
+    ("kv_step", "grows by one position per step", "axis 2", dict(step=kv_flags(window=2))),
+]
+
+
 # ----------------------------------------------------------------- which hints have a variant
 # Catalogued hints that cannot have a variant in the sense of issue #21: {(exercise, words of
 # the hint): why}. Every other catalogued hint needs a variant in VARIANTS.

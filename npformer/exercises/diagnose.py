@@ -22,7 +22,7 @@ look at HOW a wrong output differs from the right one, whatever code produced it
 - a region: the error lives only where a named condition holds (padding
   positions, the last position, x <= 0, repeated tokens, ...);
 - zero where it should not be: a gradient that receives nothing (a value
-  passed off the tape, a path never added).
+  passed off the tape, a path never added), or a value never computed.
 
 Each message names the output it is about ("dk is sqrt(D) = 2 times ..."), so
 the learner knows where to look. Shapes: any; outputs are compared as float64.
@@ -153,8 +153,11 @@ def _same(a, b):
 
 
 # ----------------------------------------------------------------- one output
-def explain_output(name, got, want, structure=None):
-    """One message about how output `name` differs from the right value, or None."""
+def explain_output(name, got, want, structure=None, gradient=True):
+    """One message about how output `name` differs from the right value, or None.
+
+    gradient: is the output a gradient (else a value the forward computes)?
+    """
     s = structure or Structure()
     g, w = _array(got), _array(want)
     if g is None or w is None:
@@ -168,6 +171,8 @@ def explain_output(name, got, want, structure=None):
         return None
     if g.size < 2:  # one number: any factor or sum of terms fits it, proving nothing
         return None
+    if not np.any(g) and np.any(w) and not gradient:
+        return f"{name} is zero everywhere: is a term or a step of its computation missing?"
     if not np.any(g) and np.any(w):
         return (f"{name} is zero everywhere: no gradient reaches it. Is a path missing, or "
                 f"did the value leave the computation (a copy, .data, a plain array)?")
@@ -333,9 +338,11 @@ def diagnose(exercise, case, got, want, failed, fd_ok=None, switches=True):
     if switched:
         failed = [name for name in failed if name in left]
     structure = exercise.structure(case, want) if exercise.structure else {}
+    gradients = {g for _, g in exercise.wrt} or {n for n in want if n.startswith("d")}
     for name in failed:
         if name in got:
-            text = explain_output(name, got[name], want[name], structure.get(name))
+            text = explain_output(name, got[name], want[name], structure.get(name),
+                                  gradient=name in gradients)
             if text:
                 messages.append((name, text))
     forward = exercise.outputs[0]
