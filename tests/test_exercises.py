@@ -3,9 +3,10 @@
 - every model answer (npformer/exercises/solutions*.py) passes;
 - every catalogued hint and every switched mistake has a deliberately wrong answer
   (tests/exercise_mistakes.py: PLANTED) that fails AND gets that hint;
-- mistakes nobody catalogued (VARIANTS: one AdamW bias correction missing, gamma missing
-  in layer norm's dx, a wrong GELU constant, an untransposed square W_v, LoRA without
-  alpha/r, top-p keeping one token too few, ...) each get a hint naming their place;
+- mistakes that are not a catalogued spelling (VARIANTS: one AdamW bias correction
+  missing, gamma missing in layer norm's dx, a wrong GELU constant, an untransposed square
+  W_v, LoRA without alpha/r, a mistake together with a second one, ...) each get a hint
+  naming their place, and every catalogued hint has such a variant;
 - an answer that calls the learner's own broken lower-level answer is told to fix that
   one first (a broken softmax and a right attention: "fix softmax before attention");
 - the references the checker grades against agree with central differences, with

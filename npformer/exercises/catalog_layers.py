@@ -45,7 +45,13 @@ def linear_structure(case, want):
     n = int(np.prod(case.inputs["x"].shape[:-1]))  # rows N
     per_row = (Factor(1.0 / n, f"it is averaged over the N = {n} rows; a gradient sums "
                                f"every row's contribution"),) if n > 1 else ()
-    return {"db": Structure(factors=per_row), "dW": Structure(factors=per_row)}
+    B = case.inputs["x"].shape[0]
+    per_sequence = (Factor(1.0 / B, f"it is averaged over the B = {B} sequences; it must sum "
+                                    f"over every row of a batch of sequences: flatten the "
+                                    f"leading axes first"),) if case.inputs["x"].ndim > 2 \
+        and B not in (1, n) else ()
+    return {"db": Structure(factors=per_row + per_sequence),
+            "dW": Structure(factors=per_row + per_sequence)}
 
 
 LINEAR = Exercise(
