@@ -273,8 +273,8 @@ def _flat_like(value, shape):
 def _per_axis(name, g, w, features, rows=()):
     """g = w * f(last index) with f not constant (per feature), or g = w * f(row).
 
-    A named vector (features: over the last axis, rows: over the rows) that equals f or
-    1/f names the factor.
+    A named vector names the factor: over the last axis (features) when it equals f or
+    1/f, over the rows (rows, a count per row) when it equals f.
     """
     if g.ndim == 0 or g.shape[-1] < 2:
         return None
@@ -299,7 +299,7 @@ def _per_axis(name, g, w, features, rows=()):
         for rname, vec in rows:
             vec = np.asarray(vec, dtype=np.float64).ravel()
             if vec.shape == r.shape and np.allclose(r[ok], vec[ok], rtol=COEF_TOL):
-                return f"{name} is the right value times {rname}, row by row"
+                return f"{name}, row by row, is the right value times {rname}"
         return (f"{name} is right up to one factor per row (the last axis agrees up to "
                 f"scale): a normalisation or a count differs from row to row")
     return None
@@ -338,6 +338,7 @@ def diagnose(exercise, case, got, want, failed, fd_ok=None, switches=True):
     if switched:
         failed = [name for name in failed if name in left]
     structure = exercise.structure(case, want) if exercise.structure else {}
+    # the gradients (a block exercise has no wrt: its gradients are named d...)
     gradients = {g for _, g in exercise.wrt} or {n for n in want if n.startswith("d")}
     for name in failed:
         if name in got:
