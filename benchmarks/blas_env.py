@@ -208,6 +208,9 @@ def dispatch(args, script, argv=None):
     """
     if args.column is not None:
         return False
+    cols = columns(args)
+    if len(cols) == 1 and all(cols[0].env.get(v) == os.environ.get(v) for v in VARIABLES):
+        return False  # the one column is this process's own environment: run it here
     argv = strip_column_args(sys.argv[1:] if argv is None else argv)
     run_columns(args, script, argv)
     return True
