@@ -269,7 +269,7 @@ def roofline(name, steps, repeats, peak, bandwidth):
             kind=p.kind, phase=p.phase, a=p.a[0], b=p.b[0], calls=per_step,
             flops=p.flops * per_step, bytes=p.bytes * per_step, in_step=in_step,
             same_layout=same, contiguous=contig,
-            strided=any(not c for c in contiguity(p))))
+            layout=" @ ".join(layouts(p))))
     flops = sum(s.flops for s in shapes)
     t_products = sum(s.in_step for s in shapes)
     t_same = sum(s.same_layout for s in shapes)
@@ -312,13 +312,14 @@ def roofline(name, steps, repeats, peak, bandwidth):
           "| - | - | 0 |")
 
     print(f"\nProducts, per distinct shape and layout (ms per step; alone = best of {repeats} "
-          "in isolation):\n")
-    print("| kind | phase | a | b | calls/step | GFLOP | FLOP/byte | in step ms | alone, same "
-          "layout ms | alone, contiguous ms | GFLOP/s in step | GFLOP/s alone, contiguous |")
+          "in isolation; layout: C contiguous, T a transposed matrix, view a strided view):\n")
+    print("| kind | phase | product | layout | calls/step | GFLOP | FLOP/byte | in step ms "
+          "| alone, same layout ms | alone, contiguous ms | GFLOP/s in step "
+          "| GFLOP/s alone, contiguous |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in sorted(shapes, key=lambda s: -s.in_step):
-        print(f"| {s.kind} | {s.phase} | {fmt_shape(s.a)} | {fmt_shape(s.b)}"
-              f"{' (strided)' if s.strided else ''} | {s.calls:g} | {s.flops / 1e9:.3f} "
+        print(f"| {s.kind} | {s.phase} | {fmt_shape(s.a)} @ {fmt_shape(s.b)} | {s.layout} "
+              f"| {s.calls:g} | {s.flops / 1e9:.3f} "
               f"| {s.flops / s.bytes:.1f} | {1e3 * s.in_step:.2f} | {1e3 * s.same_layout:.2f} "
               f"| {1e3 * s.contiguous:.2f} | {s.flops / s.in_step / 1e9:.0f} "
               f"| {s.flops / s.contiguous / 1e9:.0f} |")
@@ -349,15 +350,23 @@ def roofline(name, steps, repeats, peak, bandwidth):
                            other=other, load=load)
 
 
-def contiguity(p):
-    """Whether each operand is C-contiguous (as NumPy would lay out a fresh array)."""
+def layouts(p):
+    """Each operand's layout: C (contiguous), T (a transposed contiguous matrix) or view."""
     result = []
     for shape, strides in (p.a, p.b):
-        expected, size = [], 4
+        c_strides, f_strides, size_c, size_f = [], [], 4, 4
         for n in reversed(shape):
-            expected.append(size)
-            size *= n
-        result.append(tuple(reversed(expected)) == tuple(strides))
+            c_strides.insert(0, size_c)
+            size_c *= n
+        for n in shape[-2:]:
+            f_strides.append(size_f)
+            size_f *= n
+        if tuple(c_strides) == tuple(strides):
+            result.append("C")
+        elif len(shape) == 2 and tuple(f_strides) == tuple(strides):
+            result.append("T")
+        else:
+            result.append("view")
     return result
 
 
@@ -365,7 +374,7 @@ def fmt_shape(shape):
     return "(" + ",".join(map(str, shape)) + ")"
 
 
-def plot(results, peak, bandwidth, path, kernel):
+def plot(results, peak, bandwidth, path, kernel, clock):
     """Roofline (left) and time per step against the budget (right), one PNG."""
     from matplotlib.figure import Figure
 
@@ -388,7 +397,8 @@ def plot(results, peak, bandwidth, path, kernel):
     for kind, m in markers.items():
         ax.scatter([], [], color="k", marker=m, label=kind)
     ax.set(xscale="log", yscale="log", xlabel="FLOP per byte moved (operands + result once)",
-           ylabel="GFLOP/s", title=f"products of one training step ({kernel})")
+           ylabel="GFLOP/s", title=f"products of one training step ({kernel}, 1 thread, "
+                                   f"{clock} clock)")
     ax.set_ylim(1, 2 * peak / 1e9)
     ax.legend(fontsize=7, loc="lower right")
     names = [r.name for r in results]
@@ -406,7 +416,8 @@ def plot(results, peak, bandwidth, path, kernel):
         bx.annotate(f" {1e3 * r.step:.0f} ms", (1e3 * r.step, i), va="center", fontsize=8)
     bx.plot([], [], "k--", label=f"budget at {100 * TARGET_SHARE:.0f}% of peak")
     bx.plot([], [], "k-", label="products at peak")
-    bx.set(xlabel="ms per training step", title="where a step's time goes")
+    bx.set(xlabel="ms per training step",
+           title=f"where a step's time goes (load {max(r.load for r in results):.1f} or less)")
     bx.set_xlim(0, 1.15 * max(1e3 * r.step for r in results))
     bx.legend(fontsize=7, loc="lower right")
     fig.savefig(path, dpi=100)
@@ -445,7 +456,7 @@ def main():
     results = [roofline(name, args.steps, args.repeats, peak, bandwidth)
                for name in args.configs.split(",")]
     if args.plot:
-        plot(results, peak, bandwidth, args.plot, kernel.split(" kernel")[0])
+        plot(results, peak, bandwidth, args.plot, kernel.split(" kernel")[0], args.clock)
 
 
 if __name__ == "__main__":
