@@ -253,7 +253,7 @@ def alone(product, repeats, contiguous):
 def roofline(name, steps, repeats, peak, bandwidth):
     """Measure one model; print its tables; return the numbers for the plot."""
     walls, per_kind, products, optimizer_s, n_params = timed_step(name, steps)
-    step_s = statistics.median(walls)
+    step_s = statistics.mean(walls)  # a mean, as the per-op times are, so the parts add up
     load = os.getloadavg()[0]
     by_sig = {}
     for p in products:
@@ -288,7 +288,8 @@ def roofline(name, steps, repeats, peak, bandwidth):
     opt_bytes = 4 * 7 * n_params  # AdamW: read p, g, m, v; write p, m, v
 
     print(f"\n## {name}: {vs_torch.CONFIGS[name]}\n")
-    print(f"step {1e3 * step_s:.1f} ms (median of {steps}; load {load:.2f}); product FLOPs "
+    print(f"step {1e3 * step_s:.1f} ms (mean of {steps}, median "
+          f"{1e3 * statistics.median(walls):.1f}; load {load:.2f}); product FLOPs "
           f"{flops / 1e9:.2f} GFLOP (vs_torch.train_flops: "
           f"{vs_torch.train_flops(name) / 1e9:.2f}, masked entries included); "
           f"{flops / step_s / 1e9:.1f} GFLOP/s = {100 * flops / step_s / peak:.0f}% of the "
