@@ -398,8 +398,8 @@ def plot(results, peak, bandwidth, path, kernel, clock):
     for kind, m in markers.items():
         ax.scatter([], [], color="k", marker=m, label=kind)
     ax.set(xscale="log", yscale="log", xlabel="FLOP per byte moved (operands + result once)",
-           ylabel="GFLOP/s", title=f"products of one training step ({kernel}, 1 thread, "
-                                   f"{clock} clock)")
+           ylabel="GFLOP/s")
+    ax.set_title(f"products of one step ({kernel}, 1 thread, {clock} time)", fontsize=10)
     ax.set_ylim(1, 2 * peak / 1e9)
     ax.legend(fontsize=7, loc="lower right")
     names = [r.name for r in results]
@@ -417,8 +417,9 @@ def plot(results, peak, bandwidth, path, kernel, clock):
         bx.annotate(f" {1e3 * r.step:.0f} ms", (1e3 * r.step, i), va="center", fontsize=8)
     bx.plot([], [], "k--", label=f"budget at {100 * TARGET_SHARE:.0f}% of peak")
     bx.plot([], [], "k-", label="products at peak")
-    bx.set(xlabel="ms per training step",
-           title=f"where a step's time goes (load {max(r.load for r in results):.1f} or less)")
+    bx.set(xlabel="ms per training step")
+    bx.set_title(f"where a step's time goes (load average up to {max(r.load for r in results):.1f})",
+                 fontsize=10)
     bx.set_xlim(0, 1.15 * max(1e3 * r.step for r in results))
     bx.legend(fontsize=7, loc="lower right")
     fig.savefig(path, dpi=100)
