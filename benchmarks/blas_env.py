@@ -90,9 +90,32 @@ def kernel_text(pool=None, threads=None):
             f"{n} thread{'s' if n != 1 else ''}")
 
 
+def cpu_text():
+    """'AMD EPYC (family 25, model 17)' from /proc/cpuinfo, or the platform's name.
+
+    The kernel's speed depends on the processor's generation, not only on its
+    instruction set: a CPU may run 512-bit instructions on 256-bit units, so the
+    same AVX-512 kernel can be twice the AVX2 rate on one host and equal on another.
+    """
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break  # the first processor is enough
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    return (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')})")
+
+
 def kernel_report(threads=None):
-    """The kernel line and the two variables, as a benchmark prints them at its start."""
-    return f"BLAS: {kernel_text(threads=threads)} ({variables_text()})"
+    """The kernel line, the two variables and the CPU, as a benchmark prints them at its start."""
+    return f"BLAS: {kernel_text(threads=threads)} ({variables_text()}); CPU {cpu_text()}"
 
 
 # ------------------------------------------------------------------ two columns

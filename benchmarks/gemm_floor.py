@@ -118,7 +118,8 @@ def main():
         print(note + "\n")
     print(f"{args.what}, median of {args.steps} steps, {args.clock} time, {args.threads} BLAS "
           "thread(s); "
-          f"load: 1-minute load average after the row (load at start {os.getloadavg()[0]:.2f})\n")
+          f"load: 1-minute load average after the row (load at start {os.getloadavg()[0]:.2f}); "
+          f"CPU {blas_env.cpu_text()}\n")
     for col, stdout in results:
         payload = blas_env.parse_result(stdout)
         print(f"- {col.label}: {payload['kernel']}, peak {payload['peak']:.0f} GFLOP/s "

@@ -839,7 +839,7 @@ def main(argv=None):
     import torch
 
     print(f"# npformer vs PyTorch\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{blas_env.cpu_text()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f} at start; Python {platform.python_version()}, "
           f"NumPy {np.__version__}, Numba {numba.__version__}, torch {torch.__version__}")
     print("\nnpformer's BLAS columns: " + "; ".join(c.label for c in columns)
