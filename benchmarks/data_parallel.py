@@ -17,6 +17,10 @@ For 2 processes the table also gives the time rank 0 spends in the two Allreduce
 calls of a step (communication, including waiting for the slower rank) and the
 gradient size; docs/distributed.md turns these into cluster estimates.
 
+BLAS columns (benchmarks/blas_env.py): the whole table runs once with the
+environment as given and once with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (the
+children and mpiexec's ranks inherit the column's environment).
+
 --toy runs the default `npformer train` once with 1 process and once with
 `--workers 2`, and reports wall time, steps, tokens/s and the test-split score.
 """
@@ -38,6 +42,7 @@ for path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 import vs_torch  # noqa: E402  (configurations, batches and the PyTorch worker)
 
 
@@ -169,11 +174,15 @@ def main(argv=None):
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["single", "mpi"], help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    blas_env.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.child:
         return child(args)
+    if blas_env.dispatch(args, __file__, argv):
+        return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load "
-          f"{os.getloadavg()[0]:.2f}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+          f"{os.getloadavg()[0]:.2f}; {blas_env.kernel_report(threads=1)} (the 1-thread "
+          "modes; '1 proc x 2 threads' runs the same kernel with 2)")
     if args.toy:
         for workers in (1, 2):
             print(json.dumps(toy_run(workers)), flush=True)

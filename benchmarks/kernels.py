@@ -35,6 +35,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO_ROOT))
 
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
+
 from npformer.nn import kernels  # noqa: E402
 from npformer.nn.kernels import matmul_nb  # noqa: E402
 
@@ -290,7 +293,10 @@ def main(argv=None):
                         help="summary of the timed batches; 'min' resists a busy machine")
     parser.add_argument("--clock", default="wall", choices=tuple(CLOCKS),
                         help="'cpu' (thread CPU time) resists a busy machine; needs 1 BLAS thread")
+    blas_env.add_arguments(parser)
     args = parser.parse_args(argv)
+    if blas_env.dispatch(args, __file__, argv):
+        return
     config_names = [c.strip() for c in args.configs.split(",") if c.strip()]
     for c in config_names:
         if c not in CONFIGS:
@@ -305,7 +311,7 @@ def main(argv=None):
 
     blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
     print(f"# npformer kernels benchmark\n\nnumpy {np.__version__}, cores: {os.cpu_count()}, "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+          f"{blas_env.variables_text()}, "
           f"load average {os.getloadavg()[0]:.1f} (timings are only clean near 0)")
     for info in blas:
         print(f"BLAS: {info['internal_api']} {info['version']} ({info.get('architecture')}), "

@@ -6,20 +6,28 @@ Run it in two checkouts to compare (it uses only the layers' public API):
     PYTHONPATH=/path/to/old python /path/to/old/benchmarks/layer_ops.py
 
 Shapes are those of the three vs_torch.py models (N = B*T rows, float32, 1 BLAS
-thread). The output projection + loss is the fused blocked op where the checkout
-has it (layers.output_loss_forward), else the tied projection then the loss.
+thread, by default in both BLAS columns of benchmarks/blas_env.py: the environment
+as given and OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset). The output projection + loss
+is the fused blocked op where the checkout has it (layers.output_loss_forward),
+else the tied projection then the loss.
 CPU time (time.process_time), median of --repeats, so other processes on the
 machine disturb it less than wall time.
 """
 import argparse
+import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from npformer.nn import kernels
-from npformer.nn import layers as L
-from npformer.nn.threads import set_blas_threads
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
+
+from npformer.nn import kernels  # noqa: E402
+from npformer.nn import layers as L  # noqa: E402
+from npformer.nn.threads import set_blas_threads  # noqa: E402
 
 # name: (N rows, C d_model, H heads, T length, F d_ff, V vocab), as in vs_torch.py
 SHAPES = {"tiny": (1024, 64, 4, 16, 256, 1000), "small": (1536, 128, 4, 24, 512, 4000),
@@ -89,13 +97,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default="tiny,small,base")
     ap.add_argument("--repeats", type=int, default=15)
+    blas_env.add_arguments(ap)
     args = ap.parse_args()
+    if blas_env.dispatch(args, __file__):
+        return
     set_blas_threads(1)
     names = args.configs.split(",")
     rng = np.random.default_rng(0)
     table = {name: {op: cpu_ms(fn, args.repeats) for op, fn in ops(name, rng).items()}
              for name in names}
-    print(f"CPU ms, median of {args.repeats}, 1 BLAS thread, backend {kernels.backend}")
+    print(f"CPU ms, median of {args.repeats}, backend {kernels.backend}, "
+          f"{blas_env.kernel_report(threads=1)}, load {os.getloadavg()[0]:.2f}")
     print("| op | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for op in table[names[0]]:

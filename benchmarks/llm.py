@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
+
 REPO = Path(__file__).resolve().parents[1]
 LM_DIR = REPO / "runs" / "bench_lm"
 
@@ -222,9 +225,13 @@ def main(argv=None):
     parser.add_argument("--sizes", default="32,128,512,2048", help="finetune: labelled examples")
     parser.add_argument("--seeds", type=int, default=5, help="finetune: seeds per point")
     parser.add_argument("--steps", type=int, default=200, help="finetune / translator: steps")
+    blas_env.add_arguments(parser, default=blas_env.AS_GIVEN)
     args = parser.parse_args(argv)
+    if blas_env.dispatch(args, __file__, argv):
+        return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load "
-          f"{os.getloadavg()[0]:.2f}")
+          f"{os.getloadavg()[0]:.2f}; {blas_env.kernel_report(threads=1)} (the commands' "
+          "default: 1 thread)")
     for what in (["pretrain", "finetune", "translator"] if args.what == "all" else [args.what]):
         {"pretrain": run_pretrain, "finetune": run_finetune, "translator": run_translator}[what](args)
 

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 
@@ -139,7 +141,11 @@ def main():
                     help="other runs to draw in the plot")
     ap.add_argument("--label", default="this run", help="this run's name in the plot")
     ap.add_argument("--score-only", action="store_true", help="score the run in --out-dir")
+    blas_env.add_arguments(ap, default=blas_env.AS_GIVEN)
     args, extra = ap.parse_known_args()
+    if blas_env.dispatch(args, __file__):
+        return 0
+    print(blas_env.kernel_report(threads=1) + " (npformer train's default: 1 thread)", flush=True)
     if not (args.data_dir / "train.de").exists():
         print(f"no Multi30k at {args.data_dir}; nothing to do")
         return 0

@@ -9,7 +9,12 @@ arguments, in a fresh output directory and with an EMPTY Numba cache (so the
 compile time is included), times it end to end, and prints the test-split
 score that the command itself reports.
 
-    python benchmarks/toy_target.py [--keep-cache] [extra npformer train flags...]
+    python benchmarks/toy_target.py [--keep-cache] [--columns both|as-given|auto]
+                                    [--as-given-env KEY=VALUE] [extra npformer train flags...]
+
+--columns (benchmarks/blas_env.py; default as-given): the run in the environment as
+given, with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (OpenBLAS's own kernel), or both
+one after the other; each line names the BLAS kernel.
 """
 import os
 import re
@@ -17,10 +22,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 
 
 def main():
-    args = sys.argv[1:]
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    blas_env.add_arguments(parser, default=blas_env.AS_GIVEN)
+    ours, args = parser.parse_known_args(sys.argv[1:])
+    if blas_env.dispatch(ours, __file__):
+        return 0
+    print(blas_env.kernel_report(threads=1) + " (npformer train's default: 1 thread)", flush=True)
     keep_cache = "--keep-cache" in args
     args = [a for a in args if a != "--keep-cache"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 
 from npformer.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta  # noqa: E402
 from npformer.tasks import PRESETS  # noqa: E402
@@ -97,7 +99,11 @@ def main():
     ap.add_argument("--snapshots", action="store_true",
                     help="keep last.npz after each validation and score each on the test split")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    blas_env.add_arguments(ap, default=blas_env.AS_GIVEN)
     args, extra = ap.parse_known_args()
+    if blas_env.dispatch(args, __file__):
+        return
+    print(blas_env.kernel_report(threads=1) + " (npformer train's default: 1 thread)", flush=True)
     load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,7 @@
 """npformer against the same model in PyTorch: training step, decoding, start-up, memory.
 
     python benchmarks/vs_torch.py                       # everything (about 10 minutes)
+    python benchmarks/vs_torch.py --as-given-env OPENBLAS_CORETYPE=Haswell  # both kernels here
     python benchmarks/vs_torch.py --configs tiny,small --threads 1 --what train
     python benchmarks/vs_torch.py --what startup,memory --steps 5
     python benchmarks/vs_torch.py --what train --compile   # + torch.compile column
@@ -41,6 +42,15 @@ So each framework runs in a worker process of its own (--in-process: both in thi
 one), and --pause SECONDS sleeps before each timed call so spinning threads go to
 sleep. Check the load average printed with each result.
 
+BLAS kernel, two columns (benchmarks/blas_env.py): npformer runs once with the
+environment as given and once with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
+(OpenBLAS's own kernel for this CPU), each in worker processes of its own, timed
+interleaved with the same PyTorch worker; every row names the kernel its worker
+loaded (threadpoolctl) and its MFU is against that kernel's own peak. When the
+environment sets neither variable the two are one column, and the output says so
+(--as-given-env OPENBLAS_CORETYPE=Haswell forces the AVX2 kernel for the first).
+Start-up and memory run in the first column only.
+
 Shapes: B batch, S source len, T target len, C d_model, H heads, D head dim,
 F d_ff, V vocab, L layers per stack.
 """
@@ -61,8 +71,11 @@ from typing import NamedTuple
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, REPO_ROOT / "benchmarks"):
+    if str(_path) not in sys.path:  # run as a script from a source checkout
+        sys.path.insert(0, str(_path))
+
+import blas_env  # noqa: E402  (the BLAS kernel of each column; no npformer import)
 
 # npformer and torch are imported inside the functions that use them: the
 # start-up and memory subprocesses run this file and must import only one side.
@@ -92,10 +105,12 @@ LABEL_SMOOTHING = 0.1
 DROPOUT = 0.1
 PAD, BOS, EOS = 0, 1, 2
 # targets from the performance issue: npformer / PyTorch throughput, seconds, memory ratio
-# Targets of issue #14 ("performance, round two"): throughput ratio npformer / PyTorch
-# at 1 thread per model, and at least 1.3 for every model at 2 threads
-TRAIN_TARGET = {"tiny": 2.0, "small": 1.6, "base": 1.5}
-TRAIN_TARGET_2_THREADS = 1.3
+# Targets of issue #23 ("performance, round three"), for the machine's own kernel: at 1
+# thread tiny >= 3x PyTorch, small and base at >= 80 % of the product peak (MFU against
+# the row's own kernel); at 2 threads small and base >= 2.5x PyTorch
+TRAIN_TARGET_RATIO = {"tiny": 3.0}
+TRAIN_TARGET_MFU = {"small": 0.8, "base": 0.8}
+TRAIN_TARGET_2_THREADS = {"small": 2.5, "base": 2.5}
 DECODE_TARGET = 2.0
 COLD_TARGET_S, WARM_TARGET_S = 5.0, 1.0
 MEMORY_TARGET = 1.5
@@ -148,10 +163,15 @@ def train_flops(name, lm=False):
     return 3 * (encoder + decoder + output)
 
 
-def target_cell(ratio, name, threads=1):
-    """Whether the translator's throughput ratio meets its target (TRAIN_TARGET)."""
-    target = TRAIN_TARGET[name] if threads == 1 else TRAIN_TARGET_2_THREADS
-    return f"{'ok' if ratio >= target else 'MISS'} (>= {target})"
+def target_cell(ratio, mfu, name, threads=1):
+    """Whether the translator meets its issue-#23 target: a ratio or an MFU, or '-' if none."""
+    if threads == 1 and name in TRAIN_TARGET_MFU:
+        target = TRAIN_TARGET_MFU[name]
+        return f"{'ok' if mfu >= target else 'MISS'} (MFU >= {100 * target:.0f}%)"
+    target = (TRAIN_TARGET_RATIO if threads == 1 else TRAIN_TARGET_2_THREADS).get(name)
+    if target is None:
+        return "-"
+    return f"{'ok' if ratio >= target else 'MISS'} (>= {target}x)"
 
 
 class NpformerTrainer:
@@ -333,14 +353,16 @@ class Worker:
     The timing is taken inside the worker.
     """
 
-    def __init__(self, framework, what, name, threads):
+    def __init__(self, framework, what, name, threads, env=None):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "worker",
                "--framework", framework, "--what", what, "--configs", name,
                "--threads", str(threads)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=child_env(), text=True)
-        if self.proc.stdout.readline().strip() != "ready":
+                                     env=child_env(env), text=True)
+        ready = self.proc.stdout.readline()
+        if not ready.startswith("ready "):
             raise RuntimeError(f"worker {framework} {what} {name} did not start")
+        self.info = json.loads(ready[len("ready "):])  # {"kernel": line, "peak": GFLOP/s}
 
     def __call__(self):
         self.proc.stdin.write("call\n")
@@ -354,39 +376,72 @@ class Worker:
 
 
 def child_worker(framework, what, name, threads):
-    """Serve `call` lines on stdin with one JSON line each: {"seconds", "result"}."""
+    """Serve `call` lines on stdin with one JSON line each: {"seconds", "result"}.
+
+    The first line, 'ready {...}', names the BLAS kernel this process runs and its
+    measured peak (float32 GFLOP/s of a PEAK_N^3 product at this thread count).
+    """
     set_threads(threads, (framework,))
     fn = local_call(framework, what, name)
-    print("ready", flush=True)
+    if framework == "npformer":
+        info = {"kernel": blas_env.kernel_text(threads=threads),
+                "variables": blas_env.variables_text(), "peak": blas_peak(which="numpy")}
+    else:
+        import torch
+
+        info = {"kernel": f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)",
+                "variables": "", "peak": blas_peak(which="torch")}
+    print("ready " + json.dumps(info), flush=True)
     for _ in sys.stdin:
         seconds, result = fn()
         print(json.dumps({"seconds": seconds, "result": result}), flush=True)
 
 
-def make_calls(what, name, threads, isolate, frameworks=("npformer", "torch")):
-    """{framework: fn} and a function that releases them."""
+def make_calls(what, name, threads, isolate, frameworks=("npformer", "torch"), columns=None):
+    """{label: fn}, {label: worker info} and a function that releases them.
+
+    columns (blas_env.Column list): one npformer worker per column, labelled
+    "npformer:<column>", each started with its column's environment (the BLAS
+    kernel is chosen when the worker loads it); PyTorch runs once, as given.
+    """
     if isolate:
-        workers = {fw: Worker(fw, what, name, threads) for fw in frameworks}
-        return workers, lambda: [w.close() for w in workers.values()]
+        workers = {}
+        for fw in frameworks:
+            if fw == "npformer" and columns:
+                for col in columns:
+                    workers[f"npformer:{col.name}"] = Worker(fw, what, name, threads, col.env)
+            else:
+                workers[fw] = Worker(fw, what, name, threads)
+        return (workers, {label: w.info for label, w in workers.items()},
+                lambda: [w.close() for w in workers.values()])
     set_threads(threads)
-    return {fw: local_call(fw, what, name) for fw in frameworks}, lambda: None
+    calls = {fw: local_call(fw, what, name) for fw in frameworks}
+    info = {"npformer": {"kernel": blas_env.kernel_text(threads=threads),
+                         "variables": blas_env.variables_text(),
+                         "peak": blas_peak(which="numpy")}}
+    return calls, info, lambda: None
 
 
-def blas_peak(n=PEAK_N, repeats=3):
-    """Best float32 GFLOP/s of an (n,n) @ (n,n) product, NumPy and PyTorch, current threads."""
-    import torch
+def npformer_labels(stats):
+    """The npformer entries of a timing dict, in column order."""
+    return [label for label in stats if label.startswith("npformer")]
 
+
+def blas_peak(n=PEAK_N, repeats=3, which="numpy"):
+    """Best float32 GFLOP/s of an (n,n) @ (n,n) product in NumPy or PyTorch, current threads."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    flops = 2.0 * n ** 3
-    result = {}
-    for label, fn in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
-        fn()  # warm up
-        best = min(_timed(fn) for _ in range(repeats))
-        result[label] = flops / best / 1e9
-    return result
+    if which == "torch":
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        fn = lambda: ta @ tb  # noqa: E731
+    else:
+        fn = lambda: a @ b  # noqa: E731
+    fn()  # warm up
+    best = min(_timed(fn) for _ in range(repeats))
+    return 2.0 * n ** 3 / best / 1e9
 
 
 def _timed(fn):
@@ -397,48 +452,59 @@ def _timed(fn):
 
 # ------------------------------------------------------------------------- train
 def run_train(config_names, thread_counts, steps, warmup, pause, isolate, what="train",
-              compiled=False):
+              compiled=False, columns=None):
     print("\n## Training step (forward + backward + AdamW), float32"
           + (": decoder-only language model\n" if what == "lm" else "\n"))
     rows = []
+    kernels_seen = {}
     for threads in thread_counts:
-        set_threads(threads)
-        peak = blas_peak()
-        print(f"- {threads} thread(s): {thread_report()}; BLAS peak (2048^3 float32): "
-              f"numpy {peak['numpy']:.1f} GFLOP/s, torch {peak['torch']:.1f} GFLOP/s")
         for name in config_names:
             bc = CONFIGS[name]
             frameworks = ("npformer", "torch") + (("torch-compile",) if compiled else ())
-            calls, release = make_calls(what, name, threads, isolate, frameworks)
+            calls, info, release = make_calls(what, name, threads, isolate, frameworks, columns)
             stats, _ = time_interleaved(calls, steps, warmup, pause)
             release()
+            load = os.getloadavg()[0]
             tokens = bc.batch * bc.length  # target tokens per step
             flops = train_flops(name, lm=what == "lm")
-            s_np, s_t = stats["npformer"], stats["torch"]
-            ratio = s_t.median / s_np.median  # throughput npformer / torch
-            mfu_np = flops / s_np.median / (peak["numpy"] * 1e9)
-            mfu_t = flops / s_t.median / (peak["numpy"] * 1e9)
-            rows.append(
-                f"| {name} | {threads} | {tokens} "
-                f"| {s_np.ms()} | {s_t.ms()} | {tokens / s_np.median:,.0f} "
-                f"| {tokens / s_t.median:,.0f} | **{ratio:.2f}x** "
-                f"| {target_cell(ratio, name, threads) if what == 'train' else '-'} "
-                f"| {100 * mfu_np:.0f}% | {100 * mfu_t:.0f}% |")
-            line = f"  {name}: npformer {s_np.ms()} ms, torch {s_t.ms()} ms, ratio {ratio:.2f}"
+            s_t = stats["torch"]
+            line = f"  {name}, {threads} thread(s): torch {s_t.ms()} ms"
+            for label in npformer_labels(stats):
+                s_np = stats[label]
+                peak = info[label]["peak"]
+                kernels_seen[(label, threads)] = (f"{info[label]['kernel']} "
+                                                  f"({info[label]['variables']}): peak "
+                                                  f"{peak:.0f} GFLOP/s")
+                ratio = s_t.median / s_np.median  # throughput npformer / torch
+                mfu_np = flops / s_np.median / (peak * 1e9)
+                mfu_t = flops / s_t.median / (peak * 1e9)
+                rows.append(
+                    f"| {name} | {threads} | {info[label]['kernel'].split(' kernel')[0]} "
+                    f"| {s_np.ms()} | {s_t.ms()} | {tokens / s_np.median:,.0f} "
+                    f"| {tokens / s_t.median:,.0f} | **{ratio:.2f}x** "
+                    f"| {target_cell(ratio, mfu_np, name, threads) if what == 'train' else '-'} "
+                    f"| {100 * mfu_np:.0f}% | {100 * mfu_t:.0f}% | {load:.2f} |")
+                line += f"; {label} {s_np.ms()} ms, ratio {ratio:.2f}"
+                if compiled:
+                    s_c = stats["torch-compile"]
+                    rows[-1] += f" {s_c.ms()} | **{s_c.median / s_np.median:.2f}x** |"
             if compiled:
-                s_c = stats["torch-compile"]
-                rows[-1] += f" {s_c.ms()} | **{s_c.median / s_np.median:.2f}x** |"
-                line += f"; torch.compile {s_c.ms()} ms, ratio {s_c.median / s_np.median:.2f}"
-            print(f"{line}, load {os.getloadavg()[0]:.2f}", flush=True)
-    where = "one worker process per framework" if isolate else "both in this process"
-    print(f"\n{steps} timed steps per framework ({where}) after {warmup} warm-up steps; "
-          "ms/step as median (interquartile range); MFU = training FLOPs (3x forward "
-          "matrix products) / time / numpy BLAS peak at the same thread count.\n")
+                line += f"; torch.compile {stats['torch-compile'].ms()} ms"
+            print(f"{line}, load {load:.2f}", flush=True)
+    where = "one worker process per framework and column" if isolate else "all in this process"
+    print(f"\n{steps} timed steps per framework ({where}) after {warmup} warm-up steps, "
+          "interleaved; ms/step as median (interquartile range); PyTorch is timed once per "
+          "row pair. MFU = training FLOPs (3x forward matrix products) / time / the float32 "
+          f"BLAS peak of the row's own kernel ({PEAK_N}^3 product at the same thread count; "
+          "PyTorch's MFU against the same peak). Load: 1-minute load average after the row.")
+    for (label, threads), text in kernels_seen.items():
+        print(f"- {label}, {threads} thread(s): {text}")
     compile_head = " torch.compile ms/step | ratio vs compiled |" if compiled else ""
-    print("| config | threads | tgt tokens/step | npformer ms/step | PyTorch ms/step "
-          "| npformer tok/s | PyTorch tok/s | ratio | target | npformer MFU | PyTorch MFU |"
-          + compile_head)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|" + ("---:|---:|" if compiled else ""))
+    print("\n| config | threads | npformer's BLAS kernel | npformer ms/step | PyTorch ms/step "
+          "| npformer tok/s | PyTorch tok/s | ratio | target | npformer MFU | PyTorch MFU "
+          "| load |" + compile_head)
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+          + ("---:|---:|" if compiled else ""))
     print("\n".join(rows))
 
 
@@ -512,27 +578,32 @@ def torch_greedy_decode(tm, src, max_len, bos_id=BOS, eos_id=EOS):
     return [tokens[b, 1: 1 + int(lengths[b])].tolist() for b in range(B)]
 
 
-def run_decode(thread_counts, repeats, warmup, pause, isolate):
+def run_decode(thread_counts, repeats, warmup, pause, isolate, columns=None):
     print(f"\n## Greedy decoding with KV cache (tiny, B={DECODE_BATCH}, S={DECODE_SRC_LEN}, "
           f"exactly {DECODE_STEPS} steps)\n")
     rows = []
     for threads in thread_counts:
-        calls, release = make_calls("decode", "tiny", threads, isolate)
+        calls, info, release = make_calls("decode", "tiny", threads, isolate, columns=columns)
         stats, out = time_interleaved(calls, repeats, warmup, pause)
         release()
-        a, b = np.array(out["npformer"]), np.array(out["torch"])
-        if a.shape != (DECODE_BATCH, DECODE_STEPS) or b.shape != a.shape:
-            raise RuntimeError(f"expected {DECODE_STEPS} tokens per row: {a.shape}, {b.shape}")
+        load = os.getloadavg()[0]
+        b = np.array(out["torch"])
         tokens = DECODE_BATCH * DECODE_STEPS
-        s_np, s_t = stats["npformer"], stats["torch"]
-        ratio = s_t.median / s_np.median
-        rows.append(f"| {threads} | {s_np.ms()} | {s_t.ms()} | {tokens / s_np.median:,.0f} "
-                    f"| {tokens / s_t.median:,.0f} | **{ratio:.2f}x** "
-                    f"| {'ok' if ratio >= DECODE_TARGET else 'MISS'} (>= {DECODE_TARGET}) "
-                    f"| {100 * (a == b).mean():.1f}% |")
-    print("| threads | npformer ms | PyTorch ms | npformer tok/s | PyTorch tok/s | ratio "
-          "| target | same tokens |")
-    print("|---:|---:|---:|---:|---:|---:|---|---:|")
+        s_t = stats["torch"]
+        for label in npformer_labels(stats):
+            a = np.array(out[label])
+            if a.shape != (DECODE_BATCH, DECODE_STEPS) or b.shape != a.shape:
+                raise RuntimeError(f"expected {DECODE_STEPS} tokens per row: {a.shape}, {b.shape}")
+            s_np = stats[label]
+            ratio = s_t.median / s_np.median
+            rows.append(f"| {threads} | {info[label]['kernel'].split(' kernel')[0]} "
+                        f"| {s_np.ms()} | {s_t.ms()} | {tokens / s_np.median:,.0f} "
+                        f"| {tokens / s_t.median:,.0f} | **{ratio:.2f}x** "
+                        f"| {'ok' if ratio >= DECODE_TARGET else 'MISS'} (>= {DECODE_TARGET}) "
+                        f"| {100 * (a == b).mean():.1f}% | {load:.2f} |")
+    print("| threads | npformer's BLAS kernel | npformer ms | PyTorch ms | npformer tok/s "
+          "| PyTorch tok/s | ratio | target | same tokens | load |")
+    print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
     print("\n".join(rows))
     print(f"\n{repeats} timed decodes each (median (IQR)); 'same tokens': share of the "
           f"{DECODE_BATCH}x{DECODE_STEPS} greedy choices on which the two agree (float32 rounding "
@@ -636,16 +707,17 @@ def child_memory(framework, name, threads, steps):
             "n_params": n_params}
 
 
-def child_env():
-    env = dict(os.environ)
+def child_env(env=None):
+    """A child's environment: `env` (default this one) with this checkout on PYTHONPATH."""
+    env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.pop("NUMBA_DISABLE_JIT", None)
     return env
 
 
-def run_child(kind, framework, name, threads, steps=1, cache_dir=None):
+def run_child(kind, framework, name, threads, steps=1, cache_dir=None, env=None):
     """Run this file as a subprocess (`--child`); returns (its JSON result, wall seconds)."""
-    env = child_env()
+    env = child_env(env)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind,
@@ -659,7 +731,7 @@ def run_child(kind, framework, name, threads, steps=1, cache_dir=None):
     return json.loads(out.stdout.strip().splitlines()[-1]), wall
 
 
-def run_startup(threads):
+def run_startup(threads, env=None):
     print("\n## Start-up: import + build tiny + first training step (subprocesses)\n")
     print("| framework | run | process wall s | import s | build s | first step s | target |")
     print("|---|---|---:|---:|---:|---:|---|")
@@ -668,7 +740,8 @@ def run_startup(threads):
                 ("npformer", "warm (same cache dir)", WARM_TARGET_S),
                 ("torch", "first", None), ("torch", "second", None)]
         for framework, label, target in runs:
-            r, wall = run_child("startup", framework, "tiny", threads, cache_dir=cache_dir)
+            r, wall = run_child("startup", framework, "tiny", threads, cache_dir=cache_dir,
+                                env=env)
             verdict = "-" if target is None else (
                 f"{'ok' if wall <= target else 'MISS'} (<= {target:g} s)")
             print(f"| {framework} | {label} | {wall:.2f} | {r['import_s']:.2f} "
@@ -677,16 +750,16 @@ def run_startup(threads):
           "(what a user waits for); the other columns are measured inside it.")
 
 
-def run_memory(config_names, threads, steps):
+def run_memory(config_names, threads, steps, env=None):
     print(f"\n## Peak memory of {steps} training steps (one subprocess per framework, "
           f"{threads} thread(s))\n")
-    run_child("memory", "npformer", "tiny", threads, steps=1)  # fill the Numba cache first
+    run_child("memory", "npformer", "tiny", threads, steps=1, env=env)  # fill the Numba cache
     print("| config | framework | RSS after imports MiB | peak MiB | peak - imports MiB "
           "| growth after step 1 MiB | params+grads+Adam MiB | ru_maxrss MiB "
           "| npformer / PyTorch | target |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in config_names:
-        result = {fw: run_child("memory", fw, name, threads, steps=steps)[0]
+        result = {fw: run_child("memory", fw, name, threads, steps=steps, env=env)[0]
                   for fw in ("npformer", "torch")}
         delta = {fw: r["peak_mib"] - r["baseline_mib"] for fw, r in result.items()}
         ratio = delta["npformer"] / max(delta["torch"], 1e-9)
@@ -737,6 +810,7 @@ def main(argv=None):
                              "the warm-up calls compile)")
     parser.add_argument("--framework", choices=("npformer", "torch", "torch-compile"),
                         help=argparse.SUPPRESS)
+    blas_env.add_arguments(parser)
     args = parser.parse_args(argv)
     configs = parse_list(args.configs, tuple(CONFIGS), "config")
     threads = [int(t) for t in parse_list(args.threads, ("1", "2", "3", "4"), "threads")]
@@ -754,26 +828,39 @@ def main(argv=None):
         return
 
     what = parse_list(args.what, ("train", "lm", "decode", "startup", "memory"), "section")
+    columns = blas_env.columns(args)
+    if args.in_process and len(columns) > 1:
+        parser.error("--in-process runs this process's own BLAS only: add --columns as-given")
+    if args.in_process and columns[0].env.get("OPENBLAS_CORETYPE") != os.environ.get(
+            "OPENBLAS_CORETYPE"):
+        parser.error("--in-process cannot change this process's BLAS kernel: set the variables "
+                     "in the shell instead")
     import numba
     import torch
 
     print(f"# npformer vs PyTorch\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{blas_env.cpu_text()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f} at start; Python {platform.python_version()}, "
           f"NumPy {np.__version__}, Numba {numba.__version__}, torch {torch.__version__}")
+    print("\nnpformer's BLAS columns: " + "; ".join(c.label for c in columns)
+          + " (each in worker processes of its own; the kernel is read from each worker)")
+    if blas_env.same_note(args):
+        print(blas_env.same_note(args))
     t0 = time.perf_counter()
     if "train" in what:
         run_train(configs, threads, args.steps, args.warmup, args.pause, not args.in_process,
-                  compiled=args.compile)
+                  compiled=args.compile, columns=columns)
     if "lm" in what:
         run_train(configs, threads, args.steps, args.warmup, args.pause, not args.in_process, "lm",
-                  compiled=args.compile)
+                  compiled=args.compile, columns=columns)
     if "decode" in what:
-        run_decode(threads, args.steps, args.warmup, args.pause, not args.in_process)
+        run_decode(threads, args.steps, args.warmup, args.pause, not args.in_process, columns)
+    if ("startup" in what or "memory" in what) and len(columns) > 1:
+        print(f"\n(start-up and memory: the first column only, {columns[0].label})")
     if "startup" in what:
-        run_startup(threads[0])
+        run_startup(threads[0], columns[0].env)
     if "memory" in what:
-        run_memory(configs, threads[0], args.steps)
+        run_memory(configs, threads[0], args.steps, columns[0].env)
     print(f"\n(total {time.perf_counter() - t0:.0f} s, load average now "
           f"{os.getloadavg()[0]:.2f})")
 

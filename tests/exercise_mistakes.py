@@ -2,13 +2,20 @@
 
 PLANTED: one (or more) per catalogued hint and per switched mistake of every
 exercise: each must fail and get its hint (the words given). VARIANTS: mistakes
-that are NOT the spellings the checker had hints for before issue #21 (one bias
-correction of AdamW missing, gamma missing in layer norm's dx, a wrong GELU
-constant, an untransposed square W_v, LoRA without alpha/r, top-p keeping one
-token too few, ...): each must fail with a hint that names the mistake's place.
+that are NOT a catalogued spelling: each must fail with a hint that names the
+mistake's place. Most are variants of one catalogued hint (issue #21: every hint
+is tested by a planted answer AND by at least one variant): a partial version of
+the mistake (one AdamW bias correction of two, the scale left out of dk only), the
+mistake with a second one (the checker names both), another code path or another
+wrong count (1/sqrt(S) for 1/sqrt(D), a mean over the batch for a sum); their
+numbers must differ from every PLANTED spelling of that hint. The others are
+mistakes no hint catalogues (an untransposed square W_v, LoRA without alpha/r, ...).
 
 Each is written as a learner would write it, not by calling the checker's own
 switched references, so a test passing means the checker recognised the numbers.
+measure() (`PYTHONPATH=. python tests/exercise_mistakes.py`) lists every catalogued
+hint and whether a genuine variant of it gets its place named: 10 of 101 before
+the variants were completed, 101 of 101 after.
 """
 import math
 
@@ -900,45 +907,748 @@ def v_sinusoidal_in_halves(max_len, d_model):
 
 _lora_forward, _lora_backward = v_lora_unscaled()
 
-# (exercise, words naming the place, the wrong functions)
+# (exercise, words of the catalogued hint it is a variant of (None: of no catalogued hint),
+#  words naming the place, the wrong functions). SAME: uncatalogued before issue #21, but
+# since then the same numbers as a PLANTED spelling: not a variant of any hint now.
+SAME = None
 VARIANTS = [
-    ("adamw", "1 - b1**t", dict(step=v_adamw_step(bias_m=False))),
-    ("adamw", "1 - b2**t", dict(step=v_adamw_step(bias_v=False))),
-    ("adamw", "betas", dict(step=v_adamw_step(swap=True))),
-    ("adamw", "before the Adam update", dict(step=v_adamw_step(decay_after=True))),
-    ("layernorm", "gamma", dict(backward=v_layernorm_backward(gamma_in_dx=False))),
-    ("layernorm", "mean", dict(backward=v_layernorm_backward(mean_sign=+1))),
-    ("layernorm", "dgamma", dict(backward=v_layernorm_backward(dgamma_centred=True))),
-    ("gelu", "0.044715", dict(backward=v_gelu_backward_cubic)),
-    ("gelu", "sqrt(2/pi)", dict(forward=v_gelu_forward_2_over_pi, backward=v_gelu_backward_2_over_pi)),
-    ("mha", "W_v", dict(backward=v_mha_backward_untransposed("W_v"))),
-    ("mha", "W_q", dict(backward=v_mha_backward_untransposed("W_q"))),
-    ("softmax", "<dy, y>", dict(backward=lambda dy, y: y * (dy - dy.sum(-1, keepdims=True)))),
-    ("attention", "dk", dict(backward=v_attention_backward_dk_unscaled)),
-    ("cross_entropy", "smooth", dict(backward=v_cross_entropy_backward("one-hot"))),
-    ("cross_entropy", "padding", dict(backward=v_cross_entropy_backward("padding"))),
-    ("embedding", "dP", dict(backward=v_embedding_backward("dP scaled"))),
-    ("embedding", "sqrt(C)", dict(forward=v_embedding_forward_unscaled)),
-    ("embedding", "padding", dict(backward=v_embedding_backward("padding left out"))),
-    ("linear", "db",
+    ("adamw", "the bias correction is missing", "1 - b1**t",
+     dict(step=v_adamw_step(bias_m=False))),  # half of the catalogued mistake
+    ("adamw", "the bias correction is missing", "1 - b2**t",
+     dict(step=v_adamw_step(bias_v=False))),
+    ("adamw", SAME, "betas", dict(step=v_adamw_step(swap=True))),
+    ("adamw", SAME, "before the Adam update",
+     dict(step=v_adamw_step(decay_after=True))),
+    ("layernorm", "dx is missing gamma", "gamma",
+     dict(backward=v_layernorm_backward(gamma_in_dx=False))),
+    ("layernorm", "dx is missing the mean term", "mean",
+     dict(backward=v_layernorm_backward(mean_sign=+1))),  # the term with the wrong sign
+    ("layernorm", None, "dgamma", dict(backward=v_layernorm_backward(dgamma_centred=True))),
+    ("gelu", None, "0.044715", dict(backward=v_gelu_backward_cubic)),
+    ("gelu", "another constant in front", "sqrt(2/pi)",
+     dict(forward=v_gelu_forward_2_over_pi, backward=v_gelu_backward_2_over_pi)),
+    ("mha", None, "W_v", dict(backward=v_mha_backward_untransposed("W_v"))),
+    ("mha", None, "W_q", dict(backward=v_mha_backward_untransposed("W_q"))),
+    ("softmax", "the number subtracted from dy is wrong", "<dy, y>",
+     dict(backward=lambda dy, y: y * (dy - dy.sum(-1, keepdims=True)))),
+    ("attention", "so the backward does too", "dk",
+     dict(backward=v_attention_backward_dk_unscaled)),  # the scale left out of dk only
+    ("cross_entropy", None, "smooth", dict(backward=v_cross_entropy_backward("one-hot"))),
+    ("cross_entropy", "padding positions must be ignored", "padding",
+     dict(backward=v_cross_entropy_backward("padding"))),  # in the backward only
+    ("embedding", "the forward multiplies by sqrt(C)", "dP",
+     dict(backward=v_embedding_backward("dP scaled"))),  # the scale put on the wrong gradient
+    ("embedding", None, "sqrt(C)", dict(forward=v_embedding_forward_unscaled)),
+    ("embedding", "a sum over the batch", "padding",
+     dict(backward=v_embedding_backward("padding left out"))),  # a sum over SOME sentences
+    ("linear", "db must sum dy over every row", "db",
      dict(backward=lambda dy, c: (*S.linear_backward(dy, c)[:2],
                                   dy.reshape(-1, dy.shape[-1]).mean(0)))),
-    ("relu", "x <= 0", dict(backward=lambda dy, x: dy * np.where(x > 0, 1.0, 0.01))),
-    ("block", "SUM", dict(block=v_block_one_numpy_residual())),
-    ("lora", "alpha/r", dict(forward=_lora_forward, backward=_lora_backward)),
-    ("filter", "one token too few", dict(filter=v_top_p_one_too_few)),
-    ("dropout", "(1 - rate)", dict(forward=v_dropout_multiplies)),
-    ("pooling", "REAL tokens", dict(forward=v_pool_mean_over_all, backward=v_pool_backward)),
-    ("tied", "embedding", dict(backward=v_tied_backward_output_path_only)),
-    ("clip", "GLOBAL", dict(clip=v_clip_each)),
-    ("lm_loss", "NEXT token", dict(forward=v_lm_loss_forward_unshifted,
-                                   backward=lambda dloss, c: S.cross_entropy_backward(dloss, c))),
-    ("kv_step", "attend to itself", dict(step=v_kv_attend_then_append)),
-    ("bpe_merge", "FREQUENCIES", dict(merge=v_bpe_count_words)),
-    ("power_law", "MINUS the slope", dict(fit=v_power_law_slope_as_alpha)),
-    ("icl_score", "loss(late) - loss(early)", dict(score=v_icl_early_minus_late)),
-    ("ffn", "b_1", dict(backward=v_ffn_gate_on_xW)),
-    ("output_loss", "dloss", dict(backward=v_output_loss_backward_no_dloss)),
-    ("decoder_block", "memory", dict(block=v_decoder_memory_as_constant)),
-    ("sinusoidal", "alternate", dict(table=v_sinusoidal_in_halves)),
+    ("relu", None, "x <= 0", dict(backward=lambda dy, x: dy * np.where(x > 0, 1.0, 0.01))),
+    ("block", SAME, "SUM",
+     dict(block=v_block_one_numpy_residual())),  # one residual of two off the tape
+    ("lora", None, "alpha/r", dict(forward=_lora_forward, backward=_lora_backward)),
+    ("filter", SAME, "one token too few", dict(filter=v_top_p_one_too_few)),
+    ("dropout", None, "(1 - rate)", dict(forward=v_dropout_multiplies)),
+    ("pooling", SAME, "REAL tokens",
+     dict(forward=v_pool_mean_over_all, backward=v_pool_backward)),
+    ("tied", None, "embedding", dict(backward=v_tied_backward_output_path_only)),
+    ("clip", SAME, "GLOBAL", dict(clip=v_clip_each)),
+    ("lm_loss", SAME, "NEXT token",
+     dict(forward=v_lm_loss_forward_unshifted,
+          backward=lambda dloss, c: S.cross_entropy_backward(dloss, c))),
+    ("kv_step", SAME, "attend to itself",
+     dict(step=v_kv_attend_then_append)),
+    ("bpe_merge", SAME, "FREQUENCIES", dict(merge=v_bpe_count_words)),
+    ("power_law", SAME, "MINUS the slope",
+     dict(fit=v_power_law_slope_as_alpha)),
+    ("icl_score", SAME, "loss(late) - loss(early)",
+     dict(score=v_icl_early_minus_late)),
+    ("ffn", SAME, "b_1", dict(backward=v_ffn_gate_on_xW)),
+    ("output_loss", None, "dloss", dict(backward=v_output_loss_backward_no_dloss)),
+    ("decoder_block", SAME, "memory",
+     dict(block=v_decoder_memory_as_constant)),
+    ("sinusoidal", SAME, "alternate", dict(table=v_sinusoidal_in_halves)),
 ]
+
+
+# ----------------------------------------------------------------- variants of every hint
+# One (at least) for each catalogued hint that had none: partial versions, the mistake with
+# a second one, another code path or another wrong count; numbers unlike every PLANTED one.
+
+def lin_dW_T_db_first(dy, c):
+    dx, dW, db = S.linear_backward(dy, c)
+    return dx, dW.T, dy.sum(axis=0)
+def lin_dW_per_seq_mean(dy, c):
+    x = c[0]
+    dx, dW, db = S.linear_backward(dy, c)
+    if x.ndim > 2:
+        dW = np.matmul(x.swapaxes(-1, -2), dy).mean(axis=0)
+    return dx, dW, db
+def relu_mask_of_y(dy, x):
+    return (np.maximum(x, 0) > 0) * (dy != 0) * 1.0 * np.abs(dy).max()
+def relu_gate_both(dy, x):
+    return dy * (x > 0) * (dy > 0)
+def gelu_exact_both():
+    erf = np.vectorize(math.erf)
+    def f(x):
+        return 0.5 * x * (1 + erf(x / math.sqrt(2))), x
+    def b(dy, x):
+        return dy * (0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi))
+    return dict(forward=f, backward=b)
+def gelu_second_half(dy, x):
+    t = np.tanh(S.GELU_C * (x + S.GELU_A * x**3))
+    return dy * (0.5 * (1 + t) + x * (1 - t**2) * S.GELU_C * (1 + 3 * S.GELU_A * x**2))  # 0.5 lost
+def gelu_a_rounded(x):
+    return 0.5 * x * (1 + np.tanh(S.GELU_C * (x + 0.0447 * x**3))), x
+
+# softmax
+def sm_diag_only(dy, y):
+    return y * (1 - y) * dy  # only the diagonal of the Jacobian
+def sm_unguarded_with_backward_missing():
+    return dict(forward=softmax_without_guards, backward=lambda dy, y: y * dy)
+def sm_log_domain(x, mask):  # log-sum-exp without the max: exp overflows to inf, log(inf) = inf
+    z = np.where(mask, x, -np.inf)
+    with np.errstate(all="ignore"):
+        lse = np.log(np.exp(z).sum(-1, keepdims=True))
+        y = np.exp(z - np.where(np.isfinite(lse), lse, np.inf))
+    y = np.where(mask.any(-1, keepdims=True), y, 0.0)
+    return y, y
+def sm_mask_times(x, mask):  # masked scores set to 0 (x * mask), not -inf
+    return S.softmax_forward(x * mask, np.ones_like(mask))
+def sm_axis_minus2_masked(x, mask):
+    z = np.where(mask, x, -np.inf)
+    m = z.max(axis=-2, keepdims=True)
+    e = np.exp(z - np.where(np.isfinite(m), m, 0))
+    s = e.sum(axis=-2, keepdims=True)
+    y = e / np.where(s > 0, s, 1)
+    return y, y
+# layernorm
+def ln_ddof1_dbeta_mean():
+    return dict(forward=layernorm_forward_with(ddof=1),
+                backward=layernorm_backward_switched(dbeta_mean=True))
+def ln_eps_out_gamma():
+    return dict(forward=layernorm_forward_with(eps_inside=False),
+                backward=layernorm_backward_switched(dbeta_mean=True))
+def ln_dgamma_last_axis(dy, cache):
+    dx, _, _ = S.layernorm_backward(dy, cache)
+    return dx, (dy * cache[0]).sum(axis=-1), dy.sum(axis=-1)
+def ln_var_sign(dy, cache):
+    xhat, rstd, gamma = cache
+    C = dy.shape[-1]
+    g = dy * gamma
+    dx = rstd * (g - g.mean(-1, keepdims=True) + xhat * (g * xhat).mean(-1, keepdims=True))
+    return dx, (dy * xhat).reshape(-1, C).sum(0), dy.reshape(-1, C).sum(0)
+# embedding
+def emb_first_wins(dy, cache):
+    ids, W_shape, P_shape, s, pad_id = cache
+    C = dy.shape[-1]
+    dW = np.zeros(W_shape)
+    flat, rows = ids.reshape(-1), s * dy.reshape(-1, C)
+    for i in reversed(range(flat.size)):
+        dW[flat[i]] = rows[i]   # assignment: the first use of a token wins
+    dW[pad_id] = 0.0
+    dP = np.zeros(P_shape)
+    dP[:ids.shape[1]] = dy.sum(0)
+    return dW, dP
+def emb_dP_used_rows_mean(dy, cache):
+    dW, _ = S.embedding_backward(dy, cache)
+    return dW, dy.mean(axis=0)
+# sinusoidal
+def sin_halves_cos_first(max_len, d_model):
+    return sinusoidal_with(layout="halves", first=np.cos, second=np.sin)(max_len, d_model)
+def sin_swapped_exp1(max_len, d_model):
+    return sinusoidal_with(exponent=1, first=np.cos, second=np.sin)(max_len, d_model)
+# dropout
+def do_keep_prob_no_scale(x, rate, rng):
+    keep = rng.random(x.shape) < rate   # rate read as keep probability, and no 1/(1-rate)
+    return x * keep / rate, keep / rate
+def do_new_mask_both():
+    def backward(dy, cache):
+        return dy * (np.random.default_rng(7).random(dy.shape) >= 0.5) / 0.5
+    return dict(backward=backward)
+# ffn
+def ffn_gate_from_a(dy, cache):  # gate from the activation's OUTPUT with bias missing...
+    lin_1, act, lin_2, activation = cache
+    x, W_1 = lin_1
+    da, dW_2, db_2 = S.linear_backward(dy, lin_2)
+    dh = da * (x @ W_1 > 0) * 2.0 if activation == "relu" else M.ffn_backward(dy, cache)[0]
+    if activation != "relu":
+        return M.ffn_backward(dy, cache)
+    dx, dW_1, db_1 = S.linear_backward(dh, lin_1)
+    return dx, dW_1, db_1, dW_2, db_2
+
+
+def ffn_no_gate_db_2_mean(dy, cache):  # no gate, and db_2 averaged over the rows
+    dx, dW_1, db_1, dW_2, _ = ffn_backward_gate("none")(dy, cache)
+    return dx, dW_1, db_1, dW_2, dy.reshape(-1, dy.shape[-1]).mean(0)
+
+
+# the first layers: linear, activations, softmax, layer norm, embedding, positions, dropout, ffn
+VARIANTS += [
+    ("linear", "x^T dy, not dy^T x", "x^T dy", dict(backward=lin_dW_T_db_first)),
+    ("linear", "flatten the leading axes", "flatten the leading axes", dict(backward=lin_dW_per_seq_mean)),
+    ("relu", "not the mask (x > 0) alone", "x > 0", dict(backward=relu_mask_of_y)),
+    ("relu", "not dy * (dy > 0)", "INPUT x", dict(backward=relu_gate_both)),
+    ("gelu", "not the exact x * Phi(x)", "tanh approximation", gelu_exact_both()),
+    ("gelu", "the second term is missing", "0.5 x (1 - tanh^2 u)",
+     dict(backward=gelu_second_half)),
+    ("gelu", "another cubic constant", "cubic", dict(forward=gelu_a_rounded)),
+    ("softmax", "missing the `- <dy, y>` term", "<dy, y>", dict(backward=sm_diag_only)),
+    ("softmax", "keys are ALL masked", "ALL masked", sm_unguarded_with_backward_missing()),
+    ("softmax", "exp overflows", "exp overflows", dict(forward=sm_log_domain)),
+    ("softmax", "exactly zero weight", "-inf", dict(forward=sm_mask_times)),
+    ("softmax", "over the LAST axis", "LAST axis", dict(forward=sm_axis_minus2_masked)),
+    ("layernorm", "population variance", "population variance", ln_ddof1_dbeta_mean()),
+    ("layernorm", "eps goes inside", "eps goes inside", ln_eps_out_gamma()),
+    ("layernorm", "dgamma and dbeta have shape", "shape (C,)",
+     dict(backward=ln_dgamma_last_axis)),
+    ("layernorm", "missing the variance term", "variance term", dict(backward=ln_var_sign)),
+    ("layernorm", "dbeta sums dy", "dbeta",
+     dict(backward=layernorm_backward_switched(dbeta_mean=True, gamma=False))),
+    ("embedding", "receive BOTH gradients", "np.add.at", dict(backward=emb_first_wins)),
+    ("embedding", "padding row's gradient must be zero", "padding row",
+     dict(backward=embedding_backward_with(zero_pad=False, dP_rule="mean"))),  # and a second
+    ("embedding", "the whole table P", "(L, C)", dict(backward=emb_dP_used_rows_mean)),
+    ("sinusoidal", "not in two halves", "halves", dict(table=sin_halves_cos_first)),
+    ("sinusoidal", "the exponent is 2i/C", "2i/C",
+     dict(table=sinusoidal_with(exponent=1, layout="halves"))),
+    ("sinusoidal", "sin goes on the even", "even features", dict(table=sin_swapped_exp1)),
+    ("dropout", "probability of DROPPING", "DROPPING", dict(forward=do_keep_prob_no_scale)),
+    ("dropout", "SAME mask", "SAME mask", do_new_mask_both()),
+    ("ffn", "missing from the gate", "b_1", dict(backward=ffn_gate_from_a)),
+    ("ffn", "activation's derivative", "derivative", dict(backward=ffn_no_gate_db_2_mean)),
+]
+
+
+
+def att_scale_by_keys(q, k, v, mask):  # divided by sqrt(S), the number of keys
+    scale = 1.0 / math.sqrt(k.shape[1])
+    P, _ = S.softmax_forward(q @ k.transpose(0, 2, 1) * scale, mask)
+    return P @ v, (q, k, v, P, scale)
+def att_mask_times_scores(q, k, v, mask):  # masked scores set to 0, not -inf
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    P, _ = S.softmax_forward(q @ k.transpose(0, 2, 1) * scale * mask, np.ones_like(mask))
+    return P @ v, (q, k, v, P, scale)
+def att_no_inner_dv_doubled(dout, cache):
+    dq, dk, dv = attention_backward_without_inner_term(dout, cache)
+    return dq, dk, 2 * dv
+def att_dv_summed_over_batch(dout, cache):
+    dq, dk, dv = S.attention_backward(dout, cache)
+    return dq, dk, dv.sum(axis=0)  # (S,D), like a weight gradient
+def mha_fwd(**m):
+    return mha_forward_like(**m)
+def mha_paths_swapped(dy, cache):
+    dx_q, dx_kv, dW_q, dW_k, dW_v, dW_o = S.mha_backward(dy, cache)
+    x_q, x_kv, W_q, W_k, W_v, W_o, ctx, att, H = cache
+    B = x_q.shape[0]
+    dq, dk, dv = (S.merge_heads(d, B) for d in S.attention_backward(S.split_heads(dy @ W_o.T, H), att))
+    return dx_q, dv @ W_v.T, dW_q, dW_k, dW_v, dW_o  # the key path left out, another way
+def mha_two_weights_T(dy, cache):
+    dx_q, dx_kv, dW_q, dW_k, dW_v, dW_o = S.mha_backward(dy, cache)
+    return dx_q, dx_kv, dW_q, dW_k.T, dW_v.T, dW_o
+ce = cross_entropy_forward_with
+def ce_back(rule):
+    def backward(dloss, cache):
+        p, q, valid, n = cache
+        d = (p - q) * valid[..., None]
+        if rule == "per batch":
+            return dloss * d / valid.shape[0]
+        if rule == "no dloss, flipped":
+            return (q - p) * valid[..., None] / n
+        if rule == "flipped, no 1/n":
+            return dloss * (q - p) * valid[..., None]
+    return backward
+def ce_probabilities_first(logits, targets, pad_id, smoothing):
+    V = logits.shape[-1]
+    with np.errstate(all="ignore"):
+        p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)  # inf / inf for large logits
+        q = np.full(logits.shape, smoothing / V)
+        np.put_along_axis(q, targets[..., None], 1 - smoothing + smoothing / V, axis=-1)
+        valid = targets != pad_id
+        n = max(int(valid.sum()), 1)
+        loss = float((-(q * np.log(p)).sum(-1) * valid).sum() / n)
+    return loss, (p, q, valid, n)
+
+
+# attention, multi-head attention, cross-entropy
+VARIANTS += [
+    ("attention", "the 1/sqrt(D) scale is missing", "1/sqrt(D)", dict(forward=att_scale_by_keys)),
+    ("attention", "the mask is not applied", "masked keys", dict(forward=att_mask_times_scores)),
+    ("attention", "missing the `- <dP, P>` term", "<dP, P>", dict(backward=att_no_inner_dv_doubled)),
+    ("attention", "dv = P^T dout", "dv = P^T dout", dict(backward=att_dv_summed_over_batch)),
+    ("mha", "transpose(0, 2, 1, 3)", "transpose(0, 2, 1, 3)",
+     dict(forward=mha_fwd(split="reshape", scale_dim="C"))),
+    ("mha", "the HEAD dim", "HEAD dim", dict(forward=mha_fwd(scale_dim="H"))),
+    ("mha", "scale of the scores is missing", "scale of the scores is missing",
+     dict(forward=mha_fwd(split="reshape", scale_dim="none"))),
+    ("mha", "x_kv feeds BOTH", "BOTH", dict(backward=mha_paths_swapped)),
+    ("mha", "has the weight's shape", "weight's shape", dict(backward=mha_two_weights_T)),
+    ("cross_entropy", "over ALL V classes", "ALL V classes",
+     dict(forward=ce(smoothing_over_others=True), backward=ce_back("per batch"))),
+    ("cross_entropy", "carries a 1/n", "carries a 1/n", dict(backward=ce_back("per batch"))),
+    ("cross_entropy", "multiply by the upstream gradient", "dloss is not multiplied",
+     dict(backward=ce_back("no dloss, flipped"))),
+    ("cross_entropy", "the sign is flipped", "sign is flipped", dict(backward=ce_back("flipped, no 1/n"))),
+    ("cross_entropy", "exp overflows for large logits", "exp overflows",
+     dict(forward=ce_probabilities_first)),
+]
+
+
+
+def block_residual_copy():
+    """The first residual adds a COPY of x (Value(x.data)): only the sublayer path reaches x."""
+    from npformer.nn.blocks import add, feed_forward, norm, self_attention
+    from npformer.nn.tape import Value
+
+    def block(run, prefix, x, mask):
+        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+        h = self_attention(run, attn, norm(run, f"{prefix}.norm1", x), mask)
+        x = add(run, attn + ".res", Value(x.data, "x copy"), h)
+        return add(run, ffn + ".res", x, feed_forward(run, ffn, norm(run, f"{prefix}.norm2", x)))
+    return block
+def block_post_ln_beta_array():
+    """Post-LN, with the norms' beta passed as plain arrays."""
+    from npformer.nn.blocks import add, feed_forward, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+
+    def block(run, prefix, x, mask):
+        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+
+        def ln(name, v):
+            return run.tape.call(name, layernorm_forward, layernorm_backward, v,
+                                 run.param(name + ".gamma"), run.params[name + ".beta"],
+                                 run.cfg.ln_eps)
+        x = ln(f"{prefix}.norm1", add(run, attn + ".res", x, self_attention(run, attn, x, mask)))
+        return ln(f"{prefix}.norm2", add(run, ffn + ".res", x, feed_forward(run, ffn, x)))
+    return block
+def block_beta_array(decoder=False):
+    """One norm's beta passed as a plain array: the tape never gives it a gradient."""
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+
+    def ln_beta_array(run, name, v):
+        return run.tape.call(name, layernorm_forward, layernorm_backward, v,
+                             run.param(name + ".gamma"), run.params[name + ".beta"],
+                             run.cfg.ln_eps)
+    def encoder(run, prefix, x, mask):
+        attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
+        x = add(run, attn + ".res", x, self_attention(run, attn, norm(run, f"{prefix}.norm1", x), mask))
+        return add(run, ffn + ".res", x, feed_forward(run, ffn, ln_beta_array(run, f"{prefix}.norm2", x)))
+    def dec(run, prefix, y, mem, self_mask, cross_mask):
+        attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
+        y = add(run, attn + ".r", y, self_attention(run, attn, norm(run, f"{prefix}.norm1", y),
+                                                    self_mask))
+        y = add(run, cross + ".r", y, cross_attention(run, cross, norm(run, f"{prefix}.norm2", y),
+                                                      mem, cross_mask))
+        h = ln_beta_array(run, f"{prefix}.norm3", y)
+        return add(run, ffn + ".r", y, feed_forward(run, ffn, h))
+    return dec if decoder else encoder
+def decoder_memory_copy_beta_array():
+    """memory passed as a copy, and norm3's beta as a plain array."""
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.tape import Value
+
+    def block(run, prefix, y, mem, self_mask, cross_mask):
+        attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
+        y = add(run, attn + ".r", y, self_attention(run, attn, norm(run, f"{prefix}.norm1", y),
+                                                    self_mask))
+        y = add(run, cross + ".r", y, cross_attention(run, cross, norm(run, f"{prefix}.norm2", y),
+                                                      Value(mem.data, "memory copy"), cross_mask))
+        h = run.tape.call(f"{prefix}.norm3", layernorm_forward, layernorm_backward, y,
+                          run.param(f"{prefix}.norm3.gamma"), run.params[f"{prefix}.norm3.beta"],
+                          run.cfg.ln_eps)
+        return add(run, ffn + ".r", y, feed_forward(run, ffn, h))
+    return block
+def decoder_ffn_residual_copy():
+    """The last residual adds a copy of y: only the feed-forward path reaches it."""
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.tape import Value
+
+    def block(run, prefix, y, mem, self_mask, cross_mask):
+        attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
+        y = add(run, attn + ".r", y, self_attention(run, attn, norm(run, f"{prefix}.norm1", y),
+                                                    self_mask))
+        y = add(run, cross + ".r", y, cross_attention(run, cross, norm(run, f"{prefix}.norm2", y),
+                                                      mem, cross_mask))
+        h = feed_forward(run, ffn, norm(run, f"{prefix}.norm3", y))
+        return add(run, ffn + ".r", Value(y.data, "y copy"), h)
+    return block
+def output_loss_blocks_kept(x, E, b, targets, pad_id):
+    """Block by block, but every block's logits kept in a list: the whole (N, V) after all."""
+    C = x.shape[-1]
+    x2, t2 = x.reshape(-1, C), targets.reshape(-1)
+    kept = [x2[i:i + 64] @ E.T + b for i in range(0, len(x2), 64)]
+    logits = np.concatenate(kept)
+    loss, cache = S.cross_entropy_forward(logits, t2, pad_id, 0.0)
+    d = S.cross_entropy_backward(1.0, cache)
+    return loss, ((d @ E).reshape(x.shape), d.T @ x2, d.sum(axis=0))
+def pool_real_sum_over_T(x, key_ok, mode):  # padding left out of the sum, but / T
+    y, w = M.pool_forward(x, key_ok, mode)
+    if mode == "mean":
+        w = key_ok / key_ok.shape[1]
+        y = np.einsum("bt,btc->bc", w, x)
+    return y, w
+def pool_backward_sums(dy, w):  # forward right; the backward sums: (w > 0), not w
+    return M.pool_backward(dy, (w > 0) * 1.0)
+
+
+# blocks on the tape, the fused output loss, pooling
+VARIANTS += [
+    ("block", "must get the SUM of both gradients", "SUM", dict(block=block_residual_copy())),
+    ("block", "this exercise is pre-LN", "pre-LN", dict(block=block_post_ln_beta_array())),
+    ("block", "some parameters got no gradient", "no gradient", dict(block=block_beta_array())),
+    ("decoder_block", "memory gets no gradient", "memory gets no gradient",
+     dict(block=decoder_memory_copy_beta_array())),
+    ("decoder_block", "out is right but dy is not", "dy is not", dict(block=decoder_ffn_residual_copy())),
+    ("decoder_block", "some parameters got no gradient", "no gradient",
+     dict(block=block_beta_array(decoder=True))),
+    ("output_loss", "never holds the whole (N, V) logits", "(N, V) logits",
+     dict(forward=output_loss_blocks_kept, backward=lambda dloss, c: tuple(dloss * g for g in c))),
+    ("pooling", "the mean runs over the REAL tokens", "divides by T", dict(forward=pool_real_sum_over_T)),
+    ("pooling", "'last' is the last REAL token", "last REAL token",
+     dict(forward=pool_forward_with(last="end", mean="sum"))),
+    ("pooling", "'mean' divides by the number", "1/n is missing", dict(backward=pool_backward_sums)),
+]
+
+
+
+def adamw_t_from_zero_in_m(p, g, m, v, t, lr, betas, eps, weight_decay):
+    b1, b2 = betas
+    p = p * (1 - lr * weight_decay)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_hat = m / (1 - b1 ** (t - 1))  # only m's correction counts t from 0
+    return p - lr * m_hat / (np.sqrt(v / (1 - b2**t)) + eps), m, v
+aw = adamw_step_switched
+def clip_flags(**flags):
+    """clip_grad_norm with some of its mistakes (the flags of CLIP's switches)."""
+    def clip(grads, max_norm):
+        norms = {k: math.sqrt(float((g**2).sum())) for k, g in grads.items()}
+        if flags.get("sum_of_norms"):
+            total = sum(norms.values())
+        else:
+            total = math.sqrt(sum(n**2 for n in norms.values()))
+        eps = 0.0 if flags.get("no_eps") else 1e-6
+        scaled = {}
+        for k, g in grads.items():
+            coef = max_norm / ((norms[k] if flags.get("per_tensor") else total) + eps)
+            if coef < 1.0 or flags.get("always"):
+                scaled[k] = g * coef
+        if not flags.get("not_in_place"):
+            for k, g in scaled.items():
+                grads[k][...] = g
+        if flags.get("norm_after"):
+            return math.sqrt(sum(float((g**2).sum()) for g in grads.values()))
+        return total
+    return clip
+def lm(**kw):
+    return dict(forward=lm_loss_forward_with(**kw), backward=lm_loss_backward_with)
+def bpe_flags(unweighted=False, largest=False, right_to_left=False):
+    def merge_step(words, freqs, new_id):
+        counts = {}
+        for word, f in zip(words, freqs):
+            for pair in zip(word, word[1:]):
+                counts[pair] = counts.get(pair, 0) + (1 if unweighted else f)
+        top = max(counts.values())
+        ties = sorted(p for p, c in counts.items() if c == top)
+        pair = ties[-1] if largest else ties[0]
+        out = []
+        for word in words:
+            w = list(word)[::-1] if right_to_left else list(word)
+            target = pair[::-1] if right_to_left else pair
+            merged, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == target:
+                    merged.append(new_id)
+                    i += 2
+                else:
+                    merged.append(w[i])
+                    i += 1
+            out.append(merged[::-1] if right_to_left else merged)
+        return pair, out
+    return merge_step
+def power_law_flags(sign=False, floor_ignored=False, a_log=False, swapped=False):
+    def fit(x, y, floor):
+        lx, ly = np.log(x), np.log(y if floor_ignored else y - floor)
+        if swapped:
+            s, c = np.polyfit(ly, lx, 1)
+            slope, intercept = 1 / s, -c / s
+        else:
+            slope, intercept = np.polyfit(lx, ly, 1)
+        return (intercept if a_log else math.exp(intercept)), (slope if sign else -slope)
+    return fit
+def icl_flags(sign=False, padding_counted=False, one_based=False, ratio=False, unstable=False):
+    def score(logits, targets, pad_id, early, late):
+        with np.errstate(all="ignore"):
+            p = np.exp(logits if unstable else logits - logits.max(-1, keepdims=True))
+            p = p / p.sum(-1, keepdims=True)
+            loss = -np.log(np.take_along_axis(p, targets[..., None], -1)[..., 0])
+        ok = np.ones(targets.shape, bool) if padding_counted else targets != pad_id
+        e, l_ = (early - 1, late - 1) if one_based else (early, late)
+        lo, hi = loss[ok[:, e], e].mean(), loss[ok[:, l_], l_].mean()
+        s = hi / lo if ratio else hi - lo
+        return -s if sign else s
+    return score
+
+
+# training (AdamW, clipping) and the LLM half: each a catalogued mistake with a second one
+VARIANTS += [
+    ("adamw", "a division by zero", "division by zero", dict(step=adamw_t_from_zero_in_m)),
+    ("adamw", "bias correction of m is missing", "bias correction of m",
+     dict(step=aw(bias_m=False, eps_inside=True))),
+    ("adamw", "bias correction of v is missing", "bias correction of v",
+     dict(step=aw(bias_v=False, decay_after=True))),
+    ("adamw", "Adam with L2", "Adam with L2", dict(step=aw(decoupled=False, bias_m=False))),
+    ("adamw", "scaled by the learning rate", "scaled by the learning rate",
+     dict(step=aw(decay_times_lr=False, betas_swapped=True))),
+    ("adamw", "eps goes outside", "eps goes outside", dict(step=aw(eps_inside=True, decay_after=True))),
+    ("adamw", "betas are swapped", "betas are swapped", dict(step=aw(betas_swapped=True, bias_m=False))),
+    ("adamw", "comes before the Adam update", "before the Adam update",
+     dict(step=aw(decay_after=True, betas_swapped=True))),
+    ("clip", "the norm is GLOBAL", "GLOBAL", dict(clip=clip_flags(per_tensor=True, no_eps=True))),
+    ("clip", "clip only when", "clip only when", dict(clip=clip_flags(always=True, norm_after=True))),
+    ("clip", "the 1e-6 is missing", "1e-6", dict(clip=clip_flags(no_eps=True, sum_of_norms=True))),
+    ("clip", "norm BEFORE clipping", "BEFORE clipping",
+     dict(clip=clip_flags(norm_after=True, per_tensor=True))),
+    ("clip", "not the sum of the norms", "sum of the norms",
+     dict(clip=clip_flags(sum_of_norms=True, always=True))),
+    ("clip", "IN PLACE", "IN PLACE", dict(clip=clip_flags(not_in_place=True, sum_of_norms=True))),
+    ("lm_loss", "predict the NEXT token", "NEXT token", lm(pair="same", pad="counted")),
+    ("lm_loss", "the shift goes forward", "shift goes forward", lm(pair="backward", reduce="sum")),
+    ("lm_loss", "padding targets must not count", "padding targets", lm(pad="counted", reduce="sum")),
+    ("lm_loss", "MEAN over the predicted", "MEAN", lm(reduce="sum", pair="same")),
+    ("bpe_merge", "sum of the FREQUENCIES", "FREQUENCIES",
+     dict(merge=bpe_flags(unweighted=True, largest=True))),
+    ("bpe_merge", "ties go to the smaller pair", "smaller pair",
+     dict(merge=bpe_flags(largest=True, right_to_left=True))),
+    ("bpe_merge", "merge left to right", "left to right",
+     dict(merge=bpe_flags(right_to_left=True, unweighted=True))),
+    ("power_law", "alpha is MINUS the slope", "MINUS the slope",
+     dict(fit=power_law_flags(sign=True, a_log=True))),
+    ("power_law", "subtract the floor first", "subtract the floor",
+     dict(fit=power_law_flags(floor_ignored=True, swapped=True))),
+    ("power_law", "a = exp(intercept)", "exp(intercept)",
+     dict(fit=power_law_flags(a_log=True, floor_ignored=True))),
+    ("power_law", "regress log y on log x", "regress log y",
+     dict(fit=power_law_flags(swapped=True, sign=True))),
+    ("icl_score", "exp overflows", "exp overflows", dict(score=icl_flags(unstable=True, one_based=True))),
+    ("icl_score", "negative when the context helps", "loss(late) - loss(early)",
+     dict(score=icl_flags(sign=True, one_based=True))),
+    ("icl_score", "over the real targets only", "real targets",
+     dict(score=icl_flags(padding_counted=True, ratio=True))),
+    ("icl_score", "0-based positions", "0-based",
+     dict(score=icl_flags(one_based=True, padding_counted=True))),
+    ("icl_score", "a DIFFERENCE of losses", "DIFFERENCE", dict(score=icl_flags(ratio=True, sign=True))),
+]
+
+
+
+def filter_flags(k_off=0, p_rule="right", renormalise=True, ascending=False):
+    """filter_logits written row by row, with some of its mistakes."""
+    def filter_logits(logits, top_k, top_p):
+        out = np.array(logits, dtype=float)
+        for row, original in zip(out, np.array(logits, dtype=float)):
+            order = np.argsort(row) if ascending else np.argsort(-row)
+            if 0 < top_k < len(row):
+                row[order[top_k + k_off:]] = -np.inf
+            if top_p < 1.0:
+                z = (row if renormalise else original)[order]
+                p = np.exp(z - z.max())
+                p /= p.sum()
+                total = 0.0
+                for i, token in enumerate(order):
+                    if p_rule == "few":
+                        total += p[i]
+                        if total >= top_p:
+                            row[token] = -np.inf
+                        continue
+                    if total >= top_p:
+                        if p_rule == "many" and total - p[i - 1] < top_p:
+                            total += p[i]
+                            continue  # one more than the nucleus
+                        row[token] = -np.inf
+                    total += p[i]
+        return out
+    return filter_logits
+def kv_flags(sees_self=True, past=True, scale="D", window=None):
+    def step(x, W_q, W_k, W_v, W_o, past_k, past_v, n_heads):
+        B, _, C = x.shape
+        D = C // n_heads
+
+        def heads(a):
+            return a.reshape(B, 1, n_heads, D).transpose(0, 2, 1, 3)
+        q, k_new, v_new = heads(x @ W_q), heads(x @ W_k), heads(x @ W_v)
+        k = np.concatenate([past_k, k_new], axis=2)
+        v = np.concatenate([past_v, v_new], axis=2)
+        keys, values = (k, v) if past else (k_new, v_new)
+        if not sees_self:
+            keys, values = past_k, past_v  # attends before appending: nothing at step 0
+        s = q @ keys.transpose(0, 1, 3, 2) * {"D": 1 / math.sqrt(D), "none": 1.0,
+                                              "C": 1 / math.sqrt(C)}[scale]
+        if s.shape[-1] == 0:
+            ctx = np.zeros_like(q)
+        else:
+            P = np.exp(s - s.max(axis=-1, keepdims=True))
+            ctx = (P / P.sum(axis=-1, keepdims=True)) @ values
+        y = ctx.transpose(0, 2, 1, 3).reshape(B, 1, C) @ W_o
+        if window:  # the cache keeps only the last `window` positions
+            return y, k[:, :, -window:], v[:, :, -window:]
+        return y, k, v
+    return step
+
+
+# top-k / top-p and the KV step: combinations, a partial cache
+VARIANTS += [
+    ("filter", "keeps one token too few", "one token too few",
+     dict(filter=filter_flags(p_rule="few", k_off=1))),
+    ("filter", "keeps one token too many", "one token too many",
+     dict(filter=filter_flags(p_rule="many", k_off=-1))),
+    ("filter", "the k largest logits", "the k largest",
+     dict(filter=filter_flags(k_off=-1, renormalise=False))),
+    ("filter", "not k + 1", "not k + 1", dict(filter=filter_flags(k_off=1, p_rule="many"))),
+    ("filter", "taken from what top-k left", "what top-k left",
+     dict(filter=filter_flags(renormalise=False, p_rule="few"))),
+    ("filter", "DECREASING order", "DECREASING", dict(filter=filter_flags(ascending=True, k_off=1))),
+    ("kv_step", "attend to itself too", "attend to itself", dict(step=kv_flags(sees_self=False))),
+    ("kv_step", "attend over the cached past", "cached past", dict(step=kv_flags(past=False, window=1))),
+    ("kv_step", "divided by sqrt(D)", "sqrt(D)", dict(step=kv_flags(scale="C"))),
+    ("kv_step", "grows by one position per step", "axis 2", dict(step=kv_flags(window=2))),
+]
+
+
+# ----------------------------------------------------------------- which hints have a variant
+# Catalogued hints that cannot have a variant in the sense of issue #21: {(exercise, words of
+# the hint): why}. Every other catalogued hint needs a variant in VARIANTS. None is needed
+# now: where only one set of numbers carries a mistake (top-p one token short: every
+# spelling drops the same token), its variant is that mistake together with another one.
+NO_VARIANT = {}
+
+
+def catalogued_hints():
+    """[(exercise, message)]: every catalogued hint (checker.Hint) and switched mistake."""
+    from npformer.exercises import EXERCISES
+
+    hints = []
+    for name, exercise in EXERCISES.items():
+        hints += [(name, hint.message) for hint in exercise.hints]
+        if exercise.mistakes:
+            hints += [(name, message) for message in exercise.mistakes.flags.values()]
+    return hints
+
+
+def hint_named(name, words):
+    """The one catalogued message of exercise `name` that contains `words`."""
+    found = [m for n, m in catalogued_hints() if n == name and words in m]
+    if len(found) != 1:
+        raise LookupError(f"{name}: {len(found)} catalogued hints contain {words!r}")
+    return found[0]
+
+
+def answer_outputs(name, functions, seed=0):
+    """What the checker reads from `functions`, case by case: [{output: value}].
+
+    An answer that raises gives what it produced before raising.
+    """
+    from npformer.exercises import EXERCISES
+    from npformer.exercises.checker import layer_outputs
+
+    exercise = EXERCISES[name]
+    outputs = []
+    for case in exercise.make_cases(np.random.default_rng(seed)):
+        got = {}
+        try:
+            with np.errstate(all="ignore"):
+                (exercise.learner_outputs or layer_outputs)(exercise, functions, case, got)
+        except Exception:  # a crash is an answer too: its outputs so far
+            pass
+        outputs.append(got)
+    return outputs
+
+
+def same_outputs(a, b):
+    """Two answers' outputs (answer_outputs) are equal in every case."""
+    from npformer.exercises.diagnose import _same
+
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x) for x, y in zip(a, b))
+
+
+def planted_for(name, message):
+    """The PLANTED wrong answers that get `message` (the catalogued spellings of it)."""
+    return [wrong for n, words, wrong in PLANTED if n == name and any(
+        w in message for w in ((words,) if isinstance(words, str) else words))]
+
+
+def hint_coverage():
+    """{(exercise, message): [place words of its variants]} for every catalogued hint.
+
+    A variant counts for the hint it names (VARIANTS' second field); whether it fails,
+    gets a hint naming its place, and differs from the catalogued spellings is what
+    test_exercises.py asserts of each variant.
+    """
+    table = {key: [] for key in catalogued_hints()}
+    for name, of_hint, place, _ in VARIANTS:
+        if of_hint is not None:
+            table[(name, hint_named(name, of_hint))].append(place)
+    return table
+
+
+def with_model_answers(name, wrong):
+    """The model answer's functions for exercise `name`, with `wrong` replacing some."""
+    from npformer.exercises import EXERCISES
+
+    exercise = EXERCISES[name]
+    functions = {}
+    for role, function_name in zip(exercise.roles, exercise.functions):
+        module = next(m for m in (S, M, L) if hasattr(m, function_name))
+        functions[role] = getattr(module, function_name)
+    return {**functions, **wrong}
+
+
+def variant_verdict(name, of_hint, place, wrong):
+    """'' if the variant is a genuine one that gets its place named, else what is wrong."""
+    from npformer.exercises import check
+
+    with np.errstate(all="ignore"):
+        result = check(name, verbose=False, **with_model_answers(name, wrong))
+    if result:
+        return "passes the check"
+    if not any(place in hint for hint in result.hints):
+        return f"no hint names {place!r}: {result.hints}"
+    if of_hint is not None:
+        mine = answer_outputs(name, with_model_answers(name, wrong))
+        for planted in planted_for(name, hint_named(name, of_hint)):
+            if same_outputs(mine, answer_outputs(name, with_model_answers(name, planted))):
+                return "gives the same numbers as a catalogued spelling (PLANTED)"
+    return ""
+
+
+def measure():
+    """Every catalogued hint, and whether a genuine variant of it gets its place named.
+
+    Prints one line per hint and returns (hints with such a variant, hints). Run:
+    PYTHONPATH=. python tests/exercise_mistakes.py
+    """
+    verdicts = {v[:3]: variant_verdict(*v) for v in VARIANTS if v[1] is not None}
+    covered = 0
+    for (name, message), places in hint_coverage().items():
+        good = [p for (n, of, p), verdict in verdicts.items()
+                if n == name and hint_named(n, of) == message and not verdict]
+        bad = [f"{p}: {verdict}" for (n, of, p), verdict in verdicts.items()
+               if n == name and hint_named(n, of) == message and verdict]
+        exception = [why for (n, words), why in NO_VARIANT.items()
+                     if n == name and words in message]
+        covered += bool(good)
+        state = ("variant" if good else "EXCEPTION" if exception else "missing")
+        print(f"{state:9s} {name:14s} {message[:70]}" + "".join(f"\n{'':24s}{b}" for b in bad))
+    total = len(hint_coverage())
+    print(f"{covered} of {total} catalogued hints have a genuine variant; "
+          f"{len(NO_VARIANT)} listed exceptions")
+    return covered, total
+
+
+if __name__ == "__main__":
+    measure()

@@ -3,9 +3,10 @@
 - every model answer (npformer/exercises/solutions*.py) passes;
 - every catalogued hint and every switched mistake has a deliberately wrong answer
   (tests/exercise_mistakes.py: PLANTED) that fails AND gets that hint;
-- mistakes nobody catalogued (VARIANTS: one AdamW bias correction missing, gamma missing
-  in layer norm's dx, a wrong GELU constant, an untransposed square W_v, LoRA without
-  alpha/r, top-p keeping one token too few, ...) each get a hint naming their place;
+- mistakes that are not a catalogued spelling (VARIANTS: one AdamW bias correction
+  missing, gamma missing in layer norm's dx, a wrong GELU constant, an untransposed square
+  W_v, LoRA without alpha/r, a mistake together with a second one, ...) each get a hint
+  naming their place, and every catalogued hint has such a variant;
 - an answer that calls the learner's own broken lower-level answer is told to fix that
   one first (a broken softmax and a right attention: "fix softmax before attention");
 - the references the checker grades against agree with central differences, with
@@ -28,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exercise_mistakes import PLANTED, VARIANTS
+from exercise_mistakes import (NO_VARIANT, PLANTED, VARIANTS, answer_outputs, hint_coverage,
+                               hint_named, planted_for, same_outputs)
 from npformer.exercises import EXERCISES, check, check_functions, progress
 from npformer.exercises import solutions as S
 from npformer.exercises import solutions_llm as L
@@ -142,13 +144,38 @@ def test_every_hint_and_switch_has_a_wrong_answer():
                 f"{name}: no wrong answer in PLANTED gets the hint {message!r}")
 
 
-@pytest.mark.parametrize("name,words,wrong", VARIANTS,
-                         ids=[f"{name}: {words}" for name, words, _ in VARIANTS])
-def test_an_uncatalogued_mistake_gets_a_hint_naming_its_place(name, words, wrong):
+@pytest.mark.parametrize("name,of_hint,words,wrong", VARIANTS,
+                         ids=[f"{name}: {words}" for name, _, words, _ in VARIANTS])
+def test_an_uncatalogued_mistake_gets_a_hint_naming_its_place(name, of_hint, words, wrong):
+    """It fails and a hint names its place.
+
+    A variant of a catalogued hint must also differ from every PLANTED spelling of it.
+    """
     result, text = quiet_check(name, answers(name, **wrong))
     assert not result and result.status == "fail", text
     assert any(words in hint for hint in result.hints), (
         f"expected a hint naming {words!r}; the report was:\n{text}")
+    if of_hint is not None:
+        mine = answer_outputs(name, answers(name, **wrong))
+        for planted in planted_for(name, hint_named(name, of_hint)):
+            assert not same_outputs(mine, answer_outputs(name, answers(name, **planted))), (
+                f"the same numbers as a PLANTED spelling of {of_hint!r}: not a variant")
+
+
+def test_every_hint_has_a_variant_or_a_listed_reason():
+    """Each catalogued hint has a variant that is not its catalogued spelling (issue #21).
+
+    Unless NO_VARIANT says why it cannot have one.
+
+    `PYTHONPATH=. python tests/exercise_mistakes.py` prints the table (measure()).
+    """
+    coverage = hint_coverage()
+    excepted = {(name, hint_named(name, words)) for name, words in NO_VARIANT}
+    missing = [f"{name}: {message[:70]}" for (name, message), places in coverage.items()
+               if not places and (name, message) not in excepted]
+    assert not missing, f"{len(missing)} hints without a variant:\n" + "\n".join(missing)
+    both = [key for key in excepted if coverage[key]]
+    assert not both, f"listed as without a variant, but with one: {both}"
 
 
 def test_there_are_enough_uncatalogued_mistakes():
@@ -156,7 +183,7 @@ def test_there_are_enough_uncatalogued_mistakes():
 
     docs/exercises.md gives how many got a hint naming the place before the change.
     """
-    assert len(VARIANTS) >= 15 and len({name for name, _, _ in VARIANTS}) >= 15
+    assert len(VARIANTS) >= 15 and len({name for name, *_ in VARIANTS}) >= 15
 
 
 def test_an_unknown_mistake_points_to_the_derivation():

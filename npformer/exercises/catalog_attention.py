@@ -13,7 +13,7 @@ import numpy as np
 
 from . import solutions
 from .checker import Case, Exercise, Hint, LearnerError, call, matches
-from .diagnose import Factor, Structure, Term
+from .diagnose import Factor, Region, Structure, Term
 
 
 def randn(rng, *shape):
@@ -70,14 +70,32 @@ def head_dim(case):
     return case.inputs["q"].shape[-1]
 
 
+def wrong_scale(case, got):
+    """The forward used another scale than 1/sqrt(D): none, 1/D, sqrt(D), 1/sqrt(S), 1/S.
+
+    (A count that equals D in this case proves nothing and is skipped.)
+    """
+    D, S = head_dim(case), case.inputs["k"].shape[1]
+    right = 1.0 / math.sqrt(D)
+    for scale in (1.0, 1.0 / D, math.sqrt(D), 1.0 / math.sqrt(S), 1.0 / S):
+        if abs(scale - right) > 1e-12 and matches(got["out"], attention_with(case, scale)):
+            return True
+    return False
+
+
 def attention_structure(case, want):
     sqrt_d = math.sqrt(head_dim(case))
     scale = (Factor(sqrt_d, "the 1/sqrt(D) scale of the scores is missing here (the forward "
                             "scales the scores, so dq and dk carry 1/sqrt(D) too)"),
              Factor(1.0 / sqrt_d, "the 1/sqrt(D) scale is applied twice here"))
-    return {"dq": Structure(factors=scale), "dk": Structure(factors=scale),
+    partly_masked = ~case.inputs["mask"].all(axis=-1, keepdims=True)  # (B,T,1) or (1,1,1)
+    masked = (Region("the queries that have masked keys (is the mask applied, with -inf "
+                     "scores before the softmax?)", partly_masked),)
+    return {"dq": Structure(factors=scale, regions=masked),
+            "dk": Structure(factors=scale),
             "out": Structure(factors=(Factor(sqrt_d, "out is scaled: the scale goes on the "
-                                                     "scores, inside the softmax"),))}
+                                                     "scores, inside the softmax"),),
+                             regions=masked)}
 
 
 ATTENTION = Exercise(
@@ -88,9 +106,9 @@ ATTENTION = Exercise(
     structure=attention_structure,
     hints=(
         Hint("the scores are divided by sqrt(D), D the head dim: scores = q k^T / sqrt(D); "
-             "the 1/sqrt(D) scale is missing (or is 1/D).",
-             lambda c, got, want: matches(got["out"], attention_with(c, 1.0))
-             or matches(got["out"], attention_with(c, 1.0 / head_dim(c)))),
+             "the 1/sqrt(D) scale is missing (or is another: 1/D, sqrt(D), 1/sqrt(S) or 1/S "
+             "with S the number of keys).",
+             lambda c, got, want: wrong_scale(c, got)),
         Hint("the forward scales the scores by 1/sqrt(D), so the backward does too: "
              "dscores = softmax_backward(dP, P) / sqrt(D) before dq and dk.",
              lambda c, got, want: matches(got["dq"], want["dq"] * math.sqrt(head_dim(c)))),
@@ -143,7 +161,8 @@ def mha_with(case, scale_dim="D", split="transpose"):
 
     q, k, v = heads(x_q @ case.inputs["W_q"]), heads(x_kv @ case.inputs["W_k"]), \
         heads(x_kv @ case.inputs["W_v"])
-    scale = {"D": 1 / math.sqrt(D), "C": 1 / math.sqrt(C), "none": 1.0}[scale_dim]
+    scale = {"D": 1 / math.sqrt(D), "C": 1 / math.sqrt(C), "H": 1 / math.sqrt(H),
+             "D without sqrt": 1 / D, "none": 1.0}[scale_dim]
     mask_g = np.repeat(mask, H, axis=0) if mask.shape[0] > 1 else mask
     P, _ = solutions.softmax_forward(q @ k.transpose(0, 2, 1) * scale, mask_g)
     ctx = P @ v
@@ -152,6 +171,30 @@ def mha_with(case, scale_dim="D", split="transpose"):
     else:
         ctx = ctx.reshape(B, T, C)
     return ctx @ case.inputs["W_o"]
+
+
+def mha_forward_mistake(case, got):
+    """(split, scale) of the wrong forward the learner's y equals, or (None, None).
+
+    Every combination of the head split (right, plain reshape) and the scale (1/sqrt(D),
+    1/sqrt(C), 1/sqrt(H), 1/D, none) is tried: a wrong split and a wrong scale together
+    are both named. Counts equal to D in a case prove nothing there and are skipped.
+    """
+    H, C = case.inputs["n_heads"], case.inputs["x_q"].shape[-1]
+    D = C // H
+    counts = {"none": 1, "C": C, "H": H, "D without sqrt": D * D}  # scale = 1/sqrt(count)
+    tried = {D}  # a count equal to one tried before gives the same forward: skipped
+    wrong = []
+    for name, count in counts.items():
+        if count not in tried:
+            tried.add(count)
+            wrong.append(name)
+    for split in ("transpose", "reshape") if H > 1 else ("transpose",):
+        for scale_dim in ["D"] + wrong:
+            if (split, scale_dim) != ("transpose", "D") and matches(
+                    got["y"], mha_with(case, scale_dim, split)):
+                return split, scale_dim
+    return None, None
 
 
 def dx_kv_one_path(case):
@@ -204,12 +247,12 @@ MHA = Exercise(
     hints=(
         Hint("split heads with x.reshape(B, T, H, D).transpose(0, 2, 1, 3): a plain "
              "reshape to (B, H, T, D) mixes positions and features.",
-             lambda c, got, want: c.inputs["n_heads"] > 1
-             and matches(got["y"], mha_with(c, split="reshape"))),
-        Hint("scale by 1/sqrt(D) with D = C / H the HEAD dim, not 1/sqrt(C).",
-             lambda c, got, want: c.inputs["n_heads"] > 1 and matches(got["y"], mha_with(c, "C"))),
+             lambda c, got, want: mha_forward_mistake(c, got)[0] == "reshape"),
+        Hint("scale by 1/sqrt(D) with D = C / H the HEAD dim, not 1/sqrt(C) (nor 1/sqrt(H), "
+             "nor 1/D).",
+             lambda c, got, want: mha_forward_mistake(c, got)[1] in ("C", "H", "D without sqrt")),
         Hint("the 1/sqrt(D) scale of the scores is missing.",
-             lambda c, got, want: matches(got["y"], mha_with(c, "none"))),
+             lambda c, got, want: mha_forward_mistake(c, got)[1] == "none"),
         Hint("x_kv feeds BOTH the keys and the values: dx_kv = dK W_k^T + dV W_v^T "
              "(a reused input sums the gradients of all its uses).",
              lambda c, got, want: any(matches(got["dx_kv"], part)
@@ -270,9 +313,33 @@ def kv_without(case, new_self=True, past=True, scale="D"):
     allowed = np.tri(T, T, k=0 if new_self else -1, dtype=bool)  # (T,T) causal
     if not past:
         allowed = np.eye(T, dtype=bool)
-    s = {"D": 1 / math.sqrt(C // H), "none": 1.0}[scale]
+    s = {"D": 1 / math.sqrt(C // H), "none": 1.0, "C": 1 / math.sqrt(C)}[scale]
     P, _ = solutions.softmax_forward(q @ k.transpose(0, 2, 1) * s, allowed[None])
     return solutions.merge_heads(P @ v, B) @ W_o  # (B,T,C)
+
+
+def kv_mistake(case, got):
+    """(new_self, past, scale) of the fewest wrong choices that give the learner's y, or None.
+
+    The step's three choices (does the new position see itself, the cached past, which
+    scale) are tried in every combination, so two mistakes together are both named. A step
+    that does not see itself has nothing to attend at step 0: only steps 1.. are compared.
+    """
+    y = np.asarray(got["y (every step)"], dtype=np.float64)
+    scales = ["D", "none"] + (["C"] if case.inputs["n_heads"] > 1 else [])
+    combos = [(new_self, past, scale) for new_self in (True, False) for past in (True, False)
+              for scale in scales if (new_self, past, scale) != (True, True, "D")]
+    combos.sort(key=lambda c: (not c[0]) + (not c[1]) + (c[2] != "D"))  # fewest changes first
+    T = y.shape[1] if y.ndim == 3 else 0
+    for new_self, past, scale in combos:
+        if not new_self and not past:
+            continue  # sees nothing at all: not a step anyone writes
+        wrong = kv_without(case, new_self, past, scale)
+        if y.shape != wrong.shape or (not new_self and T < 2):
+            continue
+        if matches(y, wrong) if new_self else matches(y[:, 1:], wrong[:, 1:]):
+            return new_self, past, scale
+    return None
 
 
 KV_STEP = Exercise(
@@ -286,14 +353,13 @@ KV_STEP = Exercise(
         Hint("the new position must attend to itself too: append its key and value to the "
              "cache FIRST, then attend over every position so far (the causal mask lets "
              "position t see 0..t).",
-             lambda c, got, want: c.inputs["x"].shape[1] > 1 and matches(
-                 got["y (every step)"][:, 1:], kv_without(c, new_self=False)[:, 1:])),
+             lambda c, got, want: (kv_mistake(c, got) or (True,))[0] is False),
         Hint("the step must attend over the cached past as well as the new position: "
              "concatenate past_k and the new key along the positions axis (axis 2).",
              lambda c, got, want: c.inputs["x"].shape[1] > 1
-             and matches(got["y (every step)"], kv_without(c, past=False))),
+             and (kv_mistake(c, got) or (True, True))[1] is False),
         Hint("the scores are divided by sqrt(D), D = C / H the head dim, at every step.",
-             lambda c, got, want: matches(got["y (every step)"], kv_without(c, scale="none"))),
+             lambda c, got, want: (kv_mistake(c, got) or (True, True, "D"))[2] != "D"),
         Hint("the cache grows by one position per step along axis 2 of (B, H, L, D): "
              "np.concatenate([past_k, k_new], axis=2).",
              lambda c, got, want: np.shape(got["k after the last step"])

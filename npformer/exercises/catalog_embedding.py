@@ -194,7 +194,9 @@ def cross_entropy_structure(case, want):
                Term("- dloss * q / n (q = the smoothed target distribution)", -scale * q,
                     variants)),
         factors=(Factor(n_valid(case), "the 1/n of the mean over the n non-padding positions "
-                                       "is missing"),),
+                                       "is missing"),)
+        + ((Factor(1.0 / float(case.dout), "the upstream gradient dloss is not multiplied "
+                                           "in"),) if abs(float(case.dout)) != 1 else ()),
         regions=(Region("the padding positions (targets == pad_id: no loss, zero gradient)",
                         ~valid),))}
 

@@ -45,7 +45,13 @@ def linear_structure(case, want):
     n = int(np.prod(case.inputs["x"].shape[:-1]))  # rows N
     per_row = (Factor(1.0 / n, f"it is averaged over the N = {n} rows; a gradient sums "
                                f"every row's contribution"),) if n > 1 else ()
-    return {"db": Structure(factors=per_row), "dW": Structure(factors=per_row)}
+    B = case.inputs["x"].shape[0]
+    per_sequence = (Factor(1.0 / B, f"it is averaged over the B = {B} sequences; it must sum "
+                                    f"over every row of a batch of sequences: flatten the "
+                                    f"leading axes first"),) if case.inputs["x"].ndim > 2 \
+        and B not in (1, n) else ()
+    return {"db": Structure(factors=per_row + per_sequence),
+            "dW": Structure(factors=per_row + per_sequence)}
 
 
 LINEAR = Exercise(
@@ -223,11 +229,37 @@ def off_by_y_per_row(case, got, want):
         1 + np.abs(want["dx"]).max()))
 
 
+def collapsed_rows(case, got):
+    """Rows with a key to attend whose weights are not finite, or all zero (exp(inf - inf)).
+
+    What an overflowing exp leaves, whichever way the row is normalised afterwards.
+    """
+    y = np.asarray(got["y"], dtype=np.float64)
+    if y.shape != np.broadcast_shapes(case.inputs["x"].shape, case.inputs["mask"].shape):
+        return False
+    attended = np.broadcast_to(case.inputs["mask"].any(axis=-1), y.shape[:-1])  # (B,T)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(y).all(axis=-1) | (np.abs(y).sum(axis=-1) == 0)
+    return bool((bad & attended).any())
+
+
+def softmax_structure(case, want):
+    """dx = y * dy - y * <dy, y>: the diagonal of the Jacobian and the sum through every y."""
+    y, dy = want["y"], case.dout
+    inner = (dy * y).sum(axis=-1, keepdims=True)  # (B,T,1)
+    return {"dx": Structure(terms=(
+        Term("y * dy", y * dy),
+        Term("- y * <dy, y>", -y * inner, variants=(
+            ("dx keeps only the diagonal of the softmax Jacobian, y_i (1 - y_i) dy_i: the "
+             "off-diagonal entries - y_i y_j dy_j add up to - y * <dy, y>, the whole sum "
+             "(<dy, y> includes j = i)", -y * y * dy),)),))}
+
+
 SOFTMAX = Exercise(
     name="softmax", title="masked softmax over the last axis, forward and backward",
     roles=("forward", "backward"), functions=("softmax_forward", "softmax_backward"),
     outputs=("y", "dx"), make_cases=softmax_cases, reference=softmax_reference,
-    wrt=(("x", "dx"),), page="docs/derivations/softmax.md",
+    wrt=(("x", "dx"),), page="docs/derivations/softmax.md", structure=softmax_structure,
     hints=(
         Hint("the softmax backward is missing the `- <dy, y>` term: every output depends on "
              "every input through the sum, so dx = y * (dy - (dy * y).sum(-1, keepdims=True)).",
@@ -242,8 +274,7 @@ SOFTMAX = Exercise(
              and not np.isfinite(np.asarray(got["y"], float)).all()),
         Hint("exp overflows for large scores: subtract the row maximum before exp "
              "(softmax does not change when a constant is added to a row).",
-             lambda c, got, want: np.abs(c.inputs["x"]).max() > 100
-             and not np.isfinite(np.asarray(got["y"], float)).all()),
+             lambda c, got, want: np.abs(c.inputs["x"]).max() > 100 and collapsed_rows(c, got)),
         Hint("masked keys must get exactly zero weight: set their scores to -inf "
              "(np.where(mask, x, -np.inf)) BEFORE the exp, not after normalising.",
              lambda c, got, want: not c.inputs["mask"].all() and np.any(

@@ -139,30 +139,61 @@ def kept_line(what, got, want, case):
     return Line(what, True, "")
 
 
-def kept_difference(case, got, want):
-    """Per row: (number kept by the learner) - (number that should be kept), or None."""
+def filter_with(logits, top_k, top_p, k_off=0, p_off=0, renormalise=True, descending=True):
+    """filter_logits with its choices changed: what the learner's kept tokens may come from.
+
+    k_off: keeps top_k + k_off; p_off: -1 drops the token at which the total reaches top_p,
+    +1 keeps one past it; renormalise=False takes the nucleus from the softmax of ALL the
+    logits; descending=False sorts worst first. Shapes: logits (R,V) -> (R,V) kept mask
+    """
+    out = np.array(logits, dtype=np.float64)
+    V = out.shape[-1]
+    order = np.argsort(-out if descending else out, axis=-1, kind="stable")  # (R,V)
+    if 0 < top_k < V:
+        np.put_along_axis(out, order[:, max(top_k + k_off, 0):], -np.inf, axis=-1)
+    if top_p < 1.0:
+        source = out if renormalise else np.array(logits, dtype=np.float64)
+        ranked = np.take_along_axis(source, order, axis=-1)  # (R,V) in the sort order
+        p = np.exp(ranked - ranked.max(axis=-1, keepdims=True))
+        p /= p.sum(axis=-1, keepdims=True)
+        before = np.cumsum(p, axis=-1) - p  # the mass of the tokens sorted before
+        drop = before + (p if p_off == -1 else 0.0) >= top_p
+        if p_off == 1:  # keeps the first token past the nucleus too
+            drop = np.concatenate([np.zeros_like(drop[:, :1]), drop[:, :-1]], axis=1)
+        ranked = np.take_along_axis(out, order, axis=-1)
+        ranked[drop] = -np.inf
+        np.put_along_axis(out, order, ranked, axis=-1)
+    return out > -np.inf
+
+
+def filter_mistake(case, got):
+    """The fewest changed choices of filter_with that keep the learner's tokens, or None.
+
+    Every combination of the four choices is tried, so two mistakes together (top-k one
+    short and a top-p one too many, say) are both named. {} when nothing is wrong.
+    """
     g = np.asarray(got["filtered"], dtype=np.float64)
-    if g.shape != want["filtered"].shape:
-        return None
-    return (g > -np.inf).sum(axis=-1) - (want["filtered"] > -np.inf).sum(axis=-1)
-
-
-def top_p_active(case):
-    return case.inputs["top_p"] < 1.0
-
-
-def keeps_by(n, when):
-    def test(case, got, want):
-        d = kept_difference(case, got, want)
-        return d is not None and when(case) and np.all(d == n)
-    return test
-
-
-def nucleus_of_all(case):
-    """Top-p computed on the softmax of ALL tokens, not renormalised after top-k."""
     x = case.inputs
-    full = filter_logits(x["logits"], 0, x["top_p"])
-    return np.where(np.isfinite(full), filter_logits(x["logits"], x["top_k"], 1.0), -np.inf)
+    if g.shape != x["logits"].shape:
+        return None
+    kept = g > -np.inf
+    choices = [dict(k_off=k, p_off=p, renormalise=r, descending=d)
+               for k in (0, -1, 1) for p in (0, -1, 1) for r in (True, False)
+               for d in (True, False)]
+    choices.sort(key=lambda c: (c["k_off"] != 0) + (c["p_off"] != 0) + (not c["renormalise"])
+                 + (not c["descending"]))  # fewest changes first
+    for choice in choices:
+        if np.array_equal(kept, filter_with(x["logits"], x["top_k"], x["top_p"], **choice)):
+            return choice
+    return None
+
+
+def chose(**wrong):
+    """A hint test: the learner's kept tokens come from this wrong choice (with others)."""
+    def test(case, got, want):
+        found = filter_mistake(case, got)
+        return bool(found) and all(found[k] == v for k, v in wrong.items())
+    return test
 
 
 FILTER = Exercise(
@@ -177,24 +208,19 @@ FILTER = Exercise(
         Hint("top-p keeps one token too few in every row: the nucleus INCLUDES the token at "
              "which the total probability reaches top_p (drop a token only when the mass of "
              "the better tokens, before it, is already >= top_p).",
-             keeps_by(-1, top_p_active)),
+             chose(p_off=-1)),
         Hint("top-p keeps one token too many in every row: stop at the first token at which "
              "the total reaches top_p (keep a token when the mass BEFORE it is < top_p).",
-             keeps_by(+1, top_p_active)),
+             chose(p_off=1)),
         Hint("top-k keeps k tokens: the k largest logits, no more, no fewer.",
-             keeps_by(-1, lambda c: 0 < c.inputs["top_k"] < c.inputs["logits"].shape[-1]
-                      and not top_p_active(c))),
+             chose(k_off=-1)),
         Hint("top-k keeps k tokens, not k + 1.",
-             keeps_by(+1, lambda c: 0 < c.inputs["top_k"] < c.inputs["logits"].shape[-1]
-                      and not top_p_active(c))),
+             chose(k_off=1)),
         Hint("the nucleus is taken from what top-k left, renormalised: softmax over the kept "
              "tokens only (the -inf ones have probability 0), then the cumulative sum.",
-             lambda c, got, want: c.inputs["top_k"] > 0 and top_p_active(c) and np.array_equal(
-                 np.asarray(got["filtered"]) > -np.inf, nucleus_of_all(c) > -np.inf)),
+             chose(renormalise=False)),
         Hint("sort the logits in DECREASING order (best first): np.argsort(-logits).",
-             lambda c, got, want: np.array_equal(
-                 np.asarray(got["filtered"]) > -np.inf, filter_logits(
-                     -c.inputs["logits"], c.inputs["top_k"], c.inputs["top_p"]) > -np.inf)),
+             chose(descending=False)),
     ))
 
 

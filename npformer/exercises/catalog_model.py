@@ -219,15 +219,29 @@ def pooling_simulate(case, mean_over_T=False, last_is_end=False, mean_is_sum=Fal
     return {"y": np.einsum("bt,btc->bc", w, x), "dx": w[:, :, None] * case.dout[:, None, :]}
 
 
+def pooling_structure(case, want):
+    """Padding gets no gradient; a mean's count per row (n real tokens, or T) named."""
+    key_ok = case.inputs["key_ok"]
+    T, n = key_ok.shape[1], key_ok.sum(axis=1)  # n: real tokens per row, (B,)
+    counts = ()
+    if case.inputs["mode"] == "mean":
+        counts = (("n / T (n real tokens of the row): the mean divides by T, not by the "
+                   "number of real tokens", n / T),
+                  ("n, the number of real tokens of the row: the mean's 1/n is missing", n))
+    padding = Region("the padding positions (they are not part of the text: zero)",
+                     ~key_ok[:, :, None])
+    return {"y": Structure(rows=counts),
+            "dx": Structure(regions=(padding,), rows=tuple(
+                (name, np.repeat(count, T)) for name, count in counts))}
+
+
 POOLING = Exercise(
     name="pooling", title="pooling one vector per sequence (mean, last, first), forward and "
                           "backward",
     roles=("forward", "backward"), functions=("pool_forward", "pool_backward"),
     outputs=("y", "dx"), make_cases=pooling_cases, reference=pooling_reference,
     wrt=(("x", "dx"),), page="docs/derivations/linear.md",
-    structure=lambda case, want: {"dx": Structure(regions=(
-        Region("the padding positions (they are not part of the text: zero)",
-               ~case.inputs["key_ok"][:, :, None]),))},
+    structure=pooling_structure,
     mistakes=Mistakes(pooling_simulate, {
         "mean_over_T": "the mean runs over the REAL tokens of each row (key_ok), not over all "
                        "T positions: padding must not count, and gets no gradient.",

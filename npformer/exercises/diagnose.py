@@ -9,7 +9,8 @@ look at HOW a wrong output differs from the right one, whatever code produced it
   partial or a combined mistake is named as precisely as a catalogued one (a
   switch that explains only some outputs leaves the others to the tests below);
 - a constant factor: yours = c * right everywhere, c compared with the
-  exercise's named factors (sqrt(D), alpha/r, 1/n, ...) and with -1;
+  exercise's named factors (sqrt(D), alpha/r, 1/n, ...), with minus them (a flipped
+  sign as well) and with -1;
 - a transpose: yours = right^T (values) or a transposed shape;
 - a missing, doubled or mis-scaled term: the right output is a sum of named
   terms (dx = dy W^T + s dy B^T A^T); yours - right is fitted by least squares
@@ -17,11 +18,11 @@ look at HOW a wrong output differs from the right one, whatever code produced it
   untransposed); an exact fit says which term is missing, doubled, of the wrong
   sign, or replaced;
 - a factor per feature or per row: yours = right * f(last index) (a per-feature
-  scale such as gamma) or right * f(row);
+  scale such as gamma) or right * f(row) (a count per row, named by the exercise);
 - a region: the error lives only where a named condition holds (padding
   positions, the last position, x <= 0, repeated tokens, ...);
 - zero where it should not be: a gradient that receives nothing (a value
-  passed off the tape, a path never added).
+  passed off the tape, a path never added), or a value never computed.
 
 Each message names the output it is about ("dk is sqrt(D) = 2 times ..."), so
 the learner knows where to look. Shapes: any; outputs are compared as float64.
@@ -59,6 +60,7 @@ class Structure(NamedTuple):
     terms: tuple = ()  # of Term (summing to the right output)
     regions: tuple = ()  # of Region
     features: tuple = ()  # ((name, vector over the last axis), ...) per-feature factors
+    rows: tuple = ()  # ((name, vector over the rows), ...) per-row factors (a count per row)
 
 
 class Mistakes(NamedTuple):
@@ -151,8 +153,11 @@ def _same(a, b):
 
 
 # ----------------------------------------------------------------- one output
-def explain_output(name, got, want, structure=None):
-    """One message about how output `name` differs from the right value, or None."""
+def explain_output(name, got, want, structure=None, gradient=True):
+    """One message about how output `name` differs from the right value, or None.
+
+    gradient: is the output a gradient (else a value the forward computes)?
+    """
     s = structure or Structure()
     g, w = _array(got), _array(want)
     if g is None or w is None:
@@ -166,11 +171,13 @@ def explain_output(name, got, want, structure=None):
         return None
     if g.size < 2:  # one number: any factor or sum of terms fits it, proving nothing
         return None
+    if not np.any(g) and np.any(w) and not gradient:
+        return f"{name} is zero everywhere: is a term or a step of its computation missing?"
     if not np.any(g) and np.any(w):
         return (f"{name} is zero everywhere: no gradient reaches it. Is a path missing, or "
                 f"did the value leave the computation (a copy, .data, a plain array)?")
     return (_transposed(name, g, w) or _factor(name, g, w, s.factors)
-            or _terms(name, g, w, s.terms) or _per_axis(name, g, w, s.features)
+            or _terms(name, g, w, s.terms) or _per_axis(name, g, w, s.features, s.rows)
             or _region(name, g, w, s.regions))
 
 
@@ -189,6 +196,10 @@ def _factor(name, g, w, factors):
     for f in factors:
         if abs(c - f.value) <= COEF_TOL * abs(f.value):
             return f"{name} is {c:.4g} times the right value everywhere: {f.text}"
+    for f in factors:  # a named factor and a flipped sign: two mistakes, both named
+        if abs(c + f.value) <= COEF_TOL * abs(f.value):
+            return (f"{name} is {c:.4g} times the right value everywhere: the sign is "
+                    f"flipped, and {f.text}")
     if abs(c + 1) <= COEF_TOL:
         return f"{name} has the wrong sign everywhere (-1 times the right value)"
     return (f"{name} is {c:.4g} times the right value everywhere: a scale factor is wrong or "
@@ -259,8 +270,12 @@ def _flat_like(value, shape):
         return None
 
 
-def _per_axis(name, g, w, features):
-    """g = w * f(last index) with f not constant (per feature), or g = w * f(row)."""
+def _per_axis(name, g, w, features, rows=()):
+    """g = w * f(last index) with f not constant (per feature), or g = w * f(row).
+
+    A named vector names the factor: over the last axis (features) when it equals f or
+    1/f, over the rows (rows, a count per row) when it equals f.
+    """
     if g.ndim == 0 or g.shape[-1] < 2:
         return None
     w2, g2 = w.reshape(-1, w.shape[-1]), g.reshape(-1, g.shape[-1])  # (rows, C)
@@ -281,6 +296,10 @@ def _per_axis(name, g, w, features):
     ok = den > 0
     r = np.where(ok, (g2 * w2).sum(axis=1) / np.where(ok, den, 1), 1.0)  # (rows,)
     if g2.shape[0] > 1 and _close(g2, w2 * r[:, None]) and np.ptp(r[ok]) > COEF_TOL:
+        for rname, vec in rows:
+            vec = np.asarray(vec, dtype=np.float64).ravel()
+            if vec.shape == r.shape and np.allclose(r[ok], vec[ok], rtol=COEF_TOL):
+                return f"{name}, row by row, is the right value times {rname}"
         return (f"{name} is right up to one factor per row (the last axis agrees up to "
                 f"scale): a normalisation or a count differs from row to row")
     return None
@@ -319,9 +338,12 @@ def diagnose(exercise, case, got, want, failed, fd_ok=None, switches=True):
     if switched:
         failed = [name for name in failed if name in left]
     structure = exercise.structure(case, want) if exercise.structure else {}
+    # the gradients (a block exercise has no wrt: its gradients are named d...)
+    gradients = {g for _, g in exercise.wrt} or {n for n in want if n.startswith("d")}
     for name in failed:
         if name in got:
-            text = explain_output(name, got[name], want[name], structure.get(name))
+            text = explain_output(name, got[name], want[name], structure.get(name),
+                                  gradient=name in gradients)
             if text:
                 messages.append((name, text))
     forward = exercise.outputs[0]
