@@ -13,9 +13,12 @@ model can do, npformer/data/entropy.py) and the share of sampled lines that the 
 grammar accepts (npformer/data/grammar.py), at temperature 1 and 0.7.
 
 finetune: for each number of labelled training examples, fine-tunes the pretrained LM
-(`npformer finetune --from`) and trains the same architecture with the same tokenizer
-from scratch (`--scratch true`), with the same step budget, over several seeds; test
-accuracy, a table and a plot (docs/img/finetune_curve.png).
+(`npformer finetune --from`, the head on the text's last token) and trains the same
+architecture with the same tokenizer from scratch (`--scratch true`), with the same step
+budget, over several seeds (a seed draws the labelled examples, so the two starts and the
+bag-of-words baseline of one seed see the same ones); test accuracy, mean and 95%
+t-interval over seeds, the paired differences, a table and a plot
+(docs/img/finetune_curve.png).
 
 translator: `npformer train` on the toy corpus with the LM's size and tokenizer, from
 scratch and from the LM's weights (`--init-from`), same steps; validation BLEU against
@@ -25,12 +28,13 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 LM_DIR = REPO / "runs" / "bench_lm"
@@ -72,16 +76,31 @@ def run_pretrain(args):
     print(f"entropy floor of the toy text (EOS predicted): {floor['nats_per_token']:.3f} "
           f"nats/token, perplexity {floor['perplexity']:.2f}; the generator's own loss on the "
           f"test lines: {own:.3f} nats/token")
+    from npformer.data import make_toy_text
+    from npformer.metrics import distinct_n, self_bleu
+    from npformer.stats import permutation_test, wilson_interval
+
     ckpt = load_checkpoint(LM_DIR / "best.npz")
     tok = ckpt.src_tokenizer
-    for temperature in (1.0, 0.7):
-        lines = [tok.decode(ids) for ids in continue_text(
-            ckpt.model, [], max_new_tokens=63, temperature=temperature, rng=1, n=args.samples)]
-        ok = sum(is_grammatical_mixed(line) for line in lines)
-        print(f"samples at temperature {temperature}: {ok}/{len(lines)} "
-              f"({100 * ok / len(lines):.1f}%) accepted by the toy grammar; e.g.")
+    samples = {f"temperature {t}": [tok.decode(ids) for ids in continue_text(
+        ckpt.model, [], max_new_tokens=63, temperature=t, rng=1, n=args.samples)]
+        for t in (1.0, 0.7)}
+    samples["the generator"] = make_toy_text(0, "mixed", seed=1, n_valid_tokens=14 * args.samples)[
+        "valid"][:args.samples]
+    scored = list(range(min(200, args.samples)))  # self-BLEU of these against all lines
+    ok = {}
+    for name, lines in samples.items():
+        ok[name] = np.array([is_grammatical_mixed(line) for line in lines])
+        low, high = wilson_interval(int(ok[name].sum()), len(lines))
+        print(f"{name}: {ok[name].sum()}/{len(lines)} ({100 * ok[name].mean():.1f}%, 95% "
+              f"interval {100 * low:.1f}-{100 * high:.1f}%) accepted by the toy grammar; "
+              f"distinct-4 {distinct_n(lines, 4):.3f}, self-BLEU {self_bleu(lines, scored):.1f}; e.g.")
         for line in lines[:3]:
             print(f"    {line}")
+    p = permutation_test(ok["temperature 1.0"], ok["temperature 0.7"], n_perm=2000)
+    print(f"grammatical share, temperature 1.0 minus 0.7: "
+          f"{100 * (ok['temperature 1.0'].mean() - ok['temperature 0.7'].mean()):+.1f} points, "
+          f"permutation p = {p:.3f}")
 
 
 def accuracy_of(run_dir):
@@ -91,14 +110,25 @@ def accuracy_of(run_dir):
 
 
 def run_finetune(args):
+    from npformer.data import logistic_regression_accuracy, make_task
+    from npformer.stats import mean_ci, paired_diff_ci
+
     lm = LM_DIR / "best.npz"
     if not lm.exists():
         raise SystemExit(f"{lm} is missing: run `python benchmarks/llm.py pretrain` first")
     sizes = [int(x) for x in args.sizes.split(",")]
     seeds = range(args.seeds)
     results = {}
+
+    def cell(values):
+        m, lo, hi = mean_ci([100 * v for v in values])
+        return f"{m:.1f}% [{lo:.1f}, {hi:.1f}]"
+
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
+            results[(n, "bag of words")] = [logistic_regression_accuracy(
+                *(make_task(args.task, n_train=n, seed=seed)[s] for s in ("train", "test")))
+                for seed in seeds]
             for start in ("pretrained", "scratch"):
                 accs = []
                 for seed in seeds:
@@ -110,26 +140,32 @@ def run_finetune(args):
                              "--out-dir", out_dir)
                     accs.append(accuracy_of(out_dir))
                 results[(n, start)] = accs
-                print(f"{args.task}, {n} labelled, {start}: test accuracy "
-                      f"{100 * statistics.mean(accs):.1f}% ± {100 * statistics.pstdev(accs):.1f} "
+                print(f"{args.task}, {n} labelled, {start}: test accuracy {cell(accs)} "
                       f"({', '.join(f'{100 * a:.1f}' for a in accs)})", flush=True)
-    print("\n| labelled examples | pretrained | scratch |\n|---|---|---|")
+    print(f"\ntest accuracy, mean [95% t-interval] over {args.seeds} seeds; the difference is "
+          "paired (same seeds, same labelled examples)")
+    print("\n| labelled examples | pretrained body | from scratch | bag of words | pretrained "
+          "minus scratch (points) |\n|---|---|---|---|---|")
     for n in sizes:
-        cells = [f"{100 * statistics.mean(results[(n, s)]):.1f}% ± "
-                 f"{100 * statistics.pstdev(results[(n, s)]):.1f}" for s in ("pretrained", "scratch")]
-        print(f"| {n} | {cells[0]} | {cells[1]} |")
+        m, lo, hi = paired_diff_ci([100 * a for a in results[(n, "pretrained")]],
+                                   [100 * a for a in results[(n, "scratch")]])
+        print(f"| {n} | " + " | ".join(cell(results[(n, s)]) for s in
+                                       ("pretrained", "scratch", "bag of words")) +
+              f" | {m:+.1f} [{lo:+.1f}, {hi:+.1f}] |")
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for start in ("pretrained", "scratch"):
-        means = [100 * statistics.mean(results[(n, start)]) for n in sizes]
-        errs = [100 * statistics.pstdev(results[(n, start)]) for n in sizes]
-        ax.errorbar(sizes, means, yerr=errs, marker="o", capsize=3, label=start)
+    for start in ("pretrained", "scratch", "bag of words"):
+        m, lo, hi = (100 * np.array(v) for v in zip(*(mean_ci(results[(n, start)])
+                                                     for n in sizes)))
+        ax.errorbar(sizes, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=start)
+    ax.axhline(50, color="gray", ls=":", label="chance (balanced labels)")
     ax.set_xscale("log")
     ax.set_xlabel("labelled training examples")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{args.task}: fine-tuning a pretrained LM vs training from scratch")
+    ax.set_title(f"{args.task}: fine-tuned vs from scratch, 95% intervals over {args.seeds} seeds",
+                 fontsize=10)
     ax.legend()
     fig.tight_layout()
     path = REPO / "docs" / "img" / "finetune_curve.png"
@@ -181,10 +217,10 @@ def run_translator(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["pretrain", "finetune", "translator", "all"])
-    parser.add_argument("--samples", type=int, default=200, help="pretrain: sampled lines")
+    parser.add_argument("--samples", type=int, default=1000, help="pretrain: sampled lines")
     parser.add_argument("--task", default="acceptability", help="finetune: the toy task")
     parser.add_argument("--sizes", default="32,128,512,2048", help="finetune: labelled examples")
-    parser.add_argument("--seeds", type=int, default=3, help="finetune: seeds per point")
+    parser.add_argument("--seeds", type=int, default=5, help="finetune: seeds per point")
     parser.add_argument("--steps", type=int, default=200, help="finetune / translator: steps")
     args = parser.parse_args(argv)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load "

@@ -7,7 +7,8 @@
   npformer attention   save attention heatmaps (PNG) for one sentence
   npformer profile     where a training step's time goes, per kind of layer
   npformer gradcheck   check every backward pass against finite differences
-  npformer sweep       train a grid of small language models: loss against size and data
+  npformer sweep       an IsoFLOP sweep: which model size is best for a compute budget
+  npformer explore     open trained models in a local web page: tokens, attention, ...
 
 Errors the user can fix (bad flags, unreadable files) print one line and exit
 with status 2; no traceback. Full reference: docs/cli.md.
@@ -491,6 +492,34 @@ def cmd_exercises(args):
         raise UsageError(str(err)) from None
 
 
+def cmd_explore(args):
+    """Serve a local web page that shows the models' numbers (npformer/explore/)."""
+    from .explore.command import ExploreError, explore_command
+
+    _set_threads(args.threads)
+    defaults = [(path, command) for _, path, command, _ in MODEL_KINDS.values()]
+    try:
+        return explore_command(args.model, args.run, args.host, args.port, defaults,
+                               verbose=args.verbose)
+    except ExploreError as err:
+        raise UsageError(str(err)) from None
+
+
+def _lr_list(text):
+    """An argparse type: "tuned" -> None, "3e-3,6e-3" -> [0.003, 0.006] (each in (0, 1))."""
+    if text == "tuned":
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected tuned or comma-separated numbers, got "
+                                         f"{text!r}") from None
+    if not all(0.0 < v < 1.0 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"learning rates must be distinct and in (0, 1), "
+                                         f"got {text!r}")
+    return values
+
+
 def _int_list(low):
     """An argparse type: "5000,20000" -> [5000, 20000], each integer >= low."""
     def convert(text):
@@ -507,30 +536,32 @@ def _int_list(low):
 
 
 def cmd_sweep(args):
-    """Train a grid of language models; write the rows as JSON and the log-log plots."""
-    from .sweep import SweepError, loss_floor, parse_size, plot_sweep, sweep, write_sweep
+    """Train an IsoFLOP grid of language models; write the rows as JSON (and a plot)."""
+    from .sweep import DEFAULT_GRID, SweepError, corpus_facts, parse_budget, plot_isoflop, \
+        sweep, write_sweep
 
     try:
-        sizes = [parse_size(s) for s in args.sizes.split(",")]
+        grid = dict(parse_budget(text) for text in args.budget) if args.budget else DEFAULT_GRID
     except SweepError as err:
-        raise UsageError(f"--sizes: {err}") from None
-    for flag, value in (("--sizes", args.sizes.split(",")), ("--tokens", args.tokens),
-                        ("--seeds", args.seeds)):
-        if len(set(value)) != len(value):
-            raise UsageError(f"{flag}: {','.join(map(str, value))} repeats a value")
+        raise UsageError(f"--budget: {err}") from None
+    if args.budget and len(grid) != len(args.budget):
+        raise UsageError("--budget: a budget is given twice")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds: {','.join(map(str, args.seeds))} repeats a value")
     out = Path(args.out)
     _check_writable(out, "--out")
     if args.plot:
         _check_writable(Path(args.plot), "--plot")
     _set_threads(args.threads)
-    rows = sweep(sizes, args.tokens, args.seeds, args.steps, args.eval_every, args.data,
-                 args.threads, log=lambda line: print(line, flush=True))
-    settings = {"sizes": args.sizes, "tokens": args.tokens, "seeds": args.seeds,
-                "steps": args.steps, "eval_every": args.eval_every, "data": args.data}
-    write_sweep(out, rows, settings)
+    facts = corpus_facts(args.data)
+    settings = {"grid": {f"{budget:g}": list(sizes) for budget, sizes in grid.items()},
+                "seeds": args.seeds, "lrs": args.lrs or "tuned", "data": args.data}
+    rows = sweep(grid, args.seeds, args.lrs, args.data, args.threads,
+                 log=lambda line: print(line, flush=True), facts=facts,
+                 save=lambda so_far: write_sweep(out, so_far, settings, facts))
     print(f"wrote {out} ({len(rows)} runs)")
-    if args.plot and len(sizes) > 1 and len(args.tokens) > 1:
-        plot_sweep(rows, args.plot, floor=loss_floor(args.data))
+    if args.plot:
+        plot_isoflop(rows, args.plot)
         print(f"wrote {args.plot}")
     return 0
 
@@ -783,34 +814,58 @@ def build_parser():
     p.set_defaults(func=cmd_exercises)
 
     p = sub.add_parser(
-        "sweep", help="train a grid of small language models: loss against size and data",
-        description="Pretrain one decoder-only LM for every model size, amount of training "
-                    "text and seed, each for the same number of steps, and write the best "
-                    "validation loss of each run (and its curve) to a JSON file, with log-log "
-                    "plots of loss against parameters and against training tokens and a "
-                    "fitted power law. See notebooks/13_scale.ipynb.",
+        "sweep", help="an IsoFLOP sweep: which model size is best for a compute budget",
+        description="For each compute budget (in FLOPs) and each model size, pretrain one "
+                    "decoder-only LM for as many tokens as the budget pays for, with its own "
+                    "warm-up + cosine schedule and fresh text (never repeated), and write "
+                    "its final validation loss, parameters, tokens and compute to a JSON "
+                    "file. See notebooks/13_scale.ipynb.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  npformer sweep --sizes 16x1,32x2 --tokens 5000,20000 --steps 100\n"
-               "  npformer sweep --out notebooks/data/sweep.json --plot sweep.png")
-    p.add_argument("--sizes", default="16x1,32x1,48x2,64x3",
-                   help="model sizes WIDTHxLAYERS, comma-separated (d_ff = 4 x width, heads of "
-                        "16 dimensions; default 16x1,32x1,48x2,64x3)")
-    p.add_argument("--tokens", type=_int_list(100), default="5000,20000,80000,320000",
-                   help="tokens of training text, comma-separated (default "
-                        "5000,20000,80000,320000)")
+        epilog="examples:\n  npformer sweep --budget 3e10:16x1,32x1,32x2 --out tiny.json\n"
+               "  npformer sweep --seeds 0,1 --out notebooks/data/scale.json")
+    p.add_argument("--budget", action="append", metavar="FLOPS:SIZES",
+                   help="a compute budget in FLOPs and the model sizes WIDTHxLAYERS trained "
+                        "with it, e.g. 1e12:32x2,48x2,64x2 (d_ff = 4 x width, heads of 16 "
+                        "dimensions); repeat for more budgets (none: the grid of notebook "
+                        "13, npformer/sweep.py: DEFAULT_GRID)")
     p.add_argument("--seeds", type=_int_list(0), default="0",
                    help="seeds of initialisation and batch order, comma-separated (default 0)")
-    p.add_argument("--steps", type=_number(int, 1, 1 << 20), default=300,
-                   help="optimizer steps of every run (default 300)")
-    p.add_argument("--eval-every", type=_number(int, 1, 1 << 20), default=50,
-                   help="steps between validations (default 50)")
+    p.add_argument("--lrs", type=_lr_list, default="tuned",
+                   help="peak learning rates: tuned (per width, npformer/sweep.py: "
+                        "LEARNING_RATES), or comma-separated values, every run at each one "
+                        "(a learning-rate sweep) (default tuned)")
     p.add_argument("--data", choices=["toy", "toy-english", "toy-velan"], default="toy",
                    help="generated text to train on (default toy)")
     p.add_argument("--out", default="sweep.json", help="JSON file of results (default "
                                                         "sweep.json)")
-    p.add_argument("--plot", metavar="PNG", help="also save the log-log plots")
+    p.add_argument("--plot", metavar="PNG", help="also save the IsoFLOP curves")
     threads(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "explore", help="open trained models in a local web page: tokens, attention, decoding",
+        description="Start a local web server that shows what a model computes for the text "
+                    "you type (tokens, embeddings, every attention head, the next-token "
+                    "distribution, translation step by step, classification) and a training "
+                    "run's curves as it trains. Offline; see docs/explore.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  npformer explore\n"
+               "  npformer explore --model runs/toy/best.npz --model runs/lm/best.npz\n"
+               "  npformer explore --run runs/toy --port 0")
+    p.add_argument("--model", action="append", default=[], metavar="PATH",
+                   help="a checkpoint to show (repeat for several; default: runs/toy, runs/lm "
+                        "and runs/classify best.npz, those that exist)")
+    p.add_argument("--run", action="append", default=[], metavar="DIR",
+                   help="a training run's --out-dir whose log.jsonl and checkpoints to watch "
+                        "(repeatable; the loaded models' own runs are watched anyway)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; "
+                        "anything else lets other machines in, with a warning)")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=8765,
+                   help="port (default 8765; 0 = any free port)")
+    p.add_argument("--verbose", action="store_true", help="print every request")
+    threads(p)
+    p.set_defaults(func=cmd_explore)
     return parser
 
 

@@ -14,7 +14,7 @@ NORM_POSITIONS = ("pre", "post")
 POSITIONALS = ("sinusoidal", "learned")
 DTYPES = ("float32", "float64")
 KINDS = ("encoder-decoder", "decoder-only", "encoder-only")
-POOLINGS = ("mean", "first", "last")
+POOLINGS = ("mean", "first", "last", "before_eos")
 
 
 class ConfigError(ValueError):
@@ -96,7 +96,8 @@ class ModelConfig(_DictRoundTrip):
     seed: int = 0  # seed of the parameter initialisation
     kind: str = "encoder-decoder"  # or "decoder-only" (GPT-style LM), "encoder-only" (BERT-style)
     n_classes: int = 0  # > 0: a classification head on the pooled body (not encoder-decoder)
-    pooling: str = "last"  # what the head reads: "last" real token, "first" (BOS), or "mean"
+    pooling: str = "last"  # what the head reads: "last" real token, "first" (BOS), "mean", or
+    # "before_eos": the token before the last (the text's own last token; layers/pooling.py)
 
     def __post_init__(self):
         def need(cond, field, msg):
@@ -191,7 +192,8 @@ class TrainConfig(_DictRoundTrip):
         "translate": "training data: toy, copy, reverse, or a .tsv file of source<TAB>target "
                      "lines (or a source .txt file together with --tgt-file)",
         "lm": "training text: toy (English, Velan and 'English = Velan' lines), toy-english, "
-              "toy-velan, toy-icl (with few-shot task lines), or a UTF-8 text file",
+              "toy-velan, toy-icl (with few-shot task lines), toy-suffix (a made-up suffix rule "
+              "shown by examples; use --tokenizer bpe), or a UTF-8 text file",
         "classify": "labelled data: a toy task (acceptability, plural_subject, sentence_type) "
                     "or a .tsv file of text<TAB>label lines"})
     tgt_file: str = option("", "target side of a line-aligned pair of text files (source file "
@@ -234,8 +236,9 @@ class TrainConfig(_DictRoundTrip):
     body: str = option("decoder-only", "classifier body when not started from a checkpoint: "
                                        "decoder-only (causal, GPT-style) or encoder-only "
                                        "(bidirectional)", ("classify",))
-    pooling: str = option("last", "what the classifier head reads: the last real token, the "
-                                  "first (BOS), or the mean", ("classify",))
+    pooling: str = option("last", "what the classifier head reads: the last real token (EOS), "
+                                  "the first (BOS), the mean, or before_eos (the text's last "
+                                  "token: a position a pretrained LM has read)", ("classify",))
     init_from: str = option("", "start from this checkpoint's weights (finetune: a pretrained "
                                 "LM's body; train: an LM for the encoder and/or decoder)",
                             ("translate", "classify"))
@@ -390,9 +393,10 @@ PRESETS["lm"] = dict(task="lm", data="toy", data_size=300_000, d_model=96, n_hea
                      warmup_steps=100, max_steps=1000, max_minutes=4.2, eval_every=250,
                      dropout=0.1, label_smoothing=0.0, out_dir="runs/lm")
 # Fine-tuning a classifier (by default on the toy acceptability task); with
-# --init-from the architecture comes from the pretrained model
+# --init-from the architecture comes from the pretrained model. The head reads the
+# text's last token: a pretrained LM never read EOS as an input (layers/pooling.py)
 PRESETS["classify"] = dict(task="classify", data="acceptability", max_len=64,
-                           max_tokens=2048, lr=1e-3, warmup_steps=30, max_steps=400,
+                           pooling="before_eos", max_tokens=2048, lr=1e-3, warmup_steps=30, max_steps=400,
                            max_minutes=3.0, eval_every=100, label_smoothing=0.0,
                            out_dir="runs/classify")
 COMMAND_PRESETS = {"train": ("toy", "copy", "reverse", "tsv"), "pretrain": ("lm",),

@@ -22,6 +22,7 @@ from . import layers as L
 from .config import ModelConfig
 from .masks import additive, causal_mask, combine, padding_mask
 from .language_model import Classifier, LanguageModel
+from .layers.recurrent import rnn_backward, rnn_forward
 from .model import Transformer
 from .tape import Tape
 
@@ -122,6 +123,11 @@ def layer_checks(seed=0):
                         [r(B, T, C), r(6, C), 2], {0: "dx", 1: "dP"})
     rows += check_layer("linear", L.linear_forward, L.linear_backward,
                         [r(B, T, C), r(C, F), r(F)], {0: "dx", 1: "dW", 2: "db"})
+    # the recurrent layer (the RNN baseline): T = 3 steps of backpropagation through time;
+    # weights scaled by 0.3 so that tanh is not saturated (gradients of a useful size)
+    rows += check_layer("recurrent (Elman RNN, BPTT)", rnn_forward, rnn_backward,
+                        [r(B, T, C), r(B, C), 0.3 * r(C, C), 0.3 * r(C, C), r(C)],
+                        {0: "dx", 1: "dh0", 2: "dW_x", 3: "dW_h", 4: "db"})
     rows += check_layer("tied output", L.tied_linear_forward, L.tied_linear_backward,
                         [r(B, T, C), r(V, C), r(V)], {0: "dx", 1: "dE", 2: "db"})
     rows += check_layer("layernorm", L.layernorm_forward, L.layernorm_backward,
@@ -160,7 +166,7 @@ def layer_checks(seed=0):
                         {0: "dx", 1: "dmemory", 2: "dW_q", 3: "db_q", 4: "dW_kv", 5: "db_kv",
                          6: "dW_o", 7: "db_o"})
     ids = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])  # (B,S): row 1 padded, its last real token is 2
-    for mode in ("mean", "first", "last"):
+    for mode in ("mean", "first", "last", "before_eos"):
         rows += check_layer(f"pooling ({mode}, padding)", L.pool_forward, L.pool_backward,
                             [r(B, S, C), L.pool_weights(ids != 0, mode, np.float64)], {0: "dx"})
     targets = np.array([[1, 2, 0], [4, 4, 6]])  # one padding target (ignored)
@@ -229,6 +235,8 @@ MODEL_VARIANTS = {
         activation="gelu")),
     "classifier, decoder-only body, last, dropout": (Classifier, dict(
         **DECODER_ONLY, n_classes=3, pooling="last", dropout=0.2)),
+    "classifier, decoder-only body, before_eos": (Classifier, dict(
+        **DECODER_ONLY, n_classes=3, pooling="before_eos")),
     "classifier, encoder-only body, mean, post-LN": (Classifier, dict(
         **ENCODER_ONLY, n_classes=3, pooling="mean", norm_position="post")),
     "classifier, encoder-only body, first, learned pos": (Classifier, dict(

@@ -93,8 +93,8 @@ class Classifier(Model):
         cfg = self.config
         return cfg.tgt_vocab_size if self.body == "decoder" else cfg.src_vocab_size
 
-    def _logits(self, run, ids):
-        """Shapes: ids (B,T) -> class logits Value (B,K)"""
+    def _pooled(self, run, ids):
+        """Shapes: ids (B,T) -> the vector the head reads, Value (B,C)"""
         cfg = self.config
         key_ok = ids != cfg.pad_id  # (B,T)
         if self.body == "decoder":
@@ -106,10 +106,21 @@ class Classifier(Model):
             x = self._embed(run, ids, "src")
             layers = cfg.n_encoder_layers
         x = self_attention_stack(run, self.body, layers, x, mask)  # (B,T,C)
-        pooled = run.tape.call("pool", pool_forward, pool_backward,
-                               x, pool_weights(key_ok, cfg.pooling, cfg.dtype))  # (B,T,C) -> (B,C)
-        return run.tape.call("head", linear_forward, linear_backward,
-                             pooled, run.param("head.W"), run.param("head.b"))  # (B,C) -> (B,K)
+        return run.tape.call("pool", pool_forward, pool_backward,
+                             x, pool_weights(key_ok, cfg.pooling, cfg.dtype))  # (B,T,C) -> (B,C)
+
+    def _logits(self, run, ids):
+        """Shapes: ids (B,T) -> class logits Value (B,K)"""
+        return run.tape.call("head", linear_forward, linear_backward, self._pooled(run, ids),
+                             run.param("head.W"), run.param("head.b"))  # (B,C) -> (B,K)
+
+    def features(self, ids):
+        """The vector the head reads (the pooled body output), e.g. for a linear probe.
+
+        Shapes: ids (B,T) -> (B,C)
+        """
+        ids = self.check_ids(ids, "ids", self.vocab_size)
+        return self._pooled(self._run(None, False, None), ids).data
 
     def forward(self, ids, tape=None, train=False, rng=None):
         """Class logits. Shapes: ids (B,T) -> (B,K)"""
@@ -137,3 +148,10 @@ class Classifier(Model):
     def batch_loss(self, batch, **kwargs):
         """`loss` of a batching.Batch (src = ids, tgt_out = labels)."""
         return self.loss(batch.src, batch.tgt_out, **kwargs)
+
+    def attention_maps(self, ids):
+        """{op name: P (B,H,T,T)} of every self-attention op of the body, one forward pass."""
+        tape = Tape()
+        self.forward(ids, tape=tape)
+        return {r.name: r.cache.core.P for r in tape.records
+                if r.backward is self_attention_backward}

@@ -1,4 +1,6 @@
-"""Translation metrics: corpus BLEU (sacrebleu-compatible), sentence BLEU, exact match.
+"""Text metrics: BLEU (sacrebleu-compatible), exact match; distinct-n and self-BLEU.
+
+Translation: corpus BLEU, sentence BLEU, exact match. Generated text: its diversity.
 
 BLEU (Papineni et al., 2002) compares hypothesis and reference n-grams:
 
@@ -13,6 +15,16 @@ used by WMT), case-sensitive, and an order n with no match at all is smoothed
 with the "exp" method: the k-th such order gets p_n = 1 / (2**k * hypothesis n-grams).
 If nothing matches, BLEU is 0. sacrebleu is only a test dependency; the tests
 check that the two agree to within 0.01.
+
+Diversity of a set of generated lines (whitespace tokens; notebook 10):
+
+    distinct-n  distinct n-grams / all n-grams, over the whole set (Li et al. 2016):
+                1 when no n-gram repeats, small when the lines reuse the same phrases
+    self-BLEU   the mean sentence BLEU of each line against all the others as references
+                (Zhu et al. 2018, Texygen): high when the lines resemble each other
+
+"100 distinct lines of 100" says little (two lines differing in one word are distinct);
+these two measure how much the lines share.
 """
 import math
 import re
@@ -154,3 +166,53 @@ def exact_match(hyps, refs):
     hyps, refs = _check_lists(hyps, refs)
     same = sum(" ".join(h.split()) == " ".join(r.split()) for h, r in zip(hyps, refs))
     return same / len(hyps)
+
+
+# ------------------------------------------------------------------ diversity of generated text
+def distinct_n(lines, n):
+    """Distinct n-grams / all n-grams over a set of lines (whitespace tokens); 0 if none."""
+    grams = Counter()
+    for line in lines:
+        tokens = line.split()
+        grams.update(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    total = sum(grams.values())
+    return len(grams) / total if total else 0.0
+
+
+def self_bleu(lines, hypotheses=None):
+    """Mean sentence BLEU (0-100) of lines against every other line of the set as references.
+
+    Multi-reference BLEU: a hypothesis n-gram counts as often as it occurs in the
+    reference that holds it most often; the reference length is the one closest to
+    the hypothesis's; exp smoothing and effective order as `sentence_bleu`.
+    Whitespace tokens (no 13a tokenizer: generated toy text is already split).
+    `hypotheses`: indices of the lines to score (default: all; every line still
+    serves as a reference for the others).
+    """
+    lines = [line.split() for line in lines]
+    if len(lines) < 2:
+        raise ValueError("self-BLEU needs at least two lines")
+    grams = [_ngrams(tokens) for tokens in lines]
+    best = {}  # n-gram -> (highest count, the line with it, second highest count)
+    for i, g in enumerate(grams):
+        for gram, c in g.items():
+            top, who, second = best.get(gram, (0, -1, 0))
+            if c > top:
+                best[gram] = (c, i, top)
+            elif c > second:
+                best[gram] = (top, who, c)
+    lengths = Counter(len(tokens) for tokens in lines)
+    scores = []
+    for i in (range(len(lines)) if hypotheses is None else hypotheses):
+        counts, totals = [0] * MAX_ORDER, [0] * MAX_ORDER
+        for gram, c in grams[i].items():
+            top, who, second = best[gram]
+            totals[len(gram) - 1] += c
+            counts[len(gram) - 1] += min(c, second if who == i else top)  # others only
+        h_len = len(lines[i])
+        others = lengths.copy()
+        others[h_len] -= 1
+        r_len = min((length for length, k in others.items() if k > 0),
+                    key=lambda length: (abs(length - h_len), length))
+        scores.append(_bleu_from_stats(h_len, r_len, counts, totals, True).score)
+    return sum(scores) / len(scores)

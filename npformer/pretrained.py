@@ -2,7 +2,9 @@
 
 A decoder-only LM's embedding and blocks can start a classifier's body or a
 translator's encoder and decoder: `pretrained_key_map` says which weight goes where,
-`load_pretrained` copies them. docs/language_models.md measures what it gains.
+`load_pretrained` copies them; `body_as_language_model` copies a fine-tuned body
+back into the LM, to measure what fine-tuning made it forget. docs/language_models.md
+measures what it gains.
 """
 from .params import embedding_keys, param_specs
 
@@ -75,3 +77,22 @@ def load_pretrained(model, pretrained, parts=("encoder", "decoder")):
     for key, from_key in mapping.items():
         model.params[key][...] = pretrained.params[from_key]
     return sorted(mapping)
+
+
+def body_as_language_model(model, pretrained):
+    """The language model `pretrained` with its body replaced by `model`'s (e.g. fine-tuned).
+
+    Every weight that `load_pretrained` would copy from the LM into `model` is copied
+    back; the rest (the LM's output bias, which a classifier does not have) stays the
+    LM's. Its loss on text, against the LM's, measures what fine-tuning made the body
+    forget (notebook 11). Only a decoder-only `model` (the same stack): raises ValueError.
+    """
+    from .model import build_model
+
+    if model.config.kind != "decoder-only":
+        raise ValueError(f"a {model.config.kind} body is not a language model's stack")
+    mapping = pretrained_key_map(model.config, pretrained.config, ("decoder",))
+    params = {key: value.copy() for key, value in pretrained.params.items()}
+    for key, from_key in mapping.items():
+        params[from_key][...] = model.params[key]
+    return build_model(pretrained.config, params)

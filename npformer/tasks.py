@@ -34,7 +34,7 @@ from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from .config import BEST_BY, DEFAULT_LABELLED, DEFAULT_TEXT_TOKENS, ConfigError, ModelConfig
 from .data import (DataError, TASKS as CLASSIFICATION_TASKS, load_labelled_tsv, load_parallel,
                    load_text, load_tsv, make_copy_task, make_icl_text, make_reverse_task,
-                   make_task, make_toy_corpus, make_toy_text, split_pairs)
+                   make_suffix_text, make_task, make_toy_corpus, make_toy_text, split_pairs)
 from .evaluation import evaluate, validation_loss
 from .lengths import batch_mib, choose_max_len
 from .model import build_model
@@ -250,7 +250,7 @@ class LanguageModelTask:
     name = "lm"
     unit = "tok"
 
-    builtins = (*TOY_TEXTS, "toy-icl")
+    builtins = (*TOY_TEXTS, "toy-icl", "toy-suffix")
 
     def builtin(self, data):
         return data in self.builtins
@@ -269,6 +269,9 @@ class LanguageModelTask:
             order = rng.permutation(len(train))
             return ({"train": [train[i] for i in order], "valid": text["valid"] + icl["valid"],
                      "test": text["test"]}, f"toy text with in-context tasks ({size:,} tokens)")
+        if cfg.data == "toy-suffix":  # a made-up suffix rule per line (notebook 12, with BPE)
+            lines = make_suffix_text(n_lines=max(size // 20, 100), seed=cfg.data_seed)
+            return lines, f"few-shot suffix-rule lines ({len(lines['train']):,} lines)"
         if cfg.text_mode == "whole":
             return _split_stream(load_text(cfg.data, mode="whole")[0], cfg, cfg.data)
         return _split_lines(load_text(cfg.data, mode=cfg.text_mode), cfg, cfg.data)

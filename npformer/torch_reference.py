@@ -343,6 +343,8 @@ class TorchClassifier(nn.Module):
         if self.cfg.pooling == "first":
             return h[:, 0]
         last = real.sum(1).long() - 1  # (B,) the last real token of each row
+        if self.cfg.pooling == "before_eos":
+            last = (last - 1).clamp(min=0)  # (B,) the token before it
         return h[torch.arange(h.shape[0]), last]
 
     def forward(self, ids):

@@ -22,12 +22,22 @@ The same scheme gives the language models of notebooks 10-13:
                             its weights at LM_SNAPSHOTS steps (notebooks 10, 11)
   icl_lm_run() / icl_lm()   the same kind of model pretrained on toy-icl text, which
                             holds few-shot task lines (notebook 12)
+
+and the experiments that notebooks 10 and 11 run live in a small slice and
+benchmarks/ run in full (so both run the same code):
+  lm_race(kind, ...)        the tutorial LM, or an RNN LM, trained on the same batches
+                            for a few steps, timed (notebook 10, benchmarks/rnn_race.py)
+  kl_by_part(model, ...)    KL(generator || model) at every position of toy lines,
+                            by part of the line (notebook 10, benchmarks/rnn_race.py)
+  finetune(lm_path, n, ...) one fine-tuning (or from-scratch) run of notebook 11
+                            (benchmarks/finetune_seeds.py runs the grid over seeds)
 """
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from . import __version__
@@ -221,3 +231,151 @@ def make_run(name, out, log=None):
 def icl_lm(log=None, **changes):
     """The LM pretrained on toy-icl text (a Checkpoint), trained on first use."""
     return load_checkpoint(icl_lm_run(log, **changes) / "best.npz")
+
+
+# ---------------------------------------------------------------- notebook 10: RNN vs transformer
+def lm_race(kind="transformer", steps=25, eval_every=25, seed=0, lr=None, d_model=64,
+            log=None):
+    """Train the tutorial LM ("transformer") or an RNN LM ("rnn", width d_model) from scratch.
+
+    Both see exactly the batches of TUTORIAL_LM (its text, tokenizer, token budget and
+    order, learning-rate schedule; `lr` overrides the peak rate) through the same
+    train.train_step, with one BLAS thread. Returns the model and a list of records
+    {step, tokens, cpu_seconds, wall_seconds, valid_loss} every `eval_every` steps; the
+    clocks count the training steps only (CPU time: what this process computed, less
+    disturbed by other jobs on a shared machine than the wall clock).
+    """
+    from .batching import bucket_batches
+    from .evaluation import validation_loss
+    from .optim import AdamW
+    from .rnn_lm import RNNConfig, RNNLanguageModel
+    from .tasks import TASKS
+    from .threads import set_blas_threads
+    from .train import load_corpus, make_lr_schedule, train_step
+
+    set_blas_threads(1)
+    settings = {**TUTORIAL_LM, "seed": seed, "out_dir": "unused"}
+    if lr is not None:
+        settings["lr"] = lr
+    cfg = TrainConfig(**settings)
+    task = TASKS["lm"]
+    splits, _ = load_corpus(cfg)
+    built = task.build(cfg, splits)
+    if kind == "rnn":
+        model = RNNLanguageModel(RNNConfig(built.src_tokenizer.vocab_size, d_model, seed=seed))
+    elif kind == "transformer":
+        model = built.model
+    else:
+        raise ValueError(f"kind={kind!r}: transformer or rnn")
+    examples, _ = task.encode(splits["train"], built, cfg)
+    valid, _ = task.encode(splits["valid"], built, cfg)
+    opt = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = make_lr_schedule(cfg)
+    n_batches = len(bucket_batches(examples, cfg.max_tokens, cfg.seed, 0, length=task.length))
+    batches, records, cpu, wall, tokens = {}, [], 0.0, 0.0, 0
+    for step in range(steps):
+        epoch, index = divmod(step, n_batches)
+        if epoch not in batches:
+            batches = {epoch: bucket_batches(examples, cfg.max_tokens, cfg.seed, epoch,
+                                             length=task.length)}
+        batch = task.collate([examples[i] for i in batches[epoch][index]])
+        c0, w0 = time.process_time(), time.perf_counter()
+        train_step(model, opt, batch, schedule(step + 1), None, cfg.label_smoothing,
+                   cfg.clip_norm)
+        cpu += time.process_time() - c0
+        wall += time.perf_counter() - w0
+        tokens += batch.n_tokens
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            records.append({"step": step + 1, "tokens": tokens, "cpu_seconds": cpu,
+                            "wall_seconds": wall,
+                            "valid_loss": validation_loss(model, valid, cfg.max_tokens, task)})
+            if log:
+                log(f"{kind} step {step + 1}: valid loss {records[-1]['valid_loss']:.3f}")
+    return model, records
+
+
+LINE_PARTS = ("English", "Velan", "pair: English", "pair: Velan")
+
+
+def line_part(line, t):
+    """What position t of a mixed toy line predicts: one of LINE_PARTS.
+
+    In a pair line "ENGLISH = VELAN", "=" and the words before it are the English half.
+    """
+    from .data.grammar import is_grammatical_english
+
+    words = line.split()
+    if "=" in words:
+        return "pair: English" if t <= words.index("=") else "pair: Velan"
+    return "English" if is_grammatical_english(line) else "Velan"
+
+
+def kl_by_part(model, tokenizer, lines, truth=None):
+    """KL(generator || model) in nats at every position of mixed toy lines, by line part.
+
+    truth: line_next_token_distributions of each line (computed when not given; about
+    10 ms per position). `model.forward(ids)` gives next-token logits (a LanguageModel
+    or an RNNLanguageModel). Returns ({part: [KL at each position]}, the model's and the
+    generator's summed loss on the tokens that came).
+    """
+    import math
+
+    import numpy as np
+
+    from .data import line_next_token_distributions
+    from .tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+    truth = truth or [line_next_token_distributions(line) for line in lines]
+    rows = [[BOS_ID] + tokenizer.encode(line) for line in lines]
+    ids = np.full((len(rows), max(map(len, rows))), PAD_ID, dtype=np.int64)  # (N,T)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+    logits = model.forward(ids).astype(np.float64)  # (N,T,V)
+    logq = logits - logits.max(-1, keepdims=True)
+    logq -= np.log(np.exp(logq).sum(-1, keepdims=True))  # (N,T,V) log-softmax
+
+    def token_id(word):
+        return EOS_ID if word == "<eos>" else tokenizer.encode(word)[0]
+
+    parts, model_nll, true_nll = {part: [] for part in LINE_PARTS}, 0.0, 0.0
+    for i, (line, dists) in enumerate(zip(lines, truth)):
+        for t, (p, word) in enumerate(zip(dists, line.split() + ["<eos>"])):
+            kl = sum(q * (math.log(q) - logq[i, t, token_id(w)]) for w, q in p.items())
+            parts[line_part(line, t)].append(kl)
+            model_nll -= logq[i, t, token_id(word)]
+            true_nll -= math.log(p[word])
+    return parts, model_nll, true_nll
+
+
+# ---------------------------------------------------------------------- notebook 11: fine-tuning
+# A short fixed budget (with few labels every step sees all of them); the head reads the
+# text's last token ("before_eos"), a position the pretrained LM has read (layers/pooling.py)
+FINETUNE = dict(data="plural_subject", max_steps=60, warmup_steps=10, eval_every=20,
+                log_every=20, max_minutes=0.0, pooling="before_eos")
+
+
+def finetune(lm_path, n, seed, scratch=False, **changes):
+    """Fine-tune the LM at lm_path on n labels of FINETUNE's task -> (test accuracy, Checkpoint).
+
+    `npformer finetune --from lm_path --data-size n --seed seed --data-seed seed` with
+    FINETUNE's settings; scratch=True keeps the LM's architecture and tokenizer but not
+    its weights (the baseline). The seed picks the labelled examples, the head's
+    initialisation and the batch order. Accuracy of the best checkpoint (by validation
+    accuracy) on the task's 500 test sentences.
+    """
+    from .config import PRESETS
+    from .data import make_task
+    from .tasks import TASKS, Built, accuracy
+    from .train import train
+
+    settings = {**PRESETS["classify"], **FINETUNE, "init_from": str(lm_path), "scratch": scratch,
+                "data_size": n, "seed": seed, "data_seed": seed, **changes}
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(**{**settings, "out_dir": out})
+        train(cfg, log=lambda line: None)
+        best = load_checkpoint(Path(out) / "best.npz")
+    task = TASKS["classify"]
+    test = make_task(cfg.data, n_train=n, seed=seed)["test"]
+    built = Built(best.model, best.src_tokenizer, best.src_tokenizer, best.labels, "")
+    examples, _ = task.encode(test, built, cfg)
+    return accuracy(best.model, examples, cfg.max_tokens, task), best

@@ -13,13 +13,14 @@ def test_every_layer_backward_matches_finite_differences():
     rows = gradcheck.layer_checks(seed=0)
     names = {r.name.split(":")[0] for r in rows}
     for layer in ("embedding", "positional (learned)", "positional (fixed)", "linear",
+                  "recurrent (Elman RNN, BPTT)",
                   "tied output", "layernorm", "dropout", "residual add",
                   "feed-forward (relu)", "feed-forward (gelu)",
                   "attention core", "self-attention (padding)", "causal self-attention",
                   "cross-attention",
                   "cross-entropy (smoothing 0.1)", "cross-entropy (class labels)",
                   "pooling (mean, padding)", "pooling (first, padding)",
-                  "pooling (last, padding)"):
+                  "pooling (last, padding)", "pooling (before_eos, padding)"):
         assert layer in names, f"no gradient check for {layer}"
     assert all(r.passed for r in rows), _failures(rows)
 
@@ -43,6 +44,7 @@ def test_whole_model_gradient_over_every_parameter():
         assert sorted(checked[label]) == sorted(param_specs(cfg)), label
         classes.add((model_class.__name__, cfg.kind, cfg.pooling if cfg.n_classes else ""))
     assert {("LanguageModel", "decoder-only", ""), ("Classifier", "decoder-only", "last"),
+            ("Classifier", "decoder-only", "before_eos"),
             ("Classifier", "encoder-only", "mean"),
             ("Classifier", "encoder-only", "first")} <= classes
 

@@ -12,6 +12,7 @@ from helpers import assert_close
 from npformer.checkpoint import load_checkpoint, save_checkpoint
 from npformer.config import ConfigError, ModelConfig
 from npformer.decoding import continue_text
+from npformer import layers as L
 from npformer.language_model import Classifier, LanguageModel
 from npformer.model import Transformer, build_model
 from npformer.pretrained import load_pretrained, pretrained_key_map
@@ -161,6 +162,7 @@ def test_lm_loss_ignores_padding():
 
 
 @pytest.mark.parametrize("body,pooling", [("decoder-only", "last"), ("decoder-only", "mean"),
+                                          ("decoder-only", "before_eos"),
                                           ("encoder-only", "mean"), ("encoder-only", "first"),
                                           ("encoder-only", "last")])
 def test_classifier_ignores_padding(body, pooling):
@@ -197,6 +199,20 @@ def test_decoder_only_classifier_reads_the_end_and_is_causal():
     a = model.forward(np.array([[1, 5, 6, 7, 2]]))
     b = model.forward(np.array([[1, 9, 6, 7, 2]]))
     assert np.abs(a - b).max() > 1e-6
+
+
+def test_before_eos_pooling_reads_the_texts_last_token_on_a_causal_body():
+    """"before_eos" reads the position before EOS: on a causal body the EOS id cannot matter.
+
+    That is the point of the mode: a pretrained LM never read EOS as an input.
+    """
+    model = shifted(Classifier(ModelConfig(**{**LM, "n_classes": 2, "pooling": "before_eos"})))
+    a = model.forward(np.array([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]]))
+    b = model.forward(np.array([[1, 5, 6, 7, 9], [1, 8, 9, 0, 0]]))  # another id in EOS's place
+    assert_close("EOS replaced", b, a, 1e-12, 1e-14)
+    c = model.forward(np.array([[1, 5, 6, 9, 2], [1, 9, 2, 0, 0]]))  # the text's last token changed
+    assert np.abs(c - a).min() > 1e-6
+    assert L.pool_weights(np.array([[True, True, False]]), "before_eos", np.float64)[0, 0] == 1.0
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -310,3 +326,53 @@ def test_load_pretrained_only_from_a_language_model():
     model = build_model(ModelConfig(**ENCODER))
     with pytest.raises(ValueError, match="pretrained language model"):
         load_pretrained(model, clf)
+
+
+def test_weight_change_measures_by_hand():
+    """The measures of npformer.weight_change on a change of rank 2, worked by hand.
+
+    Energy 1 in the top 2, effective rank 2 (equal singular values), the rank-2 truncation
+    is exact and the rank-1 one has rank 1.
+    """
+    from npformer import weight_change as wc
+
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    V_, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    before = {"decoder.0.ffn.W_1": rng.normal(size=(6, 4)), "head.W": rng.normal(size=(6, 2))}
+    change = 3.0 * np.outer(U[:, 0], V_[0]) + 3.0 * np.outer(U[:, 1], V_[1])
+    after = {"decoder.0.ffn.W_1": before["decoder.0.ffn.W_1"] + change,
+             "head.W": before["head.W"] + 1.0}
+    assert wc.matrix_keys(after) == ["decoder.0.ffn.W_1"]
+    s = wc.spectrum(before, after, "decoder.0.ffn.W_1")
+    assert_close("singular values", s, np.array([3.0, 3.0, 0, 0]), 1e-12, 1e-12)
+    assert wc.energy_in_top(s, 1) == pytest.approx(0.5) and wc.energy_in_top(s, 2) == 1.0
+    assert wc.effective_rank(s) == pytest.approx(2.0)
+    exact = wc.low_rank_update(before, after, 2)
+    assert_close("rank 2", exact["decoder.0.ffn.W_1"], after["decoder.0.ffn.W_1"], 1e-12, 1e-12)
+    assert np.array_equal(exact["head.W"], after["head.W"])  # not a body matrix: untouched
+    one = wc.low_rank_update(before, after, 1)["decoder.0.ffn.W_1"] - before["decoder.0.ffn.W_1"]
+    assert np.linalg.matrix_rank(one, tol=1e-9) == 1
+    assert wc.relative_change(before, after)["layer 0 feed-forward"] == pytest.approx(
+        np.linalg.norm(change) / np.linalg.norm(before["decoder.0.ffn.W_1"]))
+
+
+def test_body_as_language_model_round_trip_and_features():
+    """A classifier started from an LM gives back exactly that LM; a changed body changes it."""
+    from npformer.pretrained import body_as_language_model
+
+    lm = shifted(LanguageModel(ModelConfig(**LM)))
+    clf = Classifier(ModelConfig(**{**LM, "n_classes": 2, "pooling": "before_eos"}))
+    load_pretrained(clf, lm, ("decoder",))
+    ids = np.array([[1, 5, 6, 7, 2]])
+    back = body_as_language_model(clf, lm)
+    assert_close("same LM", back.forward(ids), lm.forward(ids), 1e-14, 1e-14)
+    clf.params["decoder.0.ffn.W_1"] += 0.1
+    assert np.abs(body_as_language_model(clf, lm).forward(ids) - lm.forward(ids)).max() > 1e-6
+    assert lm.params["decoder.0.ffn.W_1"] is not back.params["decoder.0.ffn.W_1"]
+    features = clf.features(ids)
+    assert features.shape == (1, LM["d_model"])
+    tape = Tape()
+    clf.forward(ids, tape=tape)
+    head = next(r for r in tape.records if r.name == "head")
+    assert_close("features = the head's input", features, head.cache.x, 0, 0)

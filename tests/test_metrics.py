@@ -105,3 +105,32 @@ def test_bad_arguments_are_rejected_clearly():
         exact_match([], [])
     with pytest.raises(TypeError, match="not single strings"):
         corpus_bleu("a b", "a b")
+
+
+def test_distinct_n_by_hand():
+    from npformer.metrics import distinct_n
+
+    lines = ["a b c", "a b d"]
+    assert distinct_n(lines, 1) == 4 / 6  # a, b, c, d among 6 tokens
+    assert distinct_n(lines, 2) == 3 / 4  # (a b) twice, (b c), (b d)
+    assert distinct_n(lines, 3) == 1.0
+    assert distinct_n(["a"], 2) == 0.0
+
+
+def test_self_bleu_extremes_and_against_sentence_bleu():
+    """Identical lines score 100, lines sharing no word 0.
+
+    With two lines it is the sentence BLEU of each against the other (whitespace tokens,
+    no punctuation here).
+    """
+    from npformer.metrics import self_bleu, sentence_bleu
+
+    assert self_bleu(["the dog runs fast"] * 3) == pytest.approx(100.0)
+    assert self_bleu(["a b c d", "e f g h", "i j k l"]) == 0.0
+    a, b = "the big dog sees a cat", "the big dog sees the cow"
+    pair = (sentence_bleu(a, b).score + sentence_bleu(b, a).score) / 2
+    assert self_bleu([a, b]) == pytest.approx(pair, rel=1e-12)
+    # a line's own n-grams never count: a third, unrelated line leaves each score unchanged
+    assert self_bleu([a, b, "x y z w"], hypotheses=[0, 1]) == pytest.approx(pair, rel=1e-12)
+    with pytest.raises(ValueError):
+        self_bleu(["one line"])

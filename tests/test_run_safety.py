@@ -285,13 +285,15 @@ def test_the_launchers_pair_of_variables_decides_the_rank(monkeypatch):
 
 def test_errors_inside_a_sweep_are_one_line(tmp_path, capsys, monkeypatch):
     """Issue: errors raised inside a sweep escaped as tracebacks."""
-    args = ["sweep", "--sizes", "16x1", "--steps", "1", "--out", str(tmp_path / "s.json")]
-    one_line(main([*args, "--tokens", "100000000"]), capsys.readouterr().err, "data_size")
+    args = ["sweep", "--out", str(tmp_path / "s.json")]
+    # a budget that pays for more text than a generated corpus may hold (its data_size cap)
+    one_line(main([*args, "--budget", "1e16:16x1"]), capsys.readouterr().err, "data_size")
 
     def no_data(*a, **k):
         raise DataError("toy: too small to split")
     monkeypatch.setattr(npformer.sweep, "run_one", no_data)
-    one_line(main([*args, "--tokens", "100"]), capsys.readouterr().err, "too small to split")
+    one_line(main([*args, "--budget", "1e8:16x1"]), capsys.readouterr().err,
+             "too small to split")
 
 
 PROFILE = ["profile", "--d-model", "8", "--n-heads", "2", "--d-ff", "16", "--n-layers", "1",

@@ -224,6 +224,8 @@ N_CLASSES = 3
 CLASSIFIER_VARIANTS = {
     "classifier, decoder-only body, last": dict(
         DECODER_ONLY, n_classes=N_CLASSES, pooling="last"),
+    "classifier, decoder-only body, before_eos": dict(
+        DECODER_ONLY, n_classes=N_CLASSES, pooling="before_eos"),
     "classifier, decoder-only body, mean, post-LN, learned positions": dict(
         DECODER_ONLY, n_classes=N_CLASSES, pooling="mean", norm_position="post",
         positional="learned"),

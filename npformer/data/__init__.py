@@ -1,7 +1,8 @@
 """Data: toy corpora, loaders for user files, and the language-model side.
 
 The built-in toy corpus, symbol tasks, loaders for user files, toy text,
-classification tasks, grammar checker, entropy floor, in-context-learning prompts,
+classification tasks, grammar checker, entropy floor and the generator's exact
+next-token distribution (next_token.py), in-context-learning prompts,
 and the SCAN command corpus (commands.py).
 """
 from .baselines import logistic_regression_accuracy, majority_accuracy, naive_bayes_accuracy
@@ -19,6 +20,8 @@ from .grammar import (
     why_not_velan,
 )
 from .icl import evaluate_icl, make_icl_prompts, make_icl_text
+from .next_token import line_next_token_distributions, next_token_distribution
+from .suffixes import make_suffix_prompts, make_suffix_text
 from .io import DataError, LoadResult, load_parallel, load_tsv, save_tsv, split_pairs
 from .text import load_text, make_toy_text
 from .toy import make_copy_task, make_reverse_task, make_toy_corpus, toy_sentence_pair
@@ -33,6 +36,8 @@ __all__ = [
     "is_grammatical_english", "is_grammatical_velan", "is_grammatical_mixed",
     "why_not_english", "why_not_velan", "parse_english", "parse_velan", "Ungrammatical",
     "entropy_floor", "sentence_logprob", "line_logprob", "text_nll",
+    "next_token_distribution", "line_next_token_distributions",
     "make_icl_text", "make_icl_prompts", "evaluate_icl",
+    "make_suffix_text", "make_suffix_prompts",
     "scan_commands", "make_command_corpus",
 ]

@@ -1,12 +1,18 @@
-"""Baselines for the classification tasks: what a model must beat.
+"""Baselines: what a model must beat.
 
+Classification tasks:
 - majority: always answer the most frequent training label.
 - bag of words: multinomial naive Bayes on word counts (add-one smoothing) and a
   logistic regression on word counts (full-batch gradient descent, L2). Both see
   which words occur and how often, never their order, so a task they solve can
   be solved by spotting words; a task where they stay at chance needs structure.
+  `logistic_regression` is the same classifier on any features (a linear probe).
+Language models:
+- `ngram_loss`: the cross-entropy of a unigram (order 1: word frequencies) or
+  bigram (order 2: the previous token) model on held-out rows, the loss a
+  language model has to get below to have learned more than frequencies or pairs.
 
-Shapes: N examples, V vocabulary, L labels.
+Shapes: N examples, V vocabulary, L labels, D features.
 `python -m npformer.data.baselines` prints the table in docs/toy_corpus.md.
 """
 from collections import Counter
@@ -50,20 +56,76 @@ def naive_bayes_accuracy(train, test):
     return float((scores.argmax(1) == y_test).mean())
 
 
-def logistic_regression_accuracy(train, test, steps=500, lr=0.5, l2=1e-3):
-    """Softmax regression on word counts (full-batch gradient descent), accuracy on `test`."""
-    X_train, y_train, X_test, y_test, n_labels = _encode(train, test)
-    N, V = X_train.shape
-    W, b = np.zeros((V, n_labels)), np.zeros(n_labels)
+def logistic_regression(X_train, y_train, X_test, n_labels=None, steps=500, lr=0.5, l2=1e-3,
+                        standardize=False):
+    """Softmax regression (full-batch gradient descent, L2) -> predicted labels of X_test.
+
+    standardize: scale each feature to mean 0, std 1 on the training rows first (for
+    dense features such as a network's hidden vectors; word counts are used as they are).
+    Shapes: X_train (N,D), y_train (N,) ints, X_test (M,D) -> (M,)
+    """
+    X_train, X_test = np.asarray(X_train, np.float64), np.asarray(X_test, np.float64)
+    if standardize:
+        mean, std = X_train.mean(0), X_train.std(0) + 1e-8  # (D,)
+        X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
+    n_labels = n_labels or int(y_train.max()) + 1
+    N, D = X_train.shape
+    W, b = np.zeros((D, n_labels)), np.zeros(n_labels)
     onehot = np.eye(n_labels)[y_train]  # (N,L)
     for _ in range(steps):
-        logits = X_train @ W + b  # (N,V) @ (V,L) -> (N,L)
+        logits = X_train @ W + b  # (N,D) @ (D,L) -> (N,L)
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
         dlogits = (probs - onehot) / N  # gradient of the mean cross-entropy
         W -= lr * (X_train.T @ dlogits + l2 * W)
         b -= lr * dlogits.sum(0)
-    return float(((X_test @ W + b).argmax(1) == y_test).mean())
+    return (X_test @ W + b).argmax(1)  # (M,D) @ (D,L) -> (M,L) -> (M,)
+
+
+def logistic_regression_accuracy(train, test, steps=500, lr=0.5, l2=1e-3):
+    """Softmax regression on word counts (full-batch gradient descent), accuracy on `test`."""
+    X_train, y_train, X_test, y_test, n_labels = _encode(train, test)
+    predicted = logistic_regression(X_train, y_train, X_test, n_labels, steps, lr, l2)
+    return float((predicted == y_test).mean())
+
+
+def ngram_loss(train_rows, eval_rows, order, vocab_size, strengths=(0.1, 1, 10, 100, 1000)):
+    """Cross-entropy (nats per predicted token) of an n-gram model on `eval_rows`.
+
+    Rows are token-id lists [BOS, t1, .., tn, EOS]; like a language model's loss, every
+    token after BOS is predicted (EOS included). order 1 (unigram): add-one smoothed
+    frequencies. order 2 (bigram): p(w | v) = (c(v, w) + s p1(w)) / (c(v) + s), the
+    counts of the pair pulled towards the unigram p1 by a strength s (a Dirichlet
+    prior); s is chosen on the last 10% of train_rows, then the counts use all of them.
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order={order}: 1 (unigram) or 2 (bigram)")
+
+    def pairs(rows):  # (previous token, token) of every prediction
+        prev = np.concatenate([np.asarray(r[:-1]) for r in rows])
+        nxt = np.concatenate([np.asarray(r[1:]) for r in rows])
+        return prev, nxt
+
+    def fit(rows):
+        prev, nxt = pairs(rows)
+        p1 = (np.bincount(nxt, minlength=vocab_size) + 1.0)  # (V,) add-one
+        p1 /= p1.sum()
+        counts = np.zeros((vocab_size, vocab_size))  # (V,V) c(v, w)
+        np.add.at(counts, (prev, nxt), 1.0)
+        return p1, counts
+
+    def loss(model, rows, s):
+        p1, counts = model
+        prev, nxt = pairs(rows)
+        if order == 1:
+            return float(-np.log(p1[nxt]).mean())
+        p = (counts[prev, nxt] + s * p1[nxt]) / (counts[prev].sum(1) + s)
+        return float(-np.log(p).mean())
+
+    cut = int(0.9 * len(train_rows))
+    held_in = fit(train_rows[:cut])
+    s = min(strengths, key=lambda s: loss(held_in, train_rows[cut:], s))
+    return loss(fit(train_rows), eval_rows, s)
 
 
 def baseline_table(tasks=None, n_train=2000, n_valid=500, n_test=1000, seeds=(0, 1, 2)):

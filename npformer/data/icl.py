@@ -6,19 +6,28 @@ A line shows k examples of one task and a query, and the task is never named:
 
 (English noun -> Velan noun). A model pretrained on such lines from many tasks
 (npformer.data.toy's lexicon: noun -> Velan noun, singular -> plural, noun ->
-article lo/la, adjective -> feminine form, verb -> Velan plural form, ...) can
-only complete "... ; horse ->" by inferring the task from the examples.
+article lo/la, adjective -> feminine form, verb -> Velan plural form, ...) must
+infer the task from the examples to complete "... ; horse ->".
 
-Held out from pretraining (so that evaluation measures inference, not recall):
+Held out from pretraining:
 - whole tasks (HELDOUT_TASKS: masculine forms, plural -> singular, Velan ->
-  English), which never appear in pretraining lines;
+  English), which never appear in pretraining lines; two are reversals of
+  pretraining tasks (the setting of the "reversal curse"), one a sibling;
 - words: a fraction of every other task's pairs (chosen by the seed), which
   never appear in that task's pretraining lines, as query or as example.
 
+What the design can test: the query is never among the examples and words are
+single tokens, so the examples can show the kind of answer a task wants (its
+format and label space) but never the answer itself, and no rule such as
+"plural = add s" can be read off them. It is the contrast of notebook 12; the
+in-context learning of a mapping is in fewshot.py (a fresh mapping per line,
+the query among the examples) and suffixes.py (a rule in word parts).
+
 `evaluate_icl(predict, ...)` measures accuracy against k = 0, 1, 2, 4, 8 on
 held-out words or held-out tasks, and zero-shot with a task word ("plural: dog
-->"), for any `predict(prompt) -> str` (a model's greedy continuation).
-Format and splits: docs/toy_corpus.md ("In-context learning").
+->"), for any `predict(prompt) -> str` (a model's greedy continuation);
+`score_answer` and `guess_rates` score one answer and its chance baseline.
+Format and splits: docs/toy_corpus.md ("Word-level lexicon tasks").
 """
 import math
 import random
@@ -31,6 +40,7 @@ HELDOUT_WORD_FRACTION = 0.2  # of each pretraining task's pairs, held out for ev
 P_TASK_WORD = 0.3  # pretraining lines that start with the task word ("plural: dog -> dogs")
 MAX_EXAMPLES = 8
 EVAL_KS = (0, 1, 2, 4, 8)
+SPLITS = ("seen_words", "heldout_words", "heldout_tasks")  # evaluation prompts (make_icl_prompts)
 
 
 def _lexicon_tasks():
@@ -111,26 +121,30 @@ def make_icl_prompts(split="heldout_words", k=4, n_prompts=100, seed=0, task_wor
                      words_seed=0):
     """Evaluation prompts -> list of (prompt, answer, task name).
 
-    split "heldout_words": pretraining tasks, the query from that task's held-out
-    words, the examples from its training words. split "heldout_tasks": tasks never
-    seen in pretraining, any of their words. task_word: prefix "NAME:" (the zero-shot
-    with task word variant; for held-out tasks the word was never seen either).
-    words_seed must be the seed given to make_icl_text.
+    split "seen_words": pretraining tasks, query and examples from the pairs that
+    pretraining lines used (in-context recall). split "heldout_words": pretraining
+    tasks, the query from that task's held-out words, the examples from its training
+    words. split "heldout_tasks": tasks never seen in pretraining, any of their words.
+    task_word: prefix "NAME:" (the zero-shot with task word variant; for held-out
+    tasks the word was never seen either). words_seed must be the seed given to
+    make_icl_text. The query is never among the examples.
     """
-    if split not in ("heldout_words", "heldout_tasks"):
-        raise ValueError(f"split must be 'heldout_words' or 'heldout_tasks', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not 0 <= k <= MAX_EXAMPLES:
         raise ValueError(f"k must be in 0..{MAX_EXAMPLES}, got {k}")
     words = split_words(words_seed)
-    if split == "heldout_words":
-        names = sorted(n for n in TASKS if n not in HELDOUT_TASKS)
-    else:
+    if split == "heldout_tasks":
         names = sorted(HELDOUT_TASKS)
+    else:
+        names = sorted(n for n in TASKS if n not in HELDOUT_TASKS)
     rng = random.Random(f"icl-prompts-{split}-{k}-{seed}")
     prompts = []
     for p in range(n_prompts):
         name = names[p % len(names)]  # tasks in turn: equally many prompts each
-        if split == "heldout_words":
+        if split == "seen_words":
+            *examples, (query, answer) = rng.sample(words["train"][name], k + 1)
+        elif split == "heldout_words":
             query, answer = rng.choice(words["heldout"][name])
             examples = rng.sample(words["train"][name], k)
         else:
@@ -145,8 +159,34 @@ def completion_answer(completion):
     return completion.split("\n")[0].split(SEPARATOR)[0].strip()
 
 
+def example_answers(prompt):
+    """The answers of a prompt's examples: "a -> x ; b -> y ; q ->" -> ["x", "y"]."""
+    return [part.split(f" {ARROW} ")[1] for part in prompt.split(f" {SEPARATOR} ")[:-1]]
+
+
+def score_answer(said, prompt, answer, task):
+    """-> (exact, right kind, copied) for a model's answer `said` to one prompt.
+
+    right kind: `said` is one of the task's possible answers (a Velan noun, lo/la, ...);
+    copied: a wrong answer that is the answer of one of the prompt's examples.
+    """
+    outputs = {out for _, out in TASKS[task]}
+    return said == answer, said in outputs, said != answer and said in example_answers(prompt)
+
+
+def guess_rates(prompt, answer, task):
+    """What a uniform guess among the task's possible answers scores: (exact, copied).
+
+    The baseline beside a model's scores: exact = 1 / (number of possible answers);
+    copied = the share of possible answers that are a wrong answer shown in the prompt.
+    """
+    outputs = {out for _, out in TASKS[task]}
+    shown_wrong = (set(example_answers(prompt)) - {answer}) & outputs
+    return 1 / len(outputs), len(shown_wrong) / len(outputs)
+
+
 def _accuracy(predict, prompts):
-    """-> (accuracy, standard error over prompts, {task: accuracy})."""
+    """-> (hits, accuracy, standard error over prompts, {task: accuracy})."""
     correct, by_task = [], {}
     for prompt, answer, name in prompts:
         ok = completion_answer(predict(prompt)) == answer
@@ -155,7 +195,8 @@ def _accuracy(predict, prompts):
     n = len(correct)
     accuracy = sum(correct) / n
     stderr = math.sqrt(accuracy * (1 - accuracy) / n)
-    return accuracy, stderr, {name: sum(v) / len(v) for name, v in sorted(by_task.items())}
+    return (sum(correct), accuracy, stderr,
+            {name: sum(v) / len(v) for name, v in sorted(by_task.items())})
 
 
 def evaluate_icl(predict, split="heldout_words", ks=EVAL_KS, n_prompts=100, seed=0,
@@ -164,17 +205,19 @@ def evaluate_icl(predict, split="heldout_words", ks=EVAL_KS, n_prompts=100, seed
 
     Also zero-shot with the task word, on `split` ("heldout_words" or "heldout_tasks").
 
-    Returns {"accuracy": {k: acc}, "stderr": {k: standard error over prompts},
-    "per_task": {task: {k: acc}}, "task_word_zero_shot": acc, "task_word_stderr": se}.
-    Average several `seed`s (and models) for error bars over seeds.
+    Returns {"hits": {k: correct answers of n_prompts}, "accuracy": {k: acc},
+    "stderr": {k: standard error over prompts}, "per_task": {task: {k: acc}},
+    "task_word_zero_shot": acc, "task_word_stderr": se}. For an interval use the hits
+    (npformer/stats.py: wilson_interval); average several `seed`s (and models) for
+    error bars over seeds.
     """
-    result = {"accuracy": {}, "stderr": {}, "per_task": {}}
+    result = {"hits": {}, "accuracy": {}, "stderr": {}, "per_task": {}}
     for k in ks:
         prompts = make_icl_prompts(split, k, n_prompts, seed, words_seed=words_seed)
-        accuracy, stderr, by_task = _accuracy(predict, prompts)
-        result["accuracy"][k], result["stderr"][k] = accuracy, stderr
+        hits, accuracy, stderr, by_task = _accuracy(predict, prompts)
+        result["hits"][k], result["accuracy"][k], result["stderr"][k] = hits, accuracy, stderr
         for name, value in by_task.items():
             result["per_task"].setdefault(name, {})[k] = value
     prompts = make_icl_prompts(split, 0, n_prompts, seed, task_word=True, words_seed=words_seed)
-    result["task_word_zero_shot"], result["task_word_stderr"], _ = _accuracy(predict, prompts)
+    _, result["task_word_zero_shot"], result["task_word_stderr"], _ = _accuracy(predict, prompts)
     return result

@@ -7,6 +7,11 @@ token ids, so one forward/backward pair serves all three:
   first  w_b0 = 1: the BOS position (BERT's [CLS] vector)
   last   w_bt = 1 at the last real token (GPT's classifier reads the end of the text;
          with a causal mask it is the only position that has seen every token)
+  before_eos  w_bt = 1 at the token before the last: with inputs [BOS] text [EOS], the
+         text's own last token. A language model never reads EOS as an input (it is
+         only ever a target), so a body pretrained as an LM has learned nothing about
+         the state at EOS; this position it has read, and it has seen the whole text
+         (notebook 11 measures the difference)
   y_b = sum_t w_bt x_bt        dx_bt = w_bt dy_b
 Derivation: docs/derivations/linear.md (a weighted sum is a linear map).
 """
@@ -28,11 +33,13 @@ def pool_weights(key_ok, mode, dtype):
         w[...] = key_ok / np.maximum(key_ok.sum(axis=1, keepdims=True), 1)  # (B,T)
     elif mode == "first":
         w[:, 0] = 1.0
-    elif mode == "last":
+    elif mode in ("last", "before_eos"):
         last = T - 1 - np.argmax(key_ok[:, ::-1], axis=1)  # (B,) index of the last real token
+        if mode == "before_eos":
+            last = np.maximum(last - 1, 0)  # (B,) the one before it (BOS for an empty text)
         w[np.arange(B), last] = 1.0
     else:
-        raise ValueError(f"pooling {mode!r}: choose mean, first or last")
+        raise ValueError(f"pooling {mode!r}: choose mean, first, last or before_eos")
     return w
 
 

@@ -302,6 +302,10 @@ class BPETokenizer(Tokenizer):
         return apply_merges([b + BYTE_OFFSET for b in utf8_bytes(chunk)], self._ranks,
                             self._pair_of)
 
+    def pretokenize(self, text):
+        """Text -> the chunks BPE merges within, e.g. "the cats" -> ["the", " cats"]."""
+        return self._pretokenize(text)
+
     def encode(self, text):
         ids = []
         for chunk in self._pretokenize(text):
