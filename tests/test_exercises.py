@@ -76,7 +76,14 @@ def test_every_solution_passes(name):
 
 
 def test_every_layer_and_block_kind_has_an_exercise():
-    """Each forward/backward pair of npformer/layers (and each block kind) is practised."""
+    """Each forward/backward pair of npformer/layers (and each block kind) is practised.
+
+    Every module of the package is scanned, not only what its __init__ exports: a layer
+    added in a new module and not exported (recurrent.py was) is still found.
+    """
+    import importlib
+    import pkgutil
+
     import npformer.layers as layers
 
     graded_by = {  # layer function -> the exercise that practises it
@@ -85,10 +92,16 @@ def test_every_layer_and_block_kind_has_an_exercise():
         "embedding": "embedding", "positional": "embedding", "fixed_positional": "sinusoidal",
         "ffn": "ffn", "layernorm": "layernorm", "cross_entropy": "cross_entropy",
         "output_loss": "output_loss", "pool": "pooling", "add": "block"}
-    pairs = {name.rsplit("_", 1)[0] for name in dir(layers)
-             if name.endswith(("_forward", "_backward"))}
-    assert pairs == set(graded_by), f"layers without an exercise: {pairs - set(graded_by)}"
-    assert set(graded_by.values()) <= set(EXERCISES)
+    pairs = set()
+    for module_info in pkgutil.iter_modules(layers.__path__):
+        module = importlib.import_module(f"npformer.layers.{module_info.name}")
+        pairs |= {name.rsplit("_", 1)[0] for name, value in vars(module).items()
+                  if callable(value) and getattr(value, "__module__", None) == module.__name__
+                  and name.endswith(("_forward", "_backward"))}
+    assert pairs == set(graded_by), (f"layers without an exercise: {pairs - set(graded_by)}; "
+                                     f"exercises for no layer: {set(graded_by) - pairs}")
+    assert set(graded_by.values()) <= set(EXERCISES), (
+        f"no such exercise: {set(graded_by.values()) - set(EXERCISES)}")
     assert {"block", "decoder_block"} <= set(EXERCISES)  # encoder (and GPT) and decoder
     labels = [c.label for c in EXERCISES["block"].make_cases(np.random.default_rng(0))]
     assert any("causal" in label for label in labels), "no causal (GPT) block case"
