@@ -91,7 +91,7 @@ def test_every_layer_and_block_kind_has_an_exercise():
         "self_attention": "mha", "cross_attention": "mha", "dropout": "dropout",
         "embedding": "embedding", "positional": "embedding", "fixed_positional": "sinusoidal",
         "ffn": "ffn", "layernorm": "layernorm", "cross_entropy": "cross_entropy",
-        "output_loss": "output_loss", "pool": "pooling", "add": "block"}
+        "output_loss": "output_loss", "pool": "pooling", "add": "block", "rnn": "rnn"}
     pairs = set()
     for module_info in pkgutil.iter_modules(layers.__path__):
         module = importlib.import_module(f"npformer.layers.{module_info.name}")
@@ -416,6 +416,21 @@ def test_ffn_reference_matches_the_layer():
                                   for k, v in case.inputs.items()})
         got = dict(zip(("y", "dx", "dW_1", "db_1", "dW_2", "db_2"),
                        (y, *ffn_backward(case.dout, cache))))
+        for name, ref in want.items():
+            # the layer's kernels (Numba or NumPy) and plain NumPy: rounding only
+            np.testing.assert_allclose(got[name], ref, rtol=1e-10,
+                                       atol=1e-10 * np.abs(ref).max(), err_msg=name)
+
+
+def test_rnn_reference_matches_the_layer():
+    """The exercise's BPTT reference is npformer/layers/recurrent.py (used by rnn_lm.py)."""
+    from npformer.layers.recurrent import rnn_backward, rnn_forward
+
+    exercise = EXERCISES["rnn"]
+    for case in exercise.make_cases(np.random.default_rng(6)):
+        want = exercise.reference(case)
+        h, cache = rnn_forward(*(v.copy() for v in case.inputs.values()))
+        got = dict(zip(exercise.outputs, (h, *rnn_backward(case.dout.copy(), cache))))
         for name, ref in want.items():
             # the layer's kernels (Numba or NumPy) and plain NumPy: rounding only
             np.testing.assert_allclose(got[name], ref, rtol=1e-10,
