@@ -15,7 +15,8 @@ Each is written as a learner would write it, not by calling the checker's own
 switched references, so a test passing means the checker recognised the numbers.
 measure() (`PYTHONPATH=. python tests/exercise_mistakes.py`) lists every catalogued
 hint and whether a genuine variant of it gets its place named: 10 of 101 before
-the variants were completed, 101 of 101 after.
+the variants were completed, 101 of 101 after; 106 of 106 with the recurrent layer's
+5 (135 variants).
 """
 import math
 
