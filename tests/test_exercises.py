@@ -732,3 +732,22 @@ def test_any_two_adamw_mistakes_are_both_named(pair):
         expected = [ADAMW_WORDS["decoupled"]]
     for words in expected:
         assert any(words in h for h in result.hints), f"no hint with {words!r}:\n{text}"
+
+
+RNN_MISTAKES = {  # rnn_backward_with's choice for a mistake -> words of the hint naming it
+    ("carry", "none"): "not carried back", ("slope", "a"): "1 - a_t^2",
+    ("slope", "h_prev"): "from h_{t-1}", ("state", "h"): "not h_t^T da_t",
+    ("dh0", "zero"): "dh0 is missing"}
+
+
+@pytest.mark.parametrize("pair", [p for p in itertools.combinations(RNN_MISTAKES, 2)
+                                  if p[0][0] != p[1][0]], ids=str)
+def test_any_two_bptt_mistakes_are_both_named(pair):
+    """Two of the classic BPTT mistakes in one answer: both are named."""
+    from exercise_mistakes import rnn_backward_with
+
+    result, text = quiet_check("rnn", rnn_backward_with(**dict(pair)))
+    assert not result, text
+    for choice in pair:
+        words = RNN_MISTAKES[choice]
+        assert any(words in h for h in result.hints), f"no hint with {words!r}:\n{text}"

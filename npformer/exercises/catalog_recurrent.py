@@ -7,9 +7,10 @@ checks it against the layer). The classic BPTT mistakes are switches of that
 reference (any two together are named too): the gradient through h_{t-1} never
 carried to the earlier steps, tanh' taken at the pre-activation (1 - a_t^2) or from
 the wrong step (1 - h_{t-1}^2), dW_h built with h_t instead of h_{t-1}, dh_0
-missing. Besides, each output names its parts for the structural diagnosis
-(npformer/exercises/diagnose.py): the positions before the last (where only the
-carried gradient can be wrong), the initial state's row of dW_h, dh_0 = da_1 W_h^T.
+missing. For partial versions, outputs name their parts for the structural diagnosis
+(npformer/exercises/diagnose.py): in dx, the positions before the last (the only ones
+a carried gradient reaches); dh_0's one term da_1 W_h^T (W_h^T left out or not
+transposed); dW_h's first step, which must pair da_1 with h_0.
 
 Shapes: B batch, T sequence length, C hidden size (= the input width here).
 """
