@@ -53,11 +53,7 @@ def rnn_simulate(case, no_carry=False, tanh_pre=False, tanh_prev=False, dWh_ht=F
         h[:, t] = prev = np.tanh(a[:, t])
     h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1)  # (B,T,C): h_{t-1} at every t
     slope = 1.0 - (a if tanh_pre else h_prev if tanh_prev else h) ** 2  # (B,T,C) tanh'
-    da = np.empty((B, T, C))
-    carry = np.zeros((B, C))  # da_{t+1} W_h^T
-    for t in reversed(range(T)):
-        da[:, t] = (dh[:, t] + (0.0 if no_carry else carry)) * slope[:, t]
-        carry = da[:, t] @ W_h.T  # (B,C)
+    da, carry = backward_steps(dh, slope, W_h, carried=not no_carry)
     da2 = da.reshape(B * T, C)  # (B,T,C) -> (B*T,C)
     state = h if dWh_ht else h_prev  # what step t multiplied by W_h
     return {"h": h, "dx": (da2 @ W_x.T).reshape(B, T, C),
@@ -85,7 +81,7 @@ def rnn_structure(case, want):
     """The parts of each output that the structural diagnosis may name."""
     h0, W_h, h = case.inputs["h0"], case.inputs["W_h"], want["h"]
     B, T, C = h.shape
-    da = right_da(case, h)  # (B,T,C)
+    da, _ = backward_steps(case.dout, 1.0 - h**2, W_h)  # (B,T,C) the right da_t
     h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1)  # (B,T,C): h_{t-1} at every t
     first_wrong = h_prev.copy()
     first_wrong[:, 0] = h[:, 0]  # h_1 where h_0 belongs
@@ -108,15 +104,17 @@ def rnn_structure(case, want):
                  dW_h_with(first_wrong)))),))}
 
 
-def right_da(case, h):
-    """da_t at every step, from the right states h (B,T,C): the BPTT recursion."""
-    W_h, dh = case.inputs["W_h"], case.dout
-    da = np.empty_like(h)  # (B,T,C)
-    carry = np.zeros_like(h[:, 0])  # (B,C)
-    for t in reversed(range(h.shape[1])):
-        da[:, t] = (dh[:, t] + carry) * (1.0 - h[:, t] ** 2)
+def backward_steps(dh, slope, W_h, carried=True):
+    """The BPTT walk: (da (B,T,C), what the first step sends back to h_0 (B,C)).
+
+    da_t = (dh_t + da_{t+1} W_h^T) * slope_t, the carry left out when not `carried`.
+    """
+    da = np.empty_like(dh)  # (B,T,C)
+    carry = np.zeros_like(dh[:, 0])  # (B,C) da_{t+1} W_h^T
+    for t in reversed(range(dh.shape[1])):
+        da[:, t] = (dh[:, t] + (carry if carried else 0.0)) * slope[:, t]
         carry = da[:, t] @ W_h.T  # (B,C)
-    return da
+    return da, carry
 
 
 RNN = Exercise(
