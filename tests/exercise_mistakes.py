@@ -15,7 +15,8 @@ Each is written as a learner would write it, not by calling the checker's own
 switched references, so a test passing means the checker recognised the numbers.
 measure() (`PYTHONPATH=. python tests/exercise_mistakes.py`) lists every catalogued
 hint and whether a genuine variant of it gets its place named: 10 of 101 before
-the variants were completed, 101 of 101 after.
+the variants were completed, 101 of 101 after; 106 of 106 with the recurrent layer's
+5 (135 variants).
 """
 import math
 
@@ -1516,6 +1517,79 @@ VARIANTS += [
     ("kv_step", "attend over the cached past", "cached past", dict(step=kv_flags(past=False, window=1))),
     ("kv_step", "divided by sqrt(D)", "sqrt(D)", dict(step=kv_flags(scale="C"))),
     ("kv_step", "grows by one position per step", "axis 2", dict(step=kv_flags(window=2))),
+]
+
+
+# ----------------------------------------------------------------- the recurrent layer (BPTT)
+def rnn_forward_keeping_a(x, h0, W_x, W_h, b):
+    """The right forward, with the pre-activations a_t kept in the cache too."""
+    B, T, C = x.shape
+    h, a = np.empty_like(x), np.empty_like(x)
+    prev = h0
+    for t in range(T):
+        a[:, t] = x[:, t] @ W_x + prev @ W_h + b
+        h[:, t] = prev = np.tanh(a[:, t])
+    return h, (x, h0, h, a, W_x, W_h)
+
+
+def rnn_backward_with(carry="full", slope="h", state="h_prev", dh0="carry"):
+    """BPTT as a learner writes it, with mistakes chosen by name.
+
+    carry: "full", "none", "one step" (truncated after one step), "no W_h^T";
+    slope: tanh' from "h" (right), "a" (pre-activation) or "h_prev"; state: the state
+    dW_h pairs with da_t: "h_prev" (right), "h", "h_1 first" (h_1 where h_0 belongs);
+    dh0: "carry" (right), "zero", "da_1" (no W_h^T), "da_1 W_h" (untransposed).
+    """
+    def backward(dh, cache):
+        x, h0, h, a, W_x, W_h = cache
+        B, T, C = x.shape
+        h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1)
+        d = {"h": 1 - h**2, "a": 1 - a**2, "h_prev": 1 - h_prev**2}[slope]
+        da = np.zeros_like(h)
+        back = np.zeros_like(h0)  # what step t + 1 sends to h_t
+        for t in reversed(range(T)):
+            da[:, t] = (dh[:, t] + back) * d[:, t]
+            if carry == "full":
+                back = da[:, t] @ W_h.T
+            elif carry == "one step":  # only dy_{t}'s own contribution goes back a step
+                back = (dh[:, t] * d[:, t]) @ W_h.T
+            elif carry == "no W_h^T":
+                back = da[:, t]
+        states = {"h_prev": h_prev, "h": h,
+                  "h_1 first": np.concatenate([h[:, :1], h[:, :-1]], axis=1)}[state]
+        da2 = da.reshape(-1, C)
+        first = da[:, 0]
+        dh_0 = {"carry": first @ W_h.T, "zero": np.zeros_like(h0), "da_1": first,
+                "da_1 W_h": first @ W_h}[dh0]
+        return ((da2 @ W_x.T).reshape(x.shape), dh_0, x.reshape(-1, C).T @ da2,
+                states.reshape(-1, C).T @ da2, da2.sum(axis=0))
+    return dict(forward=rnn_forward_keeping_a, backward=backward)
+
+
+PLANTED += [
+    ("rnn", "not carried back", rnn_backward_with(carry="none")),
+    ("rnn", "1 - a_t^2, the pre-activation", rnn_backward_with(slope="a")),
+    ("rnn", "from h_{t-1}, the step before", rnn_backward_with(slope="h_prev")),
+    ("rnn", "not h_t^T da_t", rnn_backward_with(state="h")),
+    ("rnn", "dh0 is missing", rnn_backward_with(dh0="zero")),
+]
+
+# partial versions (found by the structure of the error) and combinations (both named)
+VARIANTS += [
+    ("rnn", "not carried back", "carry back through h_{t-1}",
+     rnn_backward_with(carry="one step")),  # truncated BPTT: one step back, no further
+    ("rnn", "not carried back", "carry back through h_{t-1}",
+     rnn_backward_with(carry="no W_h^T")),
+    ("rnn", "1 - a_t^2, the pre-activation", "1 - a_t^2",
+     rnn_backward_with(slope="a", state="h")),
+    ("rnn", "from h_{t-1}, the step before", "from h_{t-1}",
+     rnn_backward_with(slope="h_prev", dh0="zero")),
+    ("rnn", "not h_t^T da_t", "h_0, the initial state",
+     rnn_backward_with(state="h_1 first")),  # wrong at the first step only
+    ("rnn", "not h_t^T da_t", "not h_t^T da_t",
+     rnn_backward_with(state="h", carry="none")),
+    ("rnn", "dh0 is missing", "leaves out W_h^T", rnn_backward_with(dh0="da_1")),
+    ("rnn", "dh0 is missing", "W_h must be transposed", rnn_backward_with(dh0="da_1 W_h")),
 ]
 
 

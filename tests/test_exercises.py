@@ -76,7 +76,14 @@ def test_every_solution_passes(name):
 
 
 def test_every_layer_and_block_kind_has_an_exercise():
-    """Each forward/backward pair of npformer/nn/layers (and each block kind) is practised."""
+    """Each forward/backward pair of npformer/nn/layers (and each block kind) is practised.
+
+    Every module of the package is scanned, not only what its __init__ exports: a layer
+    added in a new module and not exported (recurrent.py was) is still found.
+    """
+    import importlib
+    import pkgutil
+
     import npformer.nn.layers as layers
 
     graded_by = {  # layer function -> the exercise that practises it
@@ -84,11 +91,17 @@ def test_every_layer_and_block_kind_has_an_exercise():
         "self_attention": "mha", "cross_attention": "mha", "dropout": "dropout",
         "embedding": "embedding", "positional": "embedding", "fixed_positional": "sinusoidal",
         "ffn": "ffn", "layernorm": "layernorm", "cross_entropy": "cross_entropy",
-        "output_loss": "output_loss", "pool": "pooling", "add": "block"}
-    pairs = {name.rsplit("_", 1)[0] for name in dir(layers)
-             if name.endswith(("_forward", "_backward"))}
-    assert pairs == set(graded_by), f"layers without an exercise: {pairs - set(graded_by)}"
-    assert set(graded_by.values()) <= set(EXERCISES)
+        "output_loss": "output_loss", "pool": "pooling", "add": "block", "rnn": "rnn"}
+    pairs = set()
+    for module_info in pkgutil.iter_modules(layers.__path__):
+        module = importlib.import_module(f"npformer.nn.layers.{module_info.name}")
+        pairs |= {name.rsplit("_", 1)[0] for name, value in vars(module).items()
+                  if callable(value) and getattr(value, "__module__", None) == module.__name__
+                  and name.endswith(("_forward", "_backward"))}
+    assert pairs == set(graded_by), (f"layers without an exercise: {pairs - set(graded_by)}; "
+                                     f"exercises for no layer: {set(graded_by) - pairs}")
+    assert set(graded_by.values()) <= set(EXERCISES), (
+        f"no such exercise: {set(graded_by.values()) - set(EXERCISES)}")
     assert {"block", "decoder_block"} <= set(EXERCISES)  # encoder (and GPT) and decoder
     labels = [c.label for c in EXERCISES["block"].make_cases(np.random.default_rng(0))]
     assert any("causal" in label for label in labels), "no causal (GPT) block case"
@@ -409,6 +422,21 @@ def test_ffn_reference_matches_the_layer():
                                        atol=1e-10 * np.abs(ref).max(), err_msg=name)
 
 
+def test_rnn_reference_matches_the_layer():
+    """The exercise's BPTT reference is npformer/nn/layers/recurrent.py (used by rnn_lm.py)."""
+    from npformer.nn.layers.recurrent import rnn_backward, rnn_forward
+
+    exercise = EXERCISES["rnn"]
+    for case in exercise.make_cases(np.random.default_rng(6)):
+        want = exercise.reference(case)
+        h, cache = rnn_forward(*(v.copy() for v in case.inputs.values()))
+        got = dict(zip(exercise.outputs, (h, *rnn_backward(case.dout.copy(), cache))))
+        for name, ref in want.items():
+            # the layer's kernels (Numba or NumPy) and plain NumPy: rounding only
+            np.testing.assert_allclose(got[name], ref, rtol=1e-10,
+                                       atol=1e-10 * np.abs(ref).max(), err_msg=name)
+
+
 def test_kv_step_reference_is_what_npformer_generates():
     """The KV exercise's reference (uncached causal attention) is the LM's own decoding.
 
@@ -704,4 +732,23 @@ def test_any_two_adamw_mistakes_are_both_named(pair):
         # mis-scale, and with wd * p in the gradient eps never matters: the numbers are L2's
         expected = [ADAMW_WORDS["decoupled"]]
     for words in expected:
+        assert any(words in h for h in result.hints), f"no hint with {words!r}:\n{text}"
+
+
+RNN_MISTAKES = {  # rnn_backward_with's choice for a mistake -> words of the hint naming it
+    ("carry", "none"): "not carried back", ("slope", "a"): "1 - a_t^2",
+    ("slope", "h_prev"): "from h_{t-1}", ("state", "h"): "not h_t^T da_t",
+    ("dh0", "zero"): "dh0 is missing"}
+
+
+@pytest.mark.parametrize("pair", [p for p in itertools.combinations(RNN_MISTAKES, 2)
+                                  if p[0][0] != p[1][0]], ids=str)
+def test_any_two_bptt_mistakes_are_both_named(pair):
+    """Two of the classic BPTT mistakes in one answer: both are named."""
+    from exercise_mistakes import rnn_backward_with
+
+    result, text = quiet_check("rnn", rnn_backward_with(**dict(pair)))
+    assert not result, text
+    for choice in pair:
+        words = RNN_MISTAKES[choice]
         assert any(words in h for h in result.hints), f"no hint with {words!r}:\n{text}"

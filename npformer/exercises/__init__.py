@@ -40,6 +40,7 @@ keyword in brackets.
   decoder_block  [block=] decoder_block(run, prefix, y, memory, self_mask, cross_mask)
   adamw          [step=] adamw_step(p, g, m, v, t, lr, betas, eps, weight_decay) -> (p, m, v)
   clip           [clip=] clip_grad_norm(grads, max_norm) -> norm, grads scaled in place
+  rnn            rnn_forward(x, h0, W_x, W_h, b)               rnn_backward(dh, cache)
   lm_loss        lm_loss_forward(logits, ids, pad_id)          lm_loss_backward(dloss, cache)
   bpe_merge      [merge=] bpe_merge_step(words, freqs, new_id) -> (pair, new words)
   filter         [filter=] filter_logits(logits, top_k, top_p) -> filtered logits

@@ -1,8 +1,8 @@
 """Model answers for the rest of the model.
 
 Dropout, the feed-forward unit, pooling, the tied output projection, the fused
-output projection + loss, LoRA, the sinusoidal positions, gradient clipping and a
-decoder block composed on the tape.
+output projection + loss, LoRA, the sinusoidal positions, gradient clipping, a
+decoder block composed on the tape and a recurrent layer (backprop through time).
 
 Same conventions as solutions.py (whose answers these compose: the feed-forward
 unit is two linear layers around an activation). docs/exercises.md shows them
@@ -240,3 +240,39 @@ def decoder_block(run, prefix, y, memory, self_mask, cross_mask):
     h = feed_forward(run, ffn, norm(run, f"{prefix}.norm3", y))  # (B,T,C)
     return add(run, ffn + ".residual", y, dropout(run, ffn + ".drop", h))
 # --8<-- [end:decoder_block]
+
+
+# --8<-- [start:rnn]
+def rnn_forward(x, h0, W_x, W_h, b):
+    """An Elman RNN: h_t = tanh(x_t W_x + h_{t-1} W_h + b) for t = 1..T, from h_0.
+
+    Shapes: x (B,T,C), h0 (B,C), W_x (C,C), W_h (C,C), b (C,) -> h (B,T,C), cache
+    """
+    B, T, C = x.shape
+    h = np.empty_like(x)  # (B,T,C)
+    prev = h0  # (B,C)
+    for t in range(T):  # step t needs h_{t-1}: a chain
+        prev = np.tanh(x[:, t] @ W_x + prev @ W_h + b)  # (B,C)
+        h[:, t] = prev
+    return h, (x, h0, h, W_x, W_h)
+
+
+def rnn_backward(dh, cache):
+    """Backpropagation through time: the chain walked backwards.
+
+    Shapes: dh (B,T,C) -> dx (B,T,C), dh0 (B,C), dW_x (C,C), dW_h (C,C), db (C,)
+    """
+    x, h0, h, W_x, W_h = cache
+    B, T, C = x.shape
+    da = np.empty_like(h)  # (B,T,C) dL/da_t
+    carry = np.zeros_like(h0)  # (B,C) da_{t+1} W_h^T: what step t+1 sends back to h_t
+    for t in reversed(range(T)):
+        da[:, t] = (dh[:, t] + carry) * (1.0 - h[:, t] ** 2)  # tanh' = 1 - h_t^2, of step t
+        carry = da[:, t] @ W_h.T  # (B,C) -> step t-1 (after the loop: to h_0)
+    h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1)  # (B,T,C) h_{t-1} at every t
+    da2 = da.reshape(B * T, C)  # (B,T,C) -> (B*T,C): the weights are shared by every step
+    dW_x = x.reshape(B * T, C).T @ da2  # (C,C)
+    dW_h = h_prev.reshape(B * T, C).T @ da2  # (C,C)
+    dx = (da2 @ W_x.T).reshape(B, T, C)  # (B*T,C) -> (B,T,C)
+    return dx, carry, dW_x, dW_h, da2.sum(axis=0)
+# --8<-- [end:rnn]
