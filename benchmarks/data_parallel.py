@@ -9,7 +9,7 @@ batches, dropout 0.1, label smoothing 0.1, AdamW), one global batch per step:
   npformer 1 proc x 1 thread   the global batch in one process, one BLAS thread
   npformer 1 proc x 2 threads  the same with two BLAS threads
   npformer 2 procs x 1 thread  mpiexec -n 2: each process takes half of every batch,
-                               one Allreduce sums the gradients (npformer/distributed.py)
+                               one Allreduce sums the gradients (npformer/training/distributed.py)
   PyTorch 2 threads            the same model in PyTorch (vs_torch.py's worker)
 Every mode runs in fresh processes of its own; the median of --steps timed steps
 after --warmup is reported, with target tokens/s and the speed-up over 1 x 1.
@@ -48,12 +48,12 @@ import vs_torch  # noqa: E402  (configurations, batches and the PyTorch worker)
 
 def npformer_steps(name, steps, warmup, threads, world=None):
     """Median seconds per training step and seconds per step spent in the Allreduce calls."""
-    from npformer.batching import Batch
-    from npformer.distributed import GradientSync
-    from npformer.model import Transformer
-    from npformer.optim import AdamW
-    from npformer.threads import set_blas_threads
-    from npformer.train import train_step
+    from npformer.training.batching import Batch
+    from npformer.training.distributed import GradientSync
+    from npformer.models.transformer import Transformer
+    from npformer.training.optim import AdamW
+    from npformer.nn.threads import set_blas_threads
+    from npformer.training.loop import train_step
 
     set_blas_threads(threads)
     model = Transformer(vs_torch.model_config(name))
@@ -96,7 +96,7 @@ def child(args):
     """One measurement in this process (or this MPI rank); prints one JSON line (rank 0)."""
     world = None
     if args.mode == "mpi":
-        from npformer.distributed import world as get_world
+        from npformer.training.distributed import world as get_world
         world = get_world()
     seconds, comm, n_params = npformer_steps(args.configs, args.steps, args.warmup,
                                              args.threads, world)

@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 sys.path.insert(0, str(ROOT / "tests"))  # the browser driver lives with the tests that use it
 
 from browser import Browser  # noqa: E402
-from npformer.checkpoint import load_checkpoint  # noqa: E402
+from npformer.training.checkpoint import load_checkpoint  # noqa: E402
 from npformer.explore import views  # noqa: E402
 from npformer.explore.server import Explorer, start_in_thread  # noqa: E402
-from npformer.threads import set_blas_threads  # noqa: E402
+from npformer.nn.threads import set_blas_threads  # noqa: E402
 
 MODELS = ["runs/toy/best.npz", "runs/lm/best.npz", "runs/classify/best.npz",
           "runs/toy-bpe/best.npz"]
@@ -108,7 +108,7 @@ ENDPOINTS = [  # (label, method, path, body): one request of each kind the page 
     ("page /", "GET", "/", None),
     ("script /static/app.js", "GET", "/static/app.js", None),
     ("models", "GET", "/api/models", None),
-    ("source (decoding.py)", "GET", "/api/source?file=npformer/decoding.py", None),
+    ("source (decoding.py)", "GET", "/api/source?file=npformer/models/decoding.py", None),
     ("run, the whole log", "GET", "/api/run?run=0", None),
     ("run, a poll with nothing new", "GET", "/api/run?run=0&offset={end}&file_id={file_id}", None),
     ("tokens, BPE translator", "POST", "/api/tokens",

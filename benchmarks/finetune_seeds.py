@@ -18,10 +18,10 @@ condition the same examples, so differences are paired):
 
 and for each fine-tuned model: test accuracy (500 sentences); for the ones started from
 the LM, the body's loss as a language model on the LM's validation text (forgetting:
-npformer.pretrained.body_as_language_model); for "pretrained" and "scratch", the
-singular values of every body matrix's change (npformer.weight_change), and the test
+npformer.models.pretrained.body_as_language_model); for "pretrained" and "scratch", the
+singular values of every body matrix's change (npformer.tools.weight_change), and the test
 accuracy when each change is cut to rank 1, 2, 4, 8 (what a LoRA update of that rank
-could express at most). The LM is the tutorial LM (npformer.tutorial.toy_lm_run), the
+could express at most). The LM is the tutorial LM (npformer.tools.tutorial.toy_lm_run), the
 one notebook 11 starts from.
 """
 import argparse
@@ -53,19 +53,19 @@ def main(argv=None):
                         "records): fine-tuning runs found there are not run again")
     args = parser.parse_args(argv)
 
-    from npformer import tutorial
-    from npformer import weight_change as wc
-    from npformer.checkpoint import load_checkpoint
-    from npformer.config import TrainConfig
+    from npformer.tools import tutorial
+    from npformer.tools import weight_change as wc
+    from npformer.training.checkpoint import load_checkpoint
+    from npformer.training.config import TrainConfig
     from npformer.data import logistic_regression_accuracy, make_task, naive_bayes_accuracy
     from npformer.data.baselines import logistic_regression, majority_accuracy
-    from npformer.evaluation import validation_loss
-    from npformer.model import build_model
-    from npformer.pretrained import body_as_language_model, load_pretrained
-    from npformer.tasks import TASKS, Built, accuracy
-    from npformer.threads import set_blas_threads
+    from npformer.tasks.evaluation import validation_loss
+    from npformer.models import build_model
+    from npformer.models.pretrained import body_as_language_model, load_pretrained
+    from npformer.tasks import TASKS, ModelBundle, accuracy
+    from npformer.nn.threads import set_blas_threads
     from npformer.tokenizers import BOS_ID, EOS_ID, PAD_ID
-    from npformer.train import load_corpus
+    from npformer.training.session import load_corpus
 
     set_blas_threads(1)
     t_start = time.perf_counter()
@@ -75,7 +75,7 @@ def main(argv=None):
     lm_task = TASKS["lm"]
     lm_cfg = TrainConfig(**{**tutorial.TUTORIAL_LM, "out_dir": "unused"})
     lm_valid, _ = lm_task.encode(load_corpus(lm_cfg)[0]["valid"],
-                                 Built(lm.model, tok, tok, [], ""), lm_cfg)
+                                 ModelBundle(lm.model, tok, tok, [], ""), lm_cfg)
     lm_loss = validation_loss(lm.model, lm_valid, lm_cfg.max_tokens, lm_task)
     print(f"the LM's own validation loss: {lm_loss:.4f}", flush=True)
     clf_task = TASKS["classify"]
@@ -88,7 +88,7 @@ def main(argv=None):
         return ids
 
     def test_accuracy(model, labels, test):
-        built = Built(model, tok, tok, labels, "")
+        built = ModelBundle(model, tok, tok, labels, "")
         examples, _ = clf_task.encode(test, built, lm_cfg)
         return accuracy(model, examples, 2048, clf_task)
 

@@ -1,6 +1,6 @@
 """How much of a training step (or a greedy decode) is matrix products: the BLAS floor.
 
-Wraps npformer.kernels.matmul and bmm with timers and runs the vs_torch.py models:
+Wraps npformer.nn.kernels.matmul and bmm with timers and runs the vs_torch.py models:
 
     python benchmarks/gemm_floor.py                    # train: tiny, small, base
     python benchmarks/gemm_floor.py --what decode --configs tiny
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 import vs_torch  # noqa: E402  (the same models, batches and step as the comparison)
 
-from npformer import kernels  # noqa: E402
-from npformer.threads import set_blas_threads  # noqa: E402
+from npformer.nn import kernels  # noqa: E402
+from npformer.nn.threads import set_blas_threads  # noqa: E402
 
 
 CLOCK = [time.perf_counter]  # --clock wall (default) or cpu: time.thread_time

@@ -8,7 +8,7 @@
 
 (times on an idle 2-core CPU; each part prints its own.)
 
-phase: trains npformer.induction.FewShotRun (a 2-layer LanguageModel on few-shot lines
+phase: trains npformer.tools.induction.FewShotRun (a 2-layer LanguageModel on few-shot lines
 with a fresh mapping per line, npformer/data/fewshot.py) and scores it every few steps:
 accuracy against k on held-out symbols, the ICL score, each head's prefix-matching and
 previous-token scores. Writes notebooks/data/icl_phase.json and the trained model,
@@ -23,7 +23,7 @@ suffix: `npformer pretrain --data toy-suffix --tokenizer bpe` (a made-up suffix 
 per line, npformer/data/suffixes.py), then greedy answers on held-out stems, with
 training and with held-out suffixes, against k. Writes notebooks/data/icl_suffix.json.
 
-lexicon: the model of the toy-icl experiment (npformer.tutorial.icl_lm, the word-level
+lexicon: the model of the toy-icl experiment (npformer.tools.tutorial.icl_lm, the word-level
 lexicon tasks) answers every prompt notebook 12 scores, whole and with each head
 ablated; its attention on one prompt. Writes notebooks/data/icl_lexicon.json.
 """
@@ -38,12 +38,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from npformer import induction  # noqa: E402
-from npformer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from npformer.tools import induction  # noqa: E402
+from npformer.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from npformer.data import fewshot, icl, suffixes  # noqa: E402
-from npformer.decoding import continue_text  # noqa: E402
-from npformer.model import build_model  # noqa: E402
-from npformer.threads import set_blas_threads  # noqa: E402
+from npformer.models.decoding import continue_text  # noqa: E402
+from npformer.models import build_model  # noqa: E402
+from npformer.nn.threads import set_blas_threads  # noqa: E402
 
 DATA = REPO / "notebooks" / "data"
 PHASE_STEPS = 2500
@@ -164,7 +164,7 @@ def run_suffix(args):
 
 
 def run_lexicon(args):
-    from npformer import tutorial
+    from npformer.tools import tutorial
 
     t0 = time.perf_counter()
     ckpt = tutorial.icl_lm()
@@ -194,7 +194,7 @@ def run_lexicon(args):
     shares, example = attention_shares(model, tok, args.n)
     write_json("icl_lexicon.json", {
         "command": "python benchmarks/icl_experiments.py lexicon",
-        "model": "npformer.tutorial.icl_lm() (ICL_LM settings)",
+        "model": "npformer.tools.tutorial.icl_lm() (ICL_LM settings)",
         "settings": {k: tutorial.ICL_LM[k] for k in ("data", "data_size", "max_steps",
                                                      "d_model", "n_layers", "n_heads")},
         "n_params": model.n_params, "n": args.n, "seconds": round(time.perf_counter() - t0),

@@ -38,8 +38,8 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 
-from npformer import kernels  # noqa: E402
-from npformer.kernels import matmul_nb  # noqa: E402
+from npformer.nn import kernels  # noqa: E402
+from npformer.nn.kernels import matmul_nb  # noqa: E402
 
 CONFIGS = {  # name: (B, T, C, H, F, V)
     "tiny": (64, 16, 64, 4, 256, 1000),
@@ -214,7 +214,7 @@ import json, sys, time
 wall0, cpu0 = time.perf_counter(), time.process_time()
 import numpy as np
 from npformer import kernels
-from npformer.kernels import matmul_nb
+from npformer.nn.kernels import matmul_nb
 impl = kernels.implementations("numba")
 result = {"import_s": time.perf_counter() - wall0}
 rng = np.random.default_rng(0)

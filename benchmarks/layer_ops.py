@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 
-from npformer import kernels  # noqa: E402
-from npformer import layers as L  # noqa: E402
-from npformer.threads import set_blas_threads  # noqa: E402
+from npformer.nn import kernels  # noqa: E402
+from npformer.nn import layers as L  # noqa: E402
+from npformer.nn.threads import set_blas_threads  # noqa: E402
 
 # name: (N rows, C d_model, H heads, T length, F d_ff, V vocab), as in vs_torch.py
 SHAPES = {"tiny": (1024, 64, 4, 16, 256, 1000), "small": (1536, 128, 4, 24, 512, 4000),

@@ -58,12 +58,12 @@ def log_records(run_dir):
 
 
 def run_pretrain(args):
-    from npformer.checkpoint import load_checkpoint
-    from npformer.config import PRESETS
+    from npformer.training.checkpoint import load_checkpoint
+    from npformer.tasks import PRESETS
     from npformer.data import entropy_floor, is_grammatical_mixed, text_nll
-    from npformer.decoding import continue_text
+    from npformer.models.decoding import continue_text
     from npformer.tasks import TASKS
-    from npformer.config import TrainConfig
+    from npformer.training.config import TrainConfig
 
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
@@ -80,8 +80,8 @@ def run_pretrain(args):
           f"nats/token, perplexity {floor['perplexity']:.2f}; the generator's own loss on the "
           f"test lines: {own:.3f} nats/token")
     from npformer.data import make_toy_text
-    from npformer.metrics import distinct_n, self_bleu
-    from npformer.stats import permutation_test, wilson_interval
+    from npformer.tasks.metrics import distinct_n, self_bleu
+    from npformer.tools.stats import permutation_test, wilson_interval
 
     ckpt = load_checkpoint(LM_DIR / "best.npz")
     tok = ckpt.src_tokenizer
@@ -114,7 +114,7 @@ def accuracy_of(run_dir):
 
 def run_finetune(args):
     from npformer.data import logistic_regression_accuracy, make_task
-    from npformer.stats import mean_ci, paired_diff_ci
+    from npformer.tools.stats import mean_ci, paired_diff_ci
 
     lm = LM_DIR / "best.npz"
     if not lm.exists():
@@ -177,7 +177,7 @@ def run_finetune(args):
 
 
 def run_translator(args):
-    from npformer.checkpoint import load_checkpoint
+    from npformer.training.checkpoint import load_checkpoint
 
     lm = LM_DIR / "best.npz"
     if not lm.exists():

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 CHILD = r"""
 import json, resource, sys, tracemalloc
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-from npformer.checkpoint import CheckpointError, load_checkpoint
+from npformer.training.checkpoint import CheckpointError, load_checkpoint
 path = sys.argv[1]
 def status(field):  # kB, from /proc/self/status
     with open("/proc/self/status") as f:
@@ -75,8 +75,8 @@ def with_meta(source, target, change):
 
 def train_runs(root):
     """A tiny translator, a BPE language model and a classifier (a few seconds each)."""
-    from npformer.config import TrainConfig
-    from npformer.train import train
+    from npformer.training.config import TrainConfig
+    from npformer.training.loop import train
 
     tiny = dict(d_model=64, n_heads=4, d_ff=128, n_layers=2, max_len=32, max_tokens=512,
                 max_steps=2, eval_every=2, eval_sentences=3, log_every=1, max_minutes=0.0,
@@ -93,9 +93,9 @@ def train_runs(root):
 
 def make_cases(root):
     """{case: checkpoint path}."""
-    from npformer.checkpoint import save_checkpoint
-    from npformer.config import ModelConfig
-    from npformer.model import build_model
+    from npformer.training.checkpoint import save_checkpoint
+    from npformer.nn.config import ModelConfig
+    from npformer.models import build_model
     from npformer.tokenizers import WordTokenizer
     from npformer.tokenizers.bpe import N_BASE
 
@@ -165,9 +165,9 @@ def make_cases(root):
 
 
 def param_bytes(path):
-    from npformer.checkpoint import read_checkpoint_meta
-    from npformer.config import ModelConfig
-    from npformer.params import param_specs
+    from npformer.training.checkpoint import read_checkpoint_meta
+    from npformer.nn.config import ModelConfig
+    from npformer.nn.params import param_specs
 
     try:
         cfg = ModelConfig.from_dict(read_checkpoint_meta(path)["model_config"])

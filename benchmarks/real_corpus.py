@@ -12,7 +12,7 @@ split), and then scores the best checkpoint on the official test set, test2016
 scored:
 
   - lowercased word-level BLEU: hypotheses and references lowercased, split into
-    words with the 13a tokenizer (npformer.metrics), corpus BLEU;
+    words with the 13a tokenizer (npformer.tasks.metrics), corpus BLEU;
   - cased BLEU: npformer's default, equal to sacrebleu's (13a, cased);
   - exact match;
 
@@ -57,7 +57,7 @@ def write_tsv(path, pairs):
 
 def score(hyps, refs):
     """Cased 13a BLEU (sacrebleu's default), lowercased word BLEU and exact match."""
-    from npformer.metrics import corpus_bleu, exact_match
+    from npformer.tasks.metrics import corpus_bleu, exact_match
 
     return {"bleu_cased": corpus_bleu(hyps, refs).score,
             "bleu_lower": corpus_bleu([h.lower() for h in hyps], [r.lower() for r in refs]).score,
@@ -66,8 +66,8 @@ def score(hyps, refs):
 
 def data_report(ckpt):
     """Pairs used vs left out and BPE tokens per word, from the run's own split."""
-    from npformer.batching import encode_pairs
-    from npformer.config import TrainConfig
+    from npformer.training.batching import encode_pairs
+    from npformer.training.config import TrainConfig
     from npformer.tasks import TASKS
 
     cfg = TrainConfig.from_dict(ckpt.train_config)
@@ -103,7 +103,7 @@ def read_log(run_dir):
 
 def plot_curves(runs, path):
     """Validation BLEU against minutes and steps, and training loss, one line per run."""
-    from npformer.plots import _plt
+    from npformer.tools.plots import _plt
 
     plt = _plt()
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -149,8 +149,8 @@ def main():
     if not (args.data_dir / "train.de").exists():
         print(f"no Multi30k at {args.data_dir}; nothing to do")
         return 0
-    from npformer.checkpoint import load_checkpoint
-    from npformer.evaluation import translate_texts
+    from npformer.training.checkpoint import load_checkpoint
+    from npformer.tasks.evaluation import translate_texts
 
     tmp = tempfile.TemporaryDirectory()
     out = args.out_dir or Path(tmp.name) / "run"

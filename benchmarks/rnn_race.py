@@ -7,14 +7,14 @@
    128) is trained `--sweep-steps` steps at each peak rate of --lrs (seed 0); the rate
    with the lowest validation loss is kept for that model.
 2. The race: each model at its rate, seeds 0..N-1, `--steps` steps on exactly the
-   batches of the tutorial LM (npformer.tutorial.lm_race), validation loss every
+   batches of the tutorial LM (npformer.tools.tutorial.lm_race), validation loss every
    `--eval-every` steps, with the tokens seen and the CPU seconds of the training steps.
 3. Sequential length: one training step on a batch of 4096 tokens as B rows of T
    tokens, T = 8 .. 1024 (for the RNN the same arithmetic cut into more, smaller
    sequential steps; the transformer's attention grows with T); median CPU seconds of
    --repeats steps.
 After each race run, the final model's KL(generator || model) per position on 60
-validation lines, averaged by part of line (npformer.tutorial.kl_by_part): where its
+validation lines, averaged by part of line (npformer.tools.tutorial.kl_by_part): where its
 remaining loss is. Also the multiply-add count of a training step (forward and backward, 3x the forward's
 matrix products) from the shapes, so the CPU time can be turned into achieved FLOP/s.
 CPU time (time.process_time, one BLAS thread) is what this process computed; on a shared
@@ -68,13 +68,13 @@ def main(argv=None):
                         "earlier result (its sweep) instead of sweeping again")
     args = parser.parse_args(argv)
 
-    from npformer import tutorial
-    from npformer.batching import Batch
-    from npformer.model import build_model
-    from npformer.optim import AdamW
-    from npformer.rnn_lm import RNNConfig, RNNLanguageModel
-    from npformer.config import TrainConfig
-    from npformer.train import train_step
+    from npformer.tools import tutorial
+    from npformer.training.batching import Batch
+    from npformer.models import build_model
+    from npformer.training.optim import AdamW
+    from npformer.models.rnn_lm import RNNConfig, RNNLanguageModel
+    from npformer.training.config import TrainConfig
+    from npformer.training.loop import train_step
 
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     lrs = [float(x) for x in args.lrs.split(",")]

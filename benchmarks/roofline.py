@@ -12,9 +12,9 @@ smoothing 0.1, float32, AdamW). Three measurements, all in this process:
    (a = b + s*c), one jitted pass each, float32, at three array sizes (one that
    fits L2, one of L3 size, one of DRAM size); bytes counted as STREAM does
    (copy 2, triad 3 arrays), best of --repeats.
-2. The step, timed op by op. The step is npformer.train.train_step on a timed
-   tape (npformer/timed_tape.py, the profiler's tape, used as it is) whose ops
-   are sorted into the kinds of `npformer profile` (npformer.profile.op_kind);
+2. The step, timed op by op. The step is npformer.training.loop.train_step on a timed
+   tape (npformer/tools/timed_tape.py, the profiler's tape, used as it is) whose ops
+   are sorted into the kinds of `npformer profile` (npformer.tools.profile.op_kind);
    kernels.matmul and kernels.bmm are wrapped by timers that note each product's
    shapes, strides and the op kind it ran in. AdamW is timed from outside, as the
    profiler does; "other" is the rest of the step's wall time.
@@ -125,15 +125,15 @@ def timed_step(name, steps):
     Returns (step seconds list, {kind: [fwd s, bwd s, bytes]} per step, products of
     the timed steps, optimizer seconds per step, n_params).
     """
-    from npformer import kernels
-    from npformer import profile as profile_module
-    from npformer import timed_tape as timed_tape_module
-    from npformer.batching import Batch
-    from npformer.model import build_model
-    from npformer.optim import AdamW
-    from npformer.profile import TimedOptimizer, op_kind
-    from npformer.timed_tape import TimedTape
-    from npformer.train import train_step
+    from npformer.nn import kernels
+    from npformer.tools import profile as profile_module
+    from npformer.tools import timed_tape as timed_tape_module
+    from npformer.training.batching import Batch
+    from npformer.models import build_model
+    from npformer.training.optim import AdamW
+    from npformer.tools.profile import TimedOptimizer, op_kind
+    from npformer.tools.timed_tape import TimedTape
+    from npformer.training.loop import train_step
 
     where = {"kind": "other", "phase": "forward"}
     products = []
@@ -222,7 +222,7 @@ def product_peak(repeats, n=vs_torch.PEAK_N):
 
 def alone(product, repeats, contiguous):
     """Best seconds of the product alone: operands laid out as in the step, or contiguous."""
-    from npformer import kernels
+    from npformer.nn import kernels
 
     rng = np.random.default_rng(0)
 
@@ -439,7 +439,7 @@ def main():
     args = ap.parse_args()
     if blas_env.dispatch(args, __file__):
         return
-    from npformer.threads import set_blas_threads
+    from npformer.nn.threads import set_blas_threads
 
     set_blas_threads(1)
     CLOCK[0] = time.thread_time if args.clock == "cpu" else time.perf_counter

@@ -1,6 +1,6 @@
 """A new user's own corpus: generated SCAN commands, trained as a user would (run by hand).
 
-Writes the 20,910 SCAN command -> action pairs (npformer/data/commands.py, e.g.
+Writes the 20,910 SCAN command -> action pairs (npformer/devtools/scan_commands.py, e.g.
 "jump twice and walk left" -> "I_JUMP I_JUMP I_TURN_LEFT I_WALK") to a TSV file in a
 temporary directory and runs what a new user runs:
 
@@ -34,10 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blas_env  # noqa: E402  (the BLAS kernel; the two columns)
 
-from npformer.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta  # noqa: E402
-from npformer.config import PRESETS, TrainConfig  # noqa: E402
-from npformer.data import make_command_corpus, save_tsv  # noqa: E402
-from npformer.evaluation import evaluate  # noqa: E402
+from npformer.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta  # noqa: E402
+from npformer.tasks import PRESETS  # noqa: E402
+from npformer.training.config import TrainConfig  # noqa: E402
+from npformer.devtools.scan_commands import make_command_corpus
+from npformer.data import save_tsv  # noqa: E402
+from npformer.tasks.evaluation import evaluate  # noqa: E402
 from npformer.tasks import TASKS, selection_score  # noqa: E402
 from npformer.tokenizers import BPETokenizer  # noqa: E402
 

@@ -7,7 +7,7 @@
     python benchmarks/vs_torch.py --what train --compile   # + torch.compile column
 
 Both frameworks compute the same function: the PyTorch model is
-npformer.torch_reference.TorchTransformer, given npformer's weights with
+npformer.devtools.torch_reference.TorchTransformer, given npformer's weights with
 from_npformer. Configurations (pre-LN, ReLU, dropout 0.1, output tied to the
 target embedding, label smoothing 0.1, float32, full-length sequences, no padding):
 
@@ -34,7 +34,7 @@ Sections (--what), each a Markdown table:
   memory   peak resident memory (ru_maxrss) of N training steps, each framework in a
            subprocess of its own, minus the peak right after the imports.
 
-Threads: --threads 1,2 sets both npformer.threads.set_blas_threads(n) and
+Threads: --threads 1,2 sets both npformer.nn.threads.set_blas_threads(n) and
 torch.set_num_threads(n). With 2 threads, the two frameworks' pools (OpenBLAS and
 PyTorch's OpenMP) in one process, or any other busy process on a 2-core machine,
 make idle threads spin against working ones and times collapse (seconds per step).
@@ -121,7 +121,7 @@ PEAK_N = 2048  # size of the square product that measures the BLAS peak
 # ------------------------------------------------------------------ building blocks
 def model_config(name):
     """The npformer ModelConfig of a benchmark configuration."""
-    from npformer.config import ModelConfig
+    from npformer.nn.config import ModelConfig
 
     bc = CONFIGS[name]
     return ModelConfig(src_vocab_size=bc.vocab, tgt_vocab_size=bc.vocab, d_model=bc.d_model,
@@ -175,18 +175,18 @@ def target_cell(ratio, mfu, name, threads=1):
 
 
 class NpformerTrainer:
-    """One npformer training step: npformer.train.train_step, without clipping."""
+    """One npformer training step: npformer.training.loop.train_step, without clipping."""
 
     def __init__(self, model, seed=0):
-        from npformer.optim import AdamW
+        from npformer.training.optim import AdamW
 
         self.model = model
         self.opt = AdamW(model.params, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
         self.rng = np.random.default_rng(seed)  # dropout masks
 
     def step(self, batch):
-        from npformer.batching import Batch
-        from npformer.train import train_step
+        from npformer.training.batching import Batch
+        from npformer.training.loop import train_step
 
         src, tgt_in, tgt_out = batch  # src is None for a language model
         return train_step(self.model, self.opt, Batch(src, tgt_in, tgt_out, tgt_out.size), LR,
@@ -199,7 +199,7 @@ class TorchTrainer:
     def __init__(self, tm, seed=0, compile=False):
         import torch
 
-        from npformer.torch_reference import param_groups
+        from npformer.devtools.torch_reference import param_groups
 
         torch.manual_seed(seed)  # dropout masks
         self.tm = tm.train()
@@ -229,7 +229,7 @@ def torch_batches(batches):
 def set_threads(n, frameworks=("npformer", "torch")):
     """The same thread count for OpenBLAS (npformer) and PyTorch's intra-op pool."""
     if "npformer" in frameworks:
-        from npformer.threads import set_blas_threads
+        from npformer.nn.threads import set_blas_threads
 
         set_blas_threads(n)
     if any(fw.startswith("torch") for fw in frameworks):
@@ -312,7 +312,7 @@ def local_call(framework, what, name):
     The result is the loss or the token lists. Both frameworks start from the same
     weights: npformer's seeded initialisation, copied into PyTorch.
     """
-    from npformer.model import build_model
+    from npformer.models import build_model
 
     cfg = model_config(name)
     if what == "lm":  # the decoder-only language model of the same size: L blocks, no encoder
@@ -325,7 +325,7 @@ def local_call(framework, what, name):
         if framework == "npformer":
             trainer = NpformerTrainer(model)
         else:
-            from npformer.torch_reference import from_npformer
+            from npformer.devtools.torch_reference import from_npformer
 
             trainer = TorchTrainer(from_npformer(model), compile=framework == "torch-compile")
             batches = torch_batches(batches)
@@ -334,12 +334,12 @@ def local_call(framework, what, name):
     model.params["out.b"][EOS] = -1e9  # never EOS: every row decodes all the steps
     src = decode_source()
     if framework == "npformer":
-        from npformer.decoding import greedy_decode
+        from npformer.models.decoding import greedy_decode
 
         return timed(lambda: greedy_decode(model, src, max_new_tokens=DECODE_STEPS))
     import torch
 
-    from npformer.torch_reference import from_npformer
+    from npformer.devtools.torch_reference import from_npformer
 
     tm, t_src = from_npformer(model).eval(), torch.from_numpy(src)
     return timed(lambda: torch_greedy_decode(tm, t_src, DECODE_STEPS))
@@ -510,7 +510,7 @@ def run_train(config_names, thread_counts, steps, warmup, pause, isolate, what="
 
 # ------------------------------------------------------------------------ decode
 def torch_greedy_decode(tm, src, max_len, bos_id=BOS, eos_id=EOS):
-    """Greedy decoding with a key/value cache in PyTorch, as npformer.decoding does it.
+    """Greedy decoding with a key/value cache in PyTorch, as npformer.models.decoding does it.
 
     Cross-attention K, V are projected once; self-attention K, V are written into
     preallocated (B,H,max_len,D) buffers, one slot per step; each step runs the
@@ -615,8 +615,8 @@ def child_startup(framework, name, threads):
     """Import, build `name`, first training step; seconds for each, as JSON."""
     t0 = time.perf_counter()
     if framework == "npformer":
-        from npformer.model import Transformer
-        from npformer.threads import set_blas_threads
+        from npformer.models.transformer import Transformer
+        from npformer.nn.threads import set_blas_threads
 
         set_blas_threads(threads)
         t_import = time.perf_counter()
@@ -625,7 +625,7 @@ def child_startup(framework, name, threads):
     else:
         import torch
 
-        from npformer.torch_reference import TorchTransformer
+        from npformer.devtools.torch_reference import TorchTransformer
 
         torch.set_num_threads(threads)
         t_import = time.perf_counter()
@@ -670,14 +670,14 @@ def child_memory(framework, name, threads, steps):
     also ru_maxrss (the peak since the process started) and the peak after step 1.
     """
     if framework == "npformer":
-        from npformer.model import Transformer
-        from npformer.threads import set_blas_threads
+        from npformer.models.transformer import Transformer
+        from npformer.nn.threads import set_blas_threads
 
         set_blas_threads(threads)
     else:
         import torch
 
-        from npformer.torch_reference import TorchTransformer
+        from npformer.devtools.torch_reference import TorchTransformer
 
         torch.set_num_threads(threads)
     import_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

@@ -26,7 +26,7 @@ nothing on the site names a notebook file directly:
   the heading on the page itself stays typeset.
 * `on_page_content` also rewrites the links of notebook pages. A notebook links the docs
   and the source files relative to notebooks/, so that they work in Jupyter:
-  `[softmax](../docs/derivations/softmax.md)`, `[attention](../npformer/layers/attention.py)`.
+  `[softmax](../docs/derivations/softmax.md)`, `[attention](../npformer/nn/layers/attention.py)`.
   On the site a docs link becomes the link to that page; a source file is not part of the
   site, so its link is dropped and the text stays. A link to a file that does not exist
   fails the build.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from npformer.threads import set_blas_threads
+from npformer.nn.threads import set_blas_threads
 
 sys.path.insert(0, str(Path(__file__).parent))
 set_blas_threads(1)

@@ -199,9 +199,9 @@ def adamw_step_with(bias_correction=True, decoupled=True, decay_times_lr=True,
 
 def block_with(residual="tape", norm_position="pre", gamma="value"):
     """The encoder block with one mistake (see solutions.encoder_block for the right one)."""
-    from npformer.blocks import add, feed_forward, norm, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.tape import Value
 
     def plain_gamma_norm(run, name, x):  # gamma passed as an array: the tape cannot see it
         return run.tape.call(name, layernorm_forward, layernorm_backward, x,
@@ -388,9 +388,9 @@ def output_loss_all_logits(x, E, b, targets, pad_id):
 
 
 def decoder_block_with(memory="value", residual="tape", gamma="value"):
-    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.tape import Value
 
     def block(run, prefix, y, mem, self_mask, cross_mask):
         attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
@@ -773,8 +773,8 @@ def v_embedding_forward_unscaled(ids, W, P, pad_id):
 
 
 def v_block_one_numpy_residual():
-    from npformer.blocks import add, feed_forward, norm, self_attention
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, feed_forward, norm, self_attention
+    from npformer.nn.tape import Value
 
     def block(run, prefix, x, mask):
         attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
@@ -1199,8 +1199,8 @@ VARIANTS += [
 
 def block_residual_copy():
     """The first residual adds a COPY of x (Value(x.data)): only the sublayer path reaches x."""
-    from npformer.blocks import add, feed_forward, norm, self_attention
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, feed_forward, norm, self_attention
+    from npformer.nn.tape import Value
 
     def block(run, prefix, x, mask):
         attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
@@ -1210,8 +1210,8 @@ def block_residual_copy():
     return block
 def block_post_ln_beta_array():
     """Post-LN, with the norms' beta passed as plain arrays."""
-    from npformer.blocks import add, feed_forward, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.blocks import add, feed_forward, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
 
     def block(run, prefix, x, mask):
         attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
@@ -1225,8 +1225,8 @@ def block_post_ln_beta_array():
     return block
 def block_beta_array(decoder=False):
     """One norm's beta passed as a plain array: the tape never gives it a gradient."""
-    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
 
     def ln_beta_array(run, name, v):
         return run.tape.call(name, layernorm_forward, layernorm_backward, v,
@@ -1247,9 +1247,9 @@ def block_beta_array(decoder=False):
     return dec if decoder else encoder
 def decoder_memory_copy_beta_array():
     """memory passed as a copy, and norm3's beta as a plain array."""
-    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
-    from npformer.layers import layernorm_backward, layernorm_forward
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.layers import layernorm_backward, layernorm_forward
+    from npformer.nn.tape import Value
 
     def block(run, prefix, y, mem, self_mask, cross_mask):
         attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
@@ -1264,8 +1264,8 @@ def decoder_memory_copy_beta_array():
     return block
 def decoder_ffn_residual_copy():
     """The last residual adds a copy of y: only the feed-forward path reaches it."""
-    from npformer.blocks import add, cross_attention, feed_forward, norm, self_attention
-    from npformer.tape import Value
+    from npformer.nn.blocks import add, cross_attention, feed_forward, norm, self_attention
+    from npformer.nn.tape import Value
 
     def block(run, prefix, y, mem, self_mask, cross_mask):
         attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"

@@ -20,11 +20,11 @@ import os
 import signal
 import sys
 
-import npformer.checkpoint
-import npformer.optim
-import npformer.tape
+import npformer.training.checkpoint
+import npformer.training.optim
+import npformer.nn.tape
 import npformer.tasks
-import npformer.train
+import npformer.training.loop
 from npformer.cli import main
 
 
@@ -57,13 +57,13 @@ def inject(spec):
 
     where = spec["where"]
     if where == "backward":
-        before(npformer.tape.Tape, "backward")
+        before(npformer.nn.tape.Tape, "backward")
     elif where == "update":
-        after(npformer.optim.AdamW, "step")
+        after(npformer.training.optim.AdamW, "step")
     elif where == "validate":
-        before(npformer.tasks, "validation_loss")  # every task's validation starts with it
+        before(npformer.tasks.evaluation, "validation_loss")  # every task's validation starts with it
     elif where == "fsync":
-        before(npformer.checkpoint.os, "fsync")
+        before(npformer.training.checkpoint.os, "fsync")
     else:
         raise SystemExit(f"unknown fault place {where!r}")
 

@@ -1,8 +1,8 @@
 """Shared test helpers: comparisons that say what went wrong, and tiny models."""
 import numpy as np
 
-from npformer.config import ModelConfig
-from npformer.model import Transformer
+from npformer.nn.config import ModelConfig
+from npformer.models.transformer import Transformer
 
 # relative tolerances by dtype, for comparing two computations of the same value
 RTOL = {np.dtype("float32"): 1e-4, np.dtype("float64"): 1e-10}

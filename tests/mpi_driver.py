@@ -12,9 +12,9 @@ import signal
 import sys
 
 from npformer.cli import main
-from npformer.distributed import rank_from_env
-from npformer.optim import AdamW
-from npformer.tape import Tape
+from npformer.training.distributed import rank_from_env
+from npformer.training.optim import AdamW
+from npformer.nn.tape import Tape
 
 
 def inject(spec):

@@ -38,10 +38,10 @@ def fingerprints():
     """A few computations whose last bits depend on the CPU: {name: list of floats}."""
     import numpy as np
 
-    from npformer import kernels
-    from npformer.config import ModelConfig
-    from npformer.model import Transformer
-    from npformer.tape import Tape
+    from npformer.nn import kernels
+    from npformer.nn.config import ModelConfig
+    from npformer.models.transformer import Transformer
+    from npformer.nn.tape import Tape
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 96)).astype(np.float32)  # (N,C)

@@ -4,10 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from npformer.checkpoint import load_checkpoint
-from npformer.config import ConfigError, TrainConfig
+from npformer.training.checkpoint import load_checkpoint
+from npformer.nn.config import ConfigError
+from npformer.training.config import TrainConfig
 from npformer.tasks import selection_score
-from npformer.train import resume_config, train
+from npformer.training.loop import train
+from npformer.training.session import resume_config
 
 SMALL = dict(data="copy", d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=16,
              max_tokens=256, max_steps=6, eval_every=2, eval_sentences=4, log_every=2,

@@ -1,5 +1,5 @@
 """The SCAN command generator: size, known meanings, and an independent interpreter."""
-from npformer.data.commands import N_COMMANDS, make_command_corpus, scan_commands
+from npformer.devtools.scan_commands import N_COMMANDS, make_command_corpus, scan_commands
 
 
 def interpret(command):

@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 from helpers import assert_close, tiny_model
 
-from npformer.decoding import (
-    beam_search,
-    draw_tokens,
-    filter_logits,
-    greedy_decode,
-    length_penalty_factor,
-    sample,
-    translate_ids,
-)
+from npformer.models.decoding import (beam_search, draw_tokens, filter_logits, greedy_decode,
+                                      length_penalty_factor, sample, translate_ids)
 
 BOS, EOS, PAD = 1, 2, 0
 LOGITS_RTOL = 1e-10  # float64: cached and full decoding differ only in summation order
@@ -104,7 +97,7 @@ def test_cache_takes_several_positions_at_once():
 
 
 def test_cache_is_for_generation_only():
-    from npformer.tape import Tape
+    from npformer.nn.tape import Tape
 
     model = tiny_model()
     src = padded_sources(lengths=(3, 2))

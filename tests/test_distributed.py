@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from npformer.checkpoint import load_checkpoint
+from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.config import PRESETS, TrainConfig
-from npformer.distributed import GradientSync, SingleProcess, flat_gradients, shard
-from npformer.model import Transformer
-from npformer.config import ModelConfig
-from npformer.train import train
+from npformer.tasks import PRESETS
+from npformer.training.config import TrainConfig
+from npformer.training.distributed import GradientSync, SingleProcess, flat_gradients, shard
+from npformer.models.transformer import Transformer
+from npformer.nn.config import ModelConfig
+from npformer.training.loop import train
 
 LOSS_RTOL = 1e-5
 MPIEXEC = shutil.which("mpiexec")

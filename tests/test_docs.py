@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from npformer.cli import build_parser
-from npformer.config import COMMAND_PRESETS, PRESETS, TrainConfig
+from npformer.tasks import COMMAND_PRESETS, PRESETS
+from npformer.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -38,7 +39,7 @@ EXPECTED_DERIVATIONS = {"linear", "embedding", "softmax", "layernorm", "attentio
                         "cross_entropy", "residual_dropout"}
 BUILD_TIMEOUT = 300  # seconds; a build takes ~15 s of CPU with nine notebooks
 
-# "`npformer/layers/layernorm.py: layernorm_backward`"; the name may be dotted
+# "`npformer/nn/layers/layernorm.py: layernorm_backward`"; the name may be dotted
 # ("Tape.backward")
 CODE_REF = re.compile(r"`(npformer/[\w/]+\.py): ([A-Za-z_][\w.]*)`")
 PATH_REF = re.compile(r"`((?:npformer|tests)/[\w/]+\.py)`")

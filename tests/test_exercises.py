@@ -76,7 +76,7 @@ def test_every_solution_passes(name):
 
 
 def test_every_layer_and_block_kind_has_an_exercise():
-    """Each forward/backward pair of npformer/layers (and each block kind) is practised.
+    """Each forward/backward pair of npformer/nn/layers (and each block kind) is practised.
 
     Every module of the package is scanned, not only what its __init__ exports: a layer
     added in a new module and not exported (recurrent.py was) is still found.
@@ -84,7 +84,7 @@ def test_every_layer_and_block_kind_has_an_exercise():
     import importlib
     import pkgutil
 
-    import npformer.layers as layers
+    import npformer.nn.layers as layers
 
     graded_by = {  # layer function -> the exercise that practises it
         "linear": "linear", "tied_linear": "tied", "attention": "attention",
@@ -94,7 +94,7 @@ def test_every_layer_and_block_kind_has_an_exercise():
         "output_loss": "output_loss", "pool": "pooling", "add": "block", "rnn": "rnn"}
     pairs = set()
     for module_info in pkgutil.iter_modules(layers.__path__):
-        module = importlib.import_module(f"npformer.layers.{module_info.name}")
+        module = importlib.import_module(f"npformer.nn.layers.{module_info.name}")
         pairs |= {name.rsplit("_", 1)[0] for name, value in vars(module).items()
                   if callable(value) and getattr(value, "__module__", None) == module.__name__
                   and name.endswith(("_forward", "_backward"))}
@@ -389,8 +389,8 @@ def test_mha_reference_matches_torch():
 
 
 def test_fused_output_loss_reference_matches_the_layer():
-    """The exercise's one-block reference = npformer/layers/output_loss.py (blocks of rows)."""
-    from npformer.layers import output_loss_backward, output_loss_forward
+    """The exercise's one-block reference = npformer/nn/layers/output_loss.py (blocks of rows)."""
+    from npformer.nn.layers import output_loss_backward, output_loss_forward
 
     exercise = EXERCISES["output_loss"]
     for case in exercise.make_cases(np.random.default_rng(3)):
@@ -407,7 +407,7 @@ def test_fused_output_loss_reference_matches_the_layer():
 
 
 def test_ffn_reference_matches_the_layer():
-    from npformer.layers import ffn_backward, ffn_forward
+    from npformer.nn.layers import ffn_backward, ffn_forward
 
     exercise = EXERCISES["ffn"]
     for case in exercise.make_cases(np.random.default_rng(4)):
@@ -423,8 +423,8 @@ def test_ffn_reference_matches_the_layer():
 
 
 def test_rnn_reference_matches_the_layer():
-    """The exercise's BPTT reference is npformer/layers/recurrent.py (used by rnn_lm.py)."""
-    from npformer.layers.recurrent import rnn_backward, rnn_forward
+    """The exercise's BPTT reference is npformer/nn/layers/recurrent.py (used by rnn_lm.py)."""
+    from npformer.nn.layers.recurrent import rnn_backward, rnn_forward
 
     exercise = EXERCISES["rnn"]
     for case in exercise.make_cases(np.random.default_rng(6)):
@@ -443,8 +443,8 @@ def test_kv_step_reference_is_what_npformer_generates():
     A step with npformer's KVCache gives the last row of the uncached pass; so does the
     model answer, stepped as the check steps it.
     """
-    from npformer.layers import KVCache, self_attention_forward
-    from npformer.masks import additive, causal_mask
+    from npformer.nn.layers import KVCache, self_attention_forward
+    from npformer.nn.masks import additive, causal_mask
 
     rng = np.random.default_rng(5)
     B, T, C, H = 2, 4, 8, 2
@@ -507,18 +507,18 @@ def answers_file(path, replace=None):
 
 
 def test_cli_lists_the_exercises(capsys):
-    from npformer.exercises.cli import main
+    from npformer.cli import main
 
-    assert main([]) == 0
+    assert main(["exercises"]) == 0
     out = capsys.readouterr().out
     assert "softmax_forward + softmax_backward" in out and "kv_attention_step" in out
-    assert main(["no_such_exercise"]) == 2
+    assert main(["exercises", "no_such_exercise"]) == 2
 
 
 def test_cli_refuses_a_missing_file(tmp_path):
-    from npformer.exercises.cli import main
+    from npformer.cli import main
 
-    assert main(["--check", str(tmp_path / "nothing.py")]) == 2
+    assert main(["exercises", "--check", str(tmp_path / "nothing.py")]) == 2
 
 
 HOSTILE = {  # name: source of a learner's file; each ends or stops its grading
@@ -581,11 +581,12 @@ def run_command(*args):
 
 def command(graded, monkeypatch, capsys, name, *extra):
     """`npformer exercises --check FILE` on a file graded above: (exit status, output)."""
-    from npformer.exercises import cli, sandbox
+    from npformer.cli import main
+    from npformer.exercises import sandbox
 
     path, outcome = graded[name]
     monkeypatch.setattr(sandbox, "grade_file", lambda *args, **kwargs: outcome)
-    status = cli.main(["--check", str(path), *extra])
+    status = main(["exercises", "--check", str(path), *extra])
     return status, capsys.readouterr().out
 
 

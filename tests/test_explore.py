@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from helpers import assert_close
-from npformer.checkpoint import load_checkpoint
+from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.decoding import (beam_search, continue_text, draw_tokens, filter_logits,
-                               greedy_decode, tempered)
+from npformer.models.decoding import (beam_search, continue_text, draw_tokens, filter_logits,
+                                      greedy_decode, tempered)
 from npformer.explore import server as explore_server
 from npformer.explore import views
 from npformer.explore.command import ExploreError, explore_command
@@ -289,7 +289,7 @@ def test_no_request_path_reaches_the_file_system(server, path):
 
 
 @pytest.mark.parametrize("name", ["../../../../etc/passwd", "/etc/passwd", "npformer/../setup.cfg",
-                                  "npformer/explore/../../setup.cfg", "npformer/cli.py",
+                                  "npformer/explore/../../setup.cfg", "npformer/cli/__init__.py",
                                   "docs/../README.md", ""])
 def test_the_source_panel_shows_only_the_cited_files(server, name):
     refused(server, 404, "GET", f"/api/source?file={name}")

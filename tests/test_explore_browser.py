@@ -20,9 +20,9 @@ import pytest
 
 from browser import Browser, BrowserError, find_chromium
 from helpers import assert_close
-from npformer.checkpoint import load_checkpoint
+from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.decoding import greedy_decode
+from npformer.models.decoding import greedy_decode
 from npformer.explore.server import Explorer, start_in_thread
 from npformer.tokenizers import BOS_ID, EOS_ID
 

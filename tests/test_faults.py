@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npformer.checkpoint import load_checkpoint
-from npformer.config import COMMAND_PRESETS, COMMAND_TASKS, PRESETS, TrainConfig
-from npformer.train import train
+from npformer.training.checkpoint import load_checkpoint
+from npformer.tasks import COMMAND_PRESETS, COMMAND_TASKS, PRESETS
+from npformer.training.config import TrainConfig
+from npformer.training.loop import train
 from small_corpora import labelled, lm_text
 
 DRIVER = Path(__file__).with_name("fault_driver.py")

@@ -26,15 +26,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from npformer.batching import encode_pairs
-from npformer.checkpoint import CheckpointError, load_checkpoint
+from npformer.training.batching import encode_pairs
+from npformer.training.checkpoint import CheckpointError, load_checkpoint
 from npformer.cli import UsageError, build_parser, main, train_config_from_args
-from npformer.config import ConfigError, TrainConfig
+from npformer.nn.config import ConfigError
+from npformer.training.config import TrainConfig
 from npformer.data import DataError, load_parallel, load_tsv
-from npformer.distributed import launcher_env
+from npformer.training.distributed import launcher_env
 from npformer.tokenizers import make_tokenizers
 from npformer.tokenizers.bpe import N_BASE
-from npformer.train import train
+from npformer.training.loop import train
 from small_corpora import labelled, lm_text
 
 # deadline=None: these tests are about what a command says, not how fast; with the other

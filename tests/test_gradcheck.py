@@ -1,7 +1,7 @@
 """Every layer's backward, and the whole model's gradient, against float64 central differences."""
 import pytest
 
-from npformer import gradcheck
+from npformer.tools import gradcheck
 
 
 def _failures(rows):
@@ -27,8 +27,8 @@ def test_every_layer_backward_matches_finite_differences():
 
 def test_whole_model_gradient_over_every_parameter():
     """Every parameter tensor of every variant of the three kinds has a passing row."""
-    from npformer.model import build_model
-    from npformer.params import param_specs
+    from npformer.models import build_model
+    from npformer.nn.params import param_specs
 
     rows = gradcheck.model_checks(seed=1)
     assert all(r.passed for r in rows), _failures(rows)
@@ -53,7 +53,7 @@ def test_check_detects_a_wrong_backward():
     """The checker itself must be able to fail: a backward off by 1% is caught."""
     import numpy as np
 
-    from npformer.layers import linear_backward, linear_forward
+    from npformer.nn.layers import linear_backward, linear_forward
 
     def wrong_backward(dy, cache):
         dx, dW, db = linear_backward(dy, cache)
@@ -70,7 +70,7 @@ def test_check_detects_a_wrong_pooling_backward():
     """A pooling backward that also sends gradient to padding positions is caught."""
     import numpy as np
 
-    from npformer.layers import pool_backward, pool_forward, pool_weights
+    from npformer.nn.layers import pool_backward, pool_forward, pool_weights
 
     def leaky_backward(dy, cache):  # spreads dy over every position, padding included
         dx, _ = pool_backward(dy, cache)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npformer import induction
+from npformer.tools import induction
 from npformer.data import fewshot, suffixes
 from npformer.tokenizers import BOS_ID, PAD_ID
 
@@ -250,7 +250,7 @@ def test_the_shipped_run_remade_short_still_learns():
 
 
 def test_toy_suffix_is_a_builtin_pretraining_corpus():
-    from npformer.config import TrainConfig
+    from npformer.training.config import TrainConfig
     from npformer.tasks import TASKS
 
     cfg = TrainConfig(task="lm", data="toy-suffix", data_size=4000, tokenizer="bpe")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
-from npformer import kernels, masks
-from npformer.gradcheck import numerical_gradient
-from npformer.kernels import matmul_nb
+from npformer.nn import kernels, masks
+from npformer.tools.gradcheck import numerical_gradient
+from npformer.nn.kernels import matmul_nb
 
 NB = kernels.implementations("numba")
 NP = kernels.implementations("numpy")
@@ -62,12 +62,12 @@ def numerical_grad(f, x):
 
 
 def causal_mask(T, dtype):
-    """Additive causal mask (npformer.masks). Shapes: -> (1,T,T)"""
+    """Additive causal mask (npformer.nn.masks). Shapes: -> (1,T,T)"""
     return masks.additive(masks.causal_mask(T), dtype)
 
 
 def padding_mask(key_lengths, S, dtype):
-    """Additive padding mask from per-example key lengths (npformer.masks). Shapes: -> (B,1,S)"""
+    """Additive padding mask from per-example key lengths (npformer.nn.masks). Shapes: -> (B,1,S)"""
     ids = (np.arange(S)[None, :] < np.array(key_lengths)[:, None]).astype(int)  # (B,S) 1 = token
     return masks.additive(masks.padding_mask(ids, pad_id=0), dtype)
 

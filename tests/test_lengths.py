@@ -1,15 +1,17 @@
-"""max_len from the data (npformer/lengths.py) and what train does when pairs are left out."""
+"""max_len from the data (npformer/training/lengths.py) and what train does when pairs are left out."""
 import json
 
 import pytest
 
-from npformer import lengths
-from npformer.checkpoint import load_checkpoint
+from npformer.training import lengths
+from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import build_parser, train_config_from_args
-from npformer.config import ConfigError, TrainConfig
-from npformer.data import make_command_corpus, save_tsv
-from npformer.lengths import batch_mib, choose_max_len
-from npformer.train import train
+from npformer.nn.config import ConfigError
+from npformer.training.config import TrainConfig
+from npformer.devtools.scan_commands import make_command_corpus
+from npformer.data import save_tsv
+from npformer.training.lengths import batch_mib, choose_max_len
+from npformer.training.loop import train
 
 TINY = dict(tokenizer="word", d_model=16, n_heads=2, d_ff=32, n_layers=1, max_tokens=512,
             max_steps=2, warmup_steps=1, eval_every=2, eval_sentences=4, log_every=1,

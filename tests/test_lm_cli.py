@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from npformer.checkpoint import load_checkpoint
+from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.model import build_model
-from npformer.pretrained import pretrained_key_map
+from npformer.models import build_model
+from npformer.models.pretrained import pretrained_key_map
 
 TINY = ["--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1",
         "--max-len", "24", "--max-tokens", "512", "--max-steps", "4", "--eval-every", "2",

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
-from npformer.checkpoint import load_checkpoint, save_checkpoint
-from npformer.config import ConfigError, ModelConfig
-from npformer.decoding import continue_text
-from npformer import layers as L
-from npformer.language_model import Classifier, LanguageModel
-from npformer.model import Transformer, build_model
-from npformer.pretrained import load_pretrained, pretrained_key_map
-from npformer.tape import Tape
+from npformer.training.checkpoint import load_checkpoint, save_checkpoint
+from npformer.nn.config import ConfigError, ModelConfig
+from npformer.models.decoding import continue_text
+from npformer.nn import layers as L
+from npformer.models.classifier import Classifier
+from npformer.models.language_model import LanguageModel
+from npformer.models.transformer import Transformer
+from npformer.models import build_model
+from npformer.models.pretrained import load_pretrained, pretrained_key_map
+from npformer.nn.tape import Tape
 from npformer.tokenizers import make_tokenizers
 
 BOS, EOS, PAD = 1, 2, 0
@@ -116,7 +118,7 @@ def test_build_model_picks_the_class_and_each_class_refuses_the_others():
         cfg = ModelConfig(**fields)
         assert type(build_model(cfg)) is model_class
         for other in {Transformer, LanguageModel, Classifier} - {model_class}:
-            with pytest.raises(ValueError, match="use npformer.model.build_model"):
+            with pytest.raises(ValueError, match="use npformer.models.build_model"):
                 other(cfg)
 
 
@@ -248,7 +250,7 @@ def test_checkpoints_of_every_kind_round_trip(kind, tmp_path):
 
 
 def test_checkpoint_with_labels_that_do_not_fit_is_refused(tmp_path):
-    from npformer.checkpoint import CheckpointError
+    from npformer.training.checkpoint import CheckpointError
 
     tok = tokenizer()
     model = build_model(ModelConfig(**{**ENCODER, "src_vocab_size": tok.vocab_size,
@@ -329,12 +331,12 @@ def test_load_pretrained_only_from_a_language_model():
 
 
 def test_weight_change_measures_by_hand():
-    """The measures of npformer.weight_change on a change of rank 2, worked by hand.
+    """The measures of npformer.tools.weight_change on a change of rank 2, worked by hand.
 
     Energy 1 in the top 2, effective rank 2 (equal singular values), the rank-2 truncation
     is exact and the rank-1 one has rank 1.
     """
-    from npformer import weight_change as wc
+    from npformer.tools import weight_change as wc
 
     rng = np.random.default_rng(0)
     U, _ = np.linalg.qr(rng.normal(size=(6, 6)))
@@ -359,7 +361,7 @@ def test_weight_change_measures_by_hand():
 
 def test_body_as_language_model_round_trip_and_features():
     """A classifier started from an LM gives back exactly that LM; a changed body changes it."""
-    from npformer.pretrained import body_as_language_model
+    from npformer.models.pretrained import body_as_language_model
 
     lm = shifted(LanguageModel(ModelConfig(**LM)))
     clf = Classifier(ModelConfig(**{**LM, "n_classes": 2, "pooling": "before_eos"}))

@@ -21,15 +21,16 @@ import numpy as np
 import pytest
 
 from npformer import safe_json
-from npformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npformer.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npformer.cli import main
-from npformer.config import ModelConfig, TrainConfig
-from npformer.layers.embedding import sinusoidal_table
-from npformer.model import build_model
+from npformer.nn.config import ModelConfig
+from npformer.training.config import TrainConfig
+from npformer.nn.layers.embedding import sinusoidal_table
+from npformer.models import build_model
 from npformer.tokenizers import BPETokenizer, TokenizerError, WordTokenizer, tokenizer_from_dict
 from npformer.tokenizers.bpe import (BYTE_OFFSET, MAX_TOKEN_BYTES, N_BASE, apply_merges,
                                      merge_pair, utf8_bytes)
-from npformer.train import train
+from npformer.training.loop import train
 from small_corpora import labelled, lm_text
 
 TINY = dict(d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=16, max_tokens=256,

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from npformer.metrics import corpus_bleu, exact_match, sentence_bleu, tokenize_13a
+from npformer.tasks.metrics import corpus_bleu, exact_match, sentence_bleu, tokenize_13a
 
 sacrebleu = pytest.importorskip("sacrebleu")
 
@@ -108,7 +108,7 @@ def test_bad_arguments_are_rejected_clearly():
 
 
 def test_distinct_n_by_hand():
-    from npformer.metrics import distinct_n
+    from npformer.tasks.metrics import distinct_n
 
     lines = ["a b c", "a b d"]
     assert distinct_n(lines, 1) == 4 / 6  # a, b, c, d among 6 tokens
@@ -123,7 +123,7 @@ def test_self_bleu_extremes_and_against_sentence_bleu():
     With two lines it is the sentence BLEU of each against the other (whitespace tokens,
     no punctuation here).
     """
-    from npformer.metrics import self_bleu, sentence_bleu
+    from npformer.tasks.metrics import self_bleu, sentence_bleu
 
     assert self_bleu(["the dog runs fast"] * 3) == pytest.approx(100.0)
     assert self_bleu(["a b c d", "e f g h", "i j k l"]) == 0.0

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from helpers import assert_close, tiny_model, toy_batch
 
-from npformer.config import ConfigError, ModelConfig
-from npformer.model import Transformer
-from npformer.params import init_params, upgrade_legacy_params
+from npformer.nn.config import ConfigError, ModelConfig
+from npformer.models.transformer import Transformer
+from npformer.nn.params import init_params, upgrade_legacy_params
 
 
 @pytest.mark.parametrize("changes,field", [
@@ -117,7 +117,7 @@ def test_attention_maps_are_distributions_that_respect_masks():
 
 
 def test_padding_row_of_embedding_gets_no_gradient():
-    from npformer.tape import Tape
+    from npformer.nn.tape import Tape
 
     model = tiny_model(tie_output=False)
     src, tgt_in, tgt_out = toy_batch()

@@ -4,12 +4,12 @@ Each notebook is executed in a fresh kernel with nbclient; a cell that raises
 fails the test and the message shows the cell's source and the error.
 
 For the notebooks in DRIFT_CHECKED the same execution also checks (with
-npformer/tutorial_tools.py) that the stored text outputs equal the fresh ones on any
+npformer/devtools/tutorial_tools.py) that the stored text outputs equal the fresh ones on any
 CPU: words exactly, numbers within one unit in their last printed digit (integers
 exactly), or within the tolerance a cell declares for numbers from live training
 (cells tagged "timing" left out). Without executing anything, every number quoted
 in the prose must be printed or asserted by some cell's stored output.
-Regenerate stored outputs with `python -m npformer.tutorial_tools regen [NAME ...]`.
+Regenerate stored outputs with `python -m npformer.devtools.tutorial_tools regen [NAME ...]`.
 """
 import copy
 import math
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from npformer import tutorial_tools as tt
+from npformer.devtools import tutorial_tools as tt
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 300  # seconds for any single cell
@@ -97,7 +97,7 @@ def test_notebook_runs(path, tmp_path, fresh_cache, monkeypatch):
         return
     problems = tt.drift(stored, nb, path.name)
     assert not problems, (f"{path.name}: stored outputs differ from a fresh run (regenerate "
-                          f"with `python -m npformer.tutorial_tools regen {path.stem}`):\n"
+                          f"with `python -m npformer.devtools.tutorial_tools regen {path.stem}`):\n"
                           + "\n".join(problems)[:4000])
 
 

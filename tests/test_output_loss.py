@@ -3,13 +3,13 @@
 The unfused ops (tied_linear / linear, then cross_entropy) are the reference:
 same loss, same dx, dW, db, for tied and untied outputs, padding, smoothing,
 blocks that split the rows unevenly, and a block of padding only. Its float64
-finite-difference check is in npformer.gradcheck (tests/test_gradcheck.py).
+finite-difference check is in npformer.tools.gradcheck (tests/test_gradcheck.py).
 """
 import numpy as np
 import pytest
 from helpers import assert_close
 
-from npformer import layers as L
+from npformer.nn import layers as L
 
 # Relative to each entry and (assert_close's default atol) to the tensor's largest entry:
 # the fused op sums the rows' contributions to dW and db in blocks, the unfused one in one

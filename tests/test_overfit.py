@@ -1,10 +1,10 @@
 """End to end: the model, the tape and AdamW can memorise one fixed batch."""
 import numpy as np
 
-from npformer.config import ModelConfig
-from npformer.model import Transformer
-from npformer.optim import AdamW, clip_grad_norm
-from npformer.tape import Tape
+from npformer.nn.config import ModelConfig
+from npformer.models.transformer import Transformer
+from npformer.training.optim import AdamW, clip_grad_norm
+from npformer.nn.tape import Tape
 
 STEPS = 60  # AdamW steps allowed
 FACTOR = 50.0  # the loss must fall by at least this factor within STEPS

@@ -1,9 +1,9 @@
 """The step profiler: every kind present gets a row, the shares add up, the plot is a PNG."""
 import pytest
 
-from npformer.config import ModelConfig
-from npformer.profile import KINDS, format_profile, op_kind, plot_profile, profile_step
-from npformer.tape import Record
+from npformer.nn.config import ModelConfig
+from npformer.tools.profile import KINDS, format_profile, op_kind, plot_profile, profile_step
+from npformer.nn.tape import Record
 
 # tiny shapes: the profile's structure is under test, not its numbers
 CONFIG = ModelConfig(src_vocab_size=23, tgt_vocab_size=19, d_model=16, n_heads=2, d_ff=32,
@@ -47,7 +47,7 @@ def test_times_are_positive_and_consistent(rows):
 
 
 def test_attention_kind_follows_the_op_name():
-    from npformer.layers import cross_attention_backward, self_attention_backward
+    from npformer.nn.layers import cross_attention_backward, self_attention_backward
 
     assert op_kind(Record("decoder.1.self_attn", self_attention_backward, None, ())) \
         == "self-attention"
@@ -79,7 +79,7 @@ def test_steps_must_be_positive():
 
 
 def test_blas_threads_are_restored():
-    from npformer.threads import get_blas_threads
+    from npformer.nn.threads import get_blas_threads
 
     before = get_blas_threads()
     profile_step(CONFIG, 2, 3, 3, steps=1, threads=2)

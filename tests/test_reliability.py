@@ -11,13 +11,14 @@ import sys
 import numpy as np
 import pytest
 
-import npformer.train
-from npformer.checkpoint import load_checkpoint
+import npformer.training.loop
+from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.config import ConfigError, TrainConfig
+from npformer.nn.config import ConfigError
+from npformer.training.config import TrainConfig
 from npformer.data import make_reverse_task, save_tsv
-from npformer.tape import Tape
-from npformer.train import train
+from npformer.nn.tape import Tape
+from npformer.training.loop import train
 
 SMALL = dict(d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=16, max_tokens=256,
              eval_sentences=4, log_every=1, max_minutes=0.0, warmup_steps=1, lr=3e-3)
@@ -162,8 +163,8 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(npformer.checkpoint.os, "fsync", disk_full)
-    with pytest.raises(npformer.checkpoint.CheckpointError, match="No space left"):
+    monkeypatch.setattr(npformer.training.checkpoint.os, "fsync", disk_full)
+    with pytest.raises(npformer.training.checkpoint.CheckpointError, match="No space left"):
         train(cfg, resume=True, log=quiet)
     monkeypatch.undo()
     assert (tmp_path / "last.npz").read_bytes() == before

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
-from npformer import gradcheck
-from npformer.batching import Batch
-from npformer.layers.recurrent import rnn_forward
-from npformer.optim import AdamW
-from npformer.rnn_lm import RNNConfig, RNNLanguageModel
-from npformer.train import train_step
+from npformer.tools import gradcheck
+from npformer.training.batching import Batch
+from npformer.nn.layers.recurrent import rnn_forward
+from npformer.training.optim import AdamW
+from npformer.models.rnn_lm import RNNConfig, RNNLanguageModel
+from npformer.training.loop import train_step
 
 V, C = 11, 6
 IDS_IN = np.array([[1, 3, 4, 5, 6], [1, 7, 8, 0, 0]])  # row 1 padded

@@ -22,19 +22,20 @@ import numpy as np
 import pytest
 
 import npformer
-import npformer.checkpoint
-import npformer.profile
-import npformer.sweep
-import npformer.train
-from npformer import run_dir
-from npformer.checkpoint import load_checkpoint
+import npformer.training.checkpoint
+import npformer.tools.profile
+import npformer.tools.sweep
+import npformer.training.loop
+import npformer.training.session
+from npformer.training import run_dir
+from npformer.training.checkpoint import load_checkpoint
 from npformer.cli import main
-from npformer.config import TrainConfig
+from npformer.training.config import TrainConfig
 from npformer.data import DataError
-from npformer.decoding import draw_tokens, tempered
-from npformer.distributed import launcher_env
-from npformer.run_dir import RunDirError, claim
-from npformer.train import train
+from npformer.models.decoding import draw_tokens, tempered
+from npformer.training.distributed import launcher_env
+from npformer.training.run_dir import RunDirError, claim
+from npformer.training.loop import train
 from small_corpora import labelled, lm_text
 
 TINY = dict(d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=16, max_tokens=256,
@@ -145,7 +146,7 @@ def test_a_second_writer_fails_at_once_and_says_who_writes(tmp_path, capsys):
 
 def test_a_lock_left_by_a_killed_run_does_not_block(tmp_path):
     out = tmp_path / "killed"
-    code = ("import os, signal; from npformer.run_dir import claim; "
+    code = ("import os, signal; from npformer.training.run_dir import claim; "
             f"held = claim({str(out)!r}); held.__enter__(); os.kill(os.getpid(), signal.SIGKILL)")
     r = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert r.returncode == -signal.SIGKILL and (out / run_dir.LOCK_NAME).exists()
@@ -222,7 +223,7 @@ def test_attention_of_a_model_without_cross_attention_is_one_line(runs, capsys, 
     one_line(code, capsys.readouterr().err, f"holds a {holds}, not a translator")
 
 
-KERNEL_CALL = ("import numpy as np; from npformer.kernels import activation_nb; "
+KERNEL_CALL = ("import numpy as np; from npformer.nn.kernels import activation_nb; "
                "print(activation_nb.relu_forward(np.ones((2, 3), np.float32)).sum())")
 NO_JIT = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
                             reason="with NUMBA_DISABLE_JIT nothing is compiled or cached")
@@ -234,7 +235,7 @@ def test_a_read_only_numba_cache_falls_back_to_a_writable_one(tmp_path):
     package = tmp_path / "site"
     shutil.copytree(REPO / "npformer", package / "npformer",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (package / "npformer" / "kernels" / "__pycache__").write_text("not a directory")
+    (package / "npformer" / "nn" / "kernels" / "__pycache__").write_text("not a directory")
     home = tmp_path / "home"
     home.write_text("a file: nothing below it can be written")
     env = {**os.environ, "PYTHONPATH": str(package), "HOME": str(home), "TMPDIR": str(tmp_path)}
@@ -254,7 +255,7 @@ def test_with_no_writable_cache_at_all_caching_is_off_with_a_note(tmp_path):
         def twice(x):
             return 2 * x
     """))
-    code = ("import sys; from npformer.kernels import numba_cache as m; "
+    code = ("import sys; from npformer.nn.kernels import numba_cache as m; "
             "m._writable = lambda path: False; m.ensure_writable_cache(); "
             f"sys.path.insert(0, {str(tmp_path)!r}); import kern; print(kern.twice(21))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -291,7 +292,7 @@ def test_errors_inside_a_sweep_are_one_line(tmp_path, capsys, monkeypatch):
 
     def no_data(*a, **k):
         raise DataError("toy: too small to split")
-    monkeypatch.setattr(npformer.sweep, "run_one", no_data)
+    monkeypatch.setattr(npformer.tools.sweep, "run_one", no_data)
     one_line(main([*args, "--budget", "1e8:16x1"]), capsys.readouterr().err,
              "too small to split")
 
@@ -311,7 +312,7 @@ def test_errors_after_a_profiling_run_are_one_line(tmp_path, capsys, monkeypatch
 
     def disk_full(rows, path):
         raise OSError(28, "No space left on device", str(path))
-    monkeypatch.setattr(npformer.profile, "plot_profile", disk_full)
+    monkeypatch.setattr(npformer.tools.profile, "plot_profile", disk_full)
     code = main([*PROFILE, "--plot", str(tmp_path / "p.png")])
     captured = capsys.readouterr()
     one_line(code, captured.err, "p.png: No space left on device")
@@ -342,7 +343,7 @@ class FullDisk:
 
 def test_a_full_disk_while_logging_stops_the_run_with_one_line(tmp_path, capsys, monkeypatch):
     """Issue: writing log.jsonl on a full disk was a traceback."""
-    monkeypatch.setattr(npformer.train, "open",
+    monkeypatch.setattr(npformer.training.session, "open",
                         lambda *a, **k: FullDisk(open(*a, **k), ok=1), raising=False)
     out = tmp_path / "run"
     code = main(["train", "--data", "copy", *FLAGS, "--max-steps", "4", "--out-dir", str(out)])
@@ -355,7 +356,7 @@ def test_a_full_disk_while_logging_stops_the_run_with_one_line(tmp_path, capsys,
 
     def no_space(*args):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(npformer.train.os, "replace", no_space)
+    monkeypatch.setattr(npformer.training.session.os, "replace", no_space)
     code = main(["train", "--resume", "--max-steps", "3", "--out-dir", str(tmp_path / "b")])
     last_line(code, capsys.readouterr().err, "could not write the log")
 
@@ -364,11 +365,11 @@ def test_out_of_memory_names_the_file_and_only_the_flags_the_command_has(runs, c
                                                                        monkeypatch):
     def too_big(*args, **kwargs):
         raise MemoryError
-    monkeypatch.setattr(npformer.checkpoint, "load_checkpoint", too_big)
+    monkeypatch.setattr(npformer.training.checkpoint, "load_checkpoint", too_big)
     model = str(runs["lm"] / "best.npz")
     one_line(main(["generate", "--model", model, "x"]), capsys.readouterr().err,
              f"out of memory (with --model {model})")
-    monkeypatch.setattr(npformer.train, "train", too_big)
+    monkeypatch.setattr(npformer.training.loop, "train", too_big)
     code = main(["pretrain", "--out-dir", "nowhere"])
     err = capsys.readouterr().err
     one_line(code, err, "--d-model, --d-ff, --n-layers, --max-tokens, --vocab-size")

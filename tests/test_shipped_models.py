@@ -1,10 +1,10 @@
 """The models shipped with the notebooks are what today's code trains.
 
 Notebooks look at small trained models (the toy translator, the toy language model)
-that ship in notebooks/data/models/ (npformer/tutorial.py), so that every machine starts
+that ship in notebooks/data/models/ (npformer/tools/tutorial.py), so that every machine starts
 from the same weights and prints the same numbers. That must not hide a change that
 alters what the code learns. So here each shipped run is made again from scratch with
-today's code, exactly as `python -m npformer.tutorial_tools ship NAME` makes it, and its
+today's code, exactly as `python -m npformer.devtools.tutorial_tools ship NAME` makes it, and its
 validation scores must equal those recorded in made.json within what another CPU's
 rounding can move them (measured, see QUALITY_TOL). A model change that trains worse or
 better fails here: re-ship with that command and regenerate the notebooks.
@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from npformer import tutorial
-from npformer.checkpoint import load_checkpoint
+from npformer.tools import tutorial
+from npformer.training.checkpoint import load_checkpoint
 
 # How far a re-made run's validation scores may be from the recorded ones. Rounding
 # differences between CPUs grow over the 400 steps, at most as far as a new seed takes the
@@ -36,9 +36,9 @@ def test_every_shipped_run_matches_its_settings():
         folder = tutorial.shipped_run(name, settings)
         assert folder is not None, (
             f"notebooks/data/models/{name} was not made with today's settings of {name}: "
-            f"re-make it with `python -m npformer.tutorial_tools ship {name}`")
+            f"re-make it with `python -m npformer.devtools.tutorial_tools ship {name}`")
         made = json.loads((folder / "made.json").read_text(encoding="utf-8"))
-        assert made["command"] == f"python -m npformer.tutorial_tools ship {name}"
+        assert made["command"] == f"python -m npformer.devtools.tutorial_tools ship {name}"
         for step in snapshots:
             assert (folder / f"step{step}.npz").exists(), f"{name}: step{step}.npz missing"
         ckpt = load_checkpoint(folder / "best.npz")

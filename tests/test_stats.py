@@ -1,10 +1,10 @@
-"""npformer.stats against values worked out by hand or by brute force."""
+"""npformer.tools.stats against values worked out by hand or by brute force."""
 import math
 
 import numpy as np
 import pytest
 
-from npformer import stats
+from npformer.tools import stats
 
 
 def test_normal_quantile_matches_known_values():

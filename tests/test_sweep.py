@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 
 from npformer import cli
-from npformer.config import PRESETS, TrainConfig
-from npformer.model import build_model
-from npformer.sweep import (LEARNING_RATES, SweepError, body_params, bootstrap_optima,
-                            bootstrap_surface, cell_points, choose_learning_rates,
-                            count_params, fit_loss_surface, fit_parabola, fit_power_law,
-                            flops_per_token, frontier, mean_context, parse_budget, parse_size,
-                            plan_run, pooled_seed_std, read_sweep, schedule_pairs, size_config,
-                            sweep)
+from npformer.tasks import PRESETS
+from npformer.training.config import TrainConfig
+from npformer.models import build_model
+from npformer.tools.sweep import (LEARNING_RATES, SweepError, body_params, bootstrap_optima,
+                                  bootstrap_surface, cell_points, choose_learning_rates,
+                                  count_params, fit_loss_surface, fit_parabola, fit_power_law,
+                                  flops_per_token, frontier, mean_context, parse_budget, parse_size,
+                                  plan_run, pooled_seed_std, read_sweep, schedule_pairs,
+                                  size_config, sweep)
 
 NOTEBOOK_DATA = Path(__file__).resolve().parent.parent / "notebooks" / "data"
 TINY_FACTS = {"vocab": 414, "context": 15.6, "tokens_per_step": 2000.0,

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from helpers import assert_close, tiny_model, toy_batch
 
-from npformer.layers import add_backward, add_forward, linear_backward, linear_forward
-from npformer.optim import zero_grads
-from npformer.tape import Tape, Value, param
-from npformer.timed_tape import TimedTape
+from npformer.nn.layers import add_backward, add_forward, linear_backward, linear_forward
+from npformer.nn.params import zero_grads
+from npformer.nn.tape import Tape, Value, param
+from npformer.tools.timed_tape import TimedTape
 
 
 def test_value_used_twice_receives_the_sum_of_its_gradients():

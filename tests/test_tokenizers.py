@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from npformer.tokenizers import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BPETokenizer, CharTokenizer,
                                  TokenizerError, WordTokenizer, load_tokenizer, make_tokenizers)
-from npformer.data import scan_commands
+from npformer.devtools.scan_commands import scan_commands
 from npformer.tokenizers.bpe import (GPT2_PRETOKENIZE_RE, N_BASE, PRETOKENIZE_RE, learn_merges,
                                       merge_pair)
 

@@ -1,14 +1,14 @@
 """PyTorch as an independent oracle for the whole model, forward and backward.
 
-npformer.torch_reference rebuilds the transformer from torch modules and lets
+npformer.devtools.torch_reference rebuilds the transformer from torch modules and lets
 autograd differentiate it. With identical weights, npformer's logits, loss and
 EVERY parameter gradient (hand-written backwards replayed by the tape) must
 match it, for several architecture variants, on padded batches of unequal
 source/target lengths with label smoothing. Dropout is off: dropout masks come
 from different random generators and cannot be matched across frameworks
-(npformer's dropout has its own finite-difference check in npformer.gradcheck).
+(npformer's dropout has its own finite-difference check in npformer.tools.gradcheck).
 
-The float64 finite-difference checks (npformer.gradcheck) never depend on
+The float64 finite-difference checks (npformer.tools.gradcheck) never depend on
 this file; this is a second, independent opinion.
 
 How tensors are compared: max|npformer - torch| <= RTOL * max|torch| (the
@@ -22,17 +22,13 @@ torch = pytest.importorskip("torch")
 
 from helpers import assert_close  # noqa: E402
 
-from npformer.config import ModelConfig  # noqa: E402
-from npformer.model import Transformer, build_model  # noqa: E402
-from npformer.params import embedding_keys  # noqa: E402
-from npformer.tape import Tape  # noqa: E402
-from npformer.torch_reference import (  # noqa: E402
-    from_npformer,
-    grads_to_npformer,
-    npformer_keys,
-    param_groups,
-    params_to_npformer,
-)
+from npformer.nn.config import ModelConfig  # noqa: E402
+from npformer.models.transformer import Transformer  # noqa: E402
+from npformer.models import build_model  # noqa: E402
+from npformer.nn.params import embedding_keys  # noqa: E402
+from npformer.nn.tape import Tape  # noqa: E402
+from npformer.devtools.torch_reference import (  # noqa: E402
+    from_npformer, grads_to_npformer, npformer_keys, param_groups, params_to_npformer)
 
 # float64: the two sides do the same arithmetic in a different order (other
 # matmul blocking, summation order, fused attention kernel), so they differ by
@@ -331,7 +327,7 @@ def test_embedding_layer_padding_row_matches_torch_padding_idx():
     The random upstream gradient is NONZERO at padding positions, so the padding
     row is zero only because each side drops it on purpose.
     """
-    from npformer.layers import embedding_backward, embedding_forward
+    from npformer.nn.layers import embedding_backward, embedding_forward
 
     rng = np.random.default_rng(1)
     ids = np.array([[3, PAD, 5, 3], [PAD, PAD, 7, 1]])  # token 3 twice, padding three times
@@ -356,7 +352,7 @@ def test_param_groups_decay_the_same_tensors_as_npformer_adamw():
     (param_groups is for torch.optim.AdamW, e.g. in the benchmarks.) The AdamW update
     rule itself is checked against torch in tests/test_optim.py.
     """
-    optim = pytest.importorskip("npformer.optim")
+    optim = pytest.importorskip("npformer.training.optim")
     for variant, changes in VARIANTS.items():
         cfg = make_config("float32", **changes)
         model = Transformer(cfg)

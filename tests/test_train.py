@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from npformer.batching import bucket_batches, collate, encode_pairs
-from npformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from npformer.config import TrainConfig
-from npformer.model import Transformer
+from npformer.training.batching import bucket_batches, collate, encode_pairs
+from npformer.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from npformer.training.config import TrainConfig
+from npformer.models.transformer import Transformer
 from npformer.tokenizers import BOS_ID, EOS_ID, PAD_ID, WordTokenizer
-from npformer.train import TrainingError, train
+from npformer.training.loop import TrainingError, train
 
 SMALL = dict(data="copy", d_model=16, n_heads=2, d_ff=32, n_layers=1, max_len=16,
              max_tokens=256, max_steps=6, eval_every=3, eval_sentences=5, log_every=1,

@@ -2,12 +2,12 @@
 
 The built-in toy corpus, symbol tasks, loaders for user files, toy text,
 classification tasks, grammar checker, entropy floor and the generator's exact
-next-token distribution (next_token.py), in-context-learning prompts,
-and the SCAN command corpus (commands.py).
+next-token distribution (next_token.py), in-context-learning prompts and few-shot
+suffix rules.
+(The SCAN command corpus, used by a benchmark only, is in npformer/devtools/.)
 """
 from .baselines import logistic_regression_accuracy, majority_accuracy, naive_bayes_accuracy
 from .classify import TASKS, load_labelled_tsv, make_task
-from .commands import make_command_corpus, scan_commands
 from .entropy import entropy_floor, line_logprob, sentence_logprob, text_nll
 from .grammar import (
     Ungrammatical,
@@ -21,13 +21,13 @@ from .grammar import (
 )
 from .icl import evaluate_icl, make_icl_prompts, make_icl_text
 from .next_token import line_next_token_distributions, next_token_distribution
-from .suffixes import make_suffix_prompts, make_suffix_text
 from .io import DataError, LoadResult, load_parallel, load_tsv, save_tsv, split_pairs
-from .text import load_text, make_toy_text
-from .toy import make_copy_task, make_reverse_task, make_toy_corpus, toy_sentence_pair
+from .suffixes import make_suffix_prompts, make_suffix_text
+from .text import TOY_TEXTS, load_text, make_toy_text
+from .toy import CORPORA, make_copy_task, make_reverse_task, make_toy_corpus, toy_sentence_pair
 
 __all__ = [
-    "make_toy_corpus", "make_copy_task", "make_reverse_task", "toy_sentence_pair",
+    "CORPORA", "TOY_TEXTS", "make_toy_corpus", "make_copy_task", "make_reverse_task", "toy_sentence_pair",
     "load_tsv", "load_parallel", "save_tsv", "split_pairs", "DataError", "LoadResult",
     # language models
     "make_toy_text", "load_text",
@@ -37,7 +37,6 @@ __all__ = [
     "why_not_english", "why_not_velan", "parse_english", "parse_velan", "Ungrammatical",
     "entropy_floor", "sentence_logprob", "line_logprob", "text_nll",
     "next_token_distribution", "line_next_token_distributions",
-    "make_icl_text", "make_icl_prompts", "evaluate_icl",
     "make_suffix_text", "make_suffix_prompts",
-    "scan_commands", "make_command_corpus",
+    "make_icl_text", "make_icl_prompts", "evaluate_icl",
 ]

@@ -186,8 +186,6 @@ def entropy_floor(kind="english", extra_tokens_per_line=0):
     Returns a dict: nats_per_line, tokens_per_line, nats_per_token, bits_per_token and
     perplexity (= exp(nats_per_token), the lowest perplexity a model can reach), Z.
     """
-    from .text import MIXED_WEIGHTS  # text.py draws the lines; its weights live there
-
     s = _structures()
     nats = s["nll_q"] + math.log(s["Z"])  # H(p) = E_p[-log q] + log Z
     pair = s["english_tokens"] + 1 + s["velan_tokens"]  # "ENGLISH = VELAN"
@@ -196,7 +194,7 @@ def entropy_floor(kind="english", extra_tokens_per_line=0):
     elif kind == "velan":
         tokens = s["velan_tokens"]
     elif kind == "mixed":
-        weights = MIXED_WEIGHTS
+        weights = toy.MIXED_WEIGHTS
         nats += -sum(w * math.log(w) for w in weights.values())  # which kind of line
         tokens = (weights["english"] * s["english_tokens"] + weights["velan"] * s["velan_tokens"]
                   + weights["pair"] * pair)
@@ -219,16 +217,15 @@ def line_logprob(line, kind="english"):
         return sentence_logprob(line, kind)
     if kind != "mixed":
         raise ValueError(f"kind must be 'english', 'velan' or 'mixed', got {kind!r}")
-    from .text import MIXED_WEIGHTS
 
     if " = " in line:
         english, _, velan = line.partition(" = ")
         if grammar.parse_english(english) != grammar.parse_velan(velan):
             raise grammar.Ungrammatical("the Velan half does not translate the English half")
-        return math.log(MIXED_WEIGHTS["pair"]) + sentence_logprob(english, "english")
+        return math.log(toy.MIXED_WEIGHTS["pair"]) + sentence_logprob(english, "english")
     if grammar.is_grammatical_english(line):
-        return math.log(MIXED_WEIGHTS["english"]) + sentence_logprob(line, "english")
-    return math.log(MIXED_WEIGHTS["velan"]) + sentence_logprob(line, "velan")
+        return math.log(toy.MIXED_WEIGHTS["english"]) + sentence_logprob(line, "english")
+    return math.log(toy.MIXED_WEIGHTS["velan"]) + sentence_logprob(line, "velan")
 
 
 def text_nll(lines, kind="english", extra_tokens_per_line=0):

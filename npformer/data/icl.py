@@ -208,7 +208,7 @@ def evaluate_icl(predict, split="heldout_words", ks=EVAL_KS, n_prompts=100, seed
     Returns {"hits": {k: correct answers of n_prompts}, "accuracy": {k: acc},
     "stderr": {k: standard error over prompts}, "per_task": {task: {k: acc}},
     "task_word_zero_shot": acc, "task_word_stderr": se}. For an interval use the hits
-    (npformer/stats.py: wilson_interval); average several `seed`s (and models) for
+    (npformer/tools/stats.py: wilson_interval); average several `seed`s (and models) for
     error bars over seeds.
     """
     result = {"hits": {}, "accuracy": {}, "stderr": {}, "per_task": {}}

@@ -41,7 +41,8 @@ from functools import cache
 
 from . import toy
 from .grammar import Ungrammatical, parse_english
-from .text import MIXED_WEIGHTS, PAIR_SEPARATOR
+from .toy import MIXED_WEIGHTS
+from .text import PAIR_SEPARATOR
 
 END = "<eos>"  # the end-of-line token (the tokenizers' EOS) as a key of the distribution
 _ADJECTIVES = sorted(toy.ADJECTIVES)

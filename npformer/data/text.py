@@ -27,14 +27,16 @@ from . import toy
 from .entropy import sentence_logprob
 from .io import DataError, _read_lines
 
-# How often each kind of line is drawn in "mixed" text (entropy.py reads these too).
-MIXED_WEIGHTS = {"english": 0.35, "velan": 0.35, "pair": 0.30}
+# The --data names of generated toy text, and the kind of lines each draws
+TOY_TEXTS = {"toy": "mixed", "toy-mixed": "mixed", "toy-english": "english",
+             "toy-velan": "velan"}
 PAIR_SEPARATOR = "="  # "the dog sleeps . = lo kan dorme ."
 # Held-out sentences rarer than this never occur in train (see the module docstring).
 HELDOUT_EXCLUSION_MAX_PROB = 1e-6
 _KINDS = ("english", "velan", "mixed")
-_MIXED_NAMES = list(MIXED_WEIGHTS)
-_MIXED_CUM_WEIGHTS = [sum(list(MIXED_WEIGHTS.values())[:k + 1]) for k in range(len(MIXED_WEIGHTS))]
+_MIXED_NAMES = list(toy.MIXED_WEIGHTS)
+_MIXED_CUM_WEIGHTS = [sum(list(toy.MIXED_WEIGHTS.values())[:k + 1])
+                      for k in range(len(toy.MIXED_WEIGHTS))]
 
 
 def _line(rng, kind):

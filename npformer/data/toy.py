@@ -29,6 +29,10 @@ import random
 # --- lexicon ----------------------------------------------------------------
 # Nouns: (source singular, source plural, target, gender). Target nouns do not
 # change for number; gender "m" takes article lo, "f" takes la.
+# How often each kind of line is drawn in "mixed" toy text (text.py draws the lines,
+# entropy.py computes their entropy).
+MIXED_WEIGHTS = {"english": 0.35, "velan": 0.35, "pair": 0.30}
+
 ANIMATE_NOUNS = [
     ("man", "men", "om", "m"), ("woman", "women", "fema", "f"),
     ("boy", "boys", "puer", "m"), ("girl", "girls", "pela", "f"),
@@ -256,3 +260,9 @@ def make_reverse_task(n_train=10000, n_valid=500, n_test=500, seed=0,
     """Random symbol strings ("c a f") whose target is reversed ("f a c")."""
     return _symbol_task(lambda seq: seq[::-1], n_train, n_valid, n_test, seed,
                         n_symbols, min_len, max_len)
+
+
+# The built-in translation corpora, by their --data name: (make(seed) -> splits, description)
+CORPORA = {"toy": (make_toy_corpus, "built-in toy corpus (English -> Velan)"),
+           "copy": (make_copy_task, "copy task"),
+           "reverse": (make_reverse_task, "reverse task")}

@@ -35,7 +35,7 @@ keyword in brackets.
   pooling        pool_forward(x, key_ok, mode)                 pool_backward(dy, cache)
   block          [block=] encoder_block(run, prefix, x, mask) -> Value: a whole pre-LN
                  encoder (or, causal, GPT) block composed of the taped ops of
-                 npformer/blocks.py (the tape does the backward; the check compares y, dx
+                 npformer/nn/blocks.py (the tape does the backward; the check compares y, dx
                  and every parameter gradient)
   decoder_block  [block=] decoder_block(run, prefix, y, memory, self_mask, cross_mask)
   adamw          [step=] adamw_step(p, g, m, v, t, lr, betas, eps, weight_decay) -> (p, m, v)
@@ -57,6 +57,7 @@ Stubs: notebooks/exercises_backward.ipynb, notebooks/exercises_llm.ipynb. Answer
 docs/exercises.md. A file of answers: `npformer exercises --check FILE` (graded in a
 child process with a time and a memory limit, npformer/exercises/sandbox.py).
 """
+from .answers import progress_table
 from .catalog import EXERCISES
 from .checker import CheckResult, run
 
@@ -107,8 +108,6 @@ def progress(namespace, names=None):
     The notebooks call progress(globals()); `npformer exercises --check FILE` prints the
     same table for a file.
     """
-    from .cli import progress_table
-
     names = list(names or EXERCISES)
     graded = check_functions(namespace, names, verbose=False)
     results = {name: {"status": "not answered", "n_passed": 0, "n_cases": 0, "hints": [],

@@ -1,6 +1,6 @@
-"""python -m npformer.exercises [--check FILE] [NAME ...]: see npformer/exercises/cli.py."""
+"""python -m npformer.exercises [--check FILE] [NAME ...] is `npformer exercises ...` (exercises/cli.py)."""
 import sys
 
-from .cli import main
+from ..cli import main
 
-sys.exit(main())
+sys.exit(main(["exercises", *sys.argv[1:]]))

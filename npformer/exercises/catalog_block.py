@@ -1,6 +1,6 @@
 """The block exercises: compose whole pre-LN blocks from taped ops.
 
-The learner writes the forward only, with the ops of npformer/blocks.py (norm,
+The learner writes the forward only, with the ops of npformer/nn/blocks.py (norm,
 self_attention, cross_attention, feed_forward, dropout, add):
 - `encoder_block(run, prefix, x, mask)`: self-attention then feed-forward. With a
   padding mask it is an encoder layer; with a causal mask (one of the cases) it is
@@ -20,11 +20,11 @@ Shapes: B batch, T length, S source length, C d_model (H heads, F d_ff).
 """
 import numpy as np
 
-from ..blocks import Run, decoder_layer, self_attention_block
-from ..config import ModelConfig
-from ..masks import additive, causal_mask, padding_mask
-from ..params import init_params
-from ..tape import Tape, Value
+from ..nn.blocks import Pass, decoder_layer, self_attention_block
+from ..nn.config import ModelConfig
+from ..nn.masks import additive, causal_mask, padding_mask
+from ..nn.params import init_params
+from ..nn.tape import Tape, Value
 from .checker import Case, Exercise, Hint, LearnerError, call, matches
 
 PREFIX = "encoder.0"  # the encoder block's op and parameter names: "encoder.0.self_attn", ...
@@ -77,7 +77,7 @@ def run_block(block, case, name="encoder_block", values=("x",), prefix=PREFIX):
     params = {k: v.copy() for k, v in x_in["params"].items()}
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     tape = Tape()
-    run = Run(tape, params, x_in["cfg"], False, None)
+    run = Pass(tape, params, x_in["cfg"], False, None)
     args = [Value(x_in[v].copy(), v) for v in values]
     args += [x_in[k] for k in x_in if k not in values and k not in ("params", "cfg")]
     y = call(block, name, run, prefix, *args)

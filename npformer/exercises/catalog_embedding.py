@@ -1,6 +1,6 @@
 """The exercises for the token embedding (with learned positions) and the cross-entropy loss.
 
-References: npformer's NumPy twins (npformer/kernels/embedding_np.py,
+References: npformer's NumPy twins (npformer/nn/kernels/embedding_np.py,
 cross_entropy_np.py). Shapes: B batch, T length, C features, V vocab, L positions
 in the table, N rows.
 """
@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..kernels import cross_entropy_np, embedding_np
+from ..nn.kernels import cross_entropy_np, embedding_np
 from .checker import Case, Exercise, Hint, matches
 from .diagnose import Factor, Region, Structure, Term
 

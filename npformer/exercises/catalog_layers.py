@@ -3,7 +3,7 @@
 Each exercise is an `Exercise` (npformer/exercises/checker.py). Its cases are
 small random float64 problems chosen to expose mistakes: leading axes beyond 2-D,
 masks with fully masked rows, odd sizes. The references are npformer's own NumPy
-twins (npformer/kernels/*_np.py). Beside the catalogued hints, each exercise names
+twins (npformer/nn/kernels/*_np.py). Beside the catalogued hints, each exercise names
 the parts of its outputs (terms, factors, regions: npformer/exercises/diagnose.py)
 so that a mistake nobody catalogued is still found by its structure.
 
@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from ..kernels import activation_np, layernorm_np, matmul_np, softmax_np
-from ..masks import additive
+from ..nn.kernels import activation_np, layernorm_np, matmul_np, softmax_np
+from ..nn.masks import additive
 from .checker import Case, Exercise, Hint, matches
 from .diagnose import Factor, Mistakes, Region, Structure, Term
 

@@ -5,15 +5,15 @@ a power-law fit in log space and an in-context-learning score.
 
 References: npformer's own code where it has one (the cross-entropy kernel's NumPy
 twin, decoding.filter_logits, tokenizers/bpe.py's learn_merges and merge_pair),
-else the formula itself, written out here (the power-law fit of npformer/sweep.py,
+else the formula itself, written out here (the power-law fit of npformer/tools/sweep.py,
 and Olsson et al.'s in-context-learning score).
 
 Shapes: B batch, T length, V vocab, n points.
 """
 import numpy as np
 
-from ..decoding import filter_logits
-from ..kernels import cross_entropy_np
+from ..models.decoding import filter_logits
+from ..nn.kernels import cross_entropy_np
 from ..tokenizers.bpe import learn_merges, merge_pair
 from .checker import Case, Exercise, Hint, LearnerError, Line, call
 from .diagnose import Factor, Mistakes, Region, Structure
@@ -203,7 +203,7 @@ FILTER = Exercise(
     reference=lambda case: {"filtered": filter_logits(case.inputs["logits"].astype(np.float64),
                                                       case.inputs["top_k"], case.inputs["top_p"])},
     learner_outputs=filter_outputs, comparators={"filtered": kept_line},
-    page="npformer/decoding.py",
+    page="npformer/models/decoding.py",
     hints=(
         Hint("top-p keeps one token too few in every row: the nucleus INCLUDES the token at "
              "which the total probability reaches top_p (drop a token only when the mass of "
@@ -339,7 +339,7 @@ POWER_LAW = Exercise(
     name="power_law", title="fit y - floor = a x^-alpha as a straight line in log-log axes",
     roles=("fit",), functions=("fit_power_law",), outputs=("a", "alpha"),
     make_cases=power_law_cases, reference=lambda case: power_law_simulate(case),
-    learner_outputs=power_law_outputs, page="npformer/sweep.py",
+    learner_outputs=power_law_outputs, page="npformer/tools/sweep.py",
     mistakes=Mistakes(power_law_simulate, {
         "sign": "alpha is MINUS the slope: log y = log a - alpha log x, and the loss falls, "
                 "so the slope is negative and alpha positive.",

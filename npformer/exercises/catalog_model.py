@@ -1,6 +1,6 @@
 """The exercises for dropout, the feed-forward unit, pooling and the sinusoidal positions.
 
-References: npformer/layers (feedforward.py, pooling.py, embedding.py's
+References: npformer/nn/layers (feedforward.py, pooling.py, embedding.py's
 sinusoidal_table) in float64; dropout is graded against the learner's own mask
 (the right output for the entries they dropped) plus the share of entries dropped.
 
@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from ..kernels import activation_np
-from ..layers import pool_backward, pool_forward, pool_weights, sinusoidal_table
+from ..nn.kernels import activation_np
+from ..nn.layers import pool_backward, pool_forward, pool_weights, sinusoidal_table
 from .checker import Case, Exercise, Hint, LearnerError, Line, call
 from .diagnose import Factor, Mistakes, Region, Structure
 
@@ -138,7 +138,7 @@ def ffn_cases(rng):
 
 
 def ffn_reference(case):
-    """npformer/layers/feedforward.py's formulas with the NumPy twins of its kernels."""
+    """npformer/nn/layers/feedforward.py's formulas with the NumPy twins of its kernels."""
     x, W_1, b_1, W_2, b_2, activation = case.inputs.values()
     C = x.shape[-1]
     x2, dy2 = x.reshape(-1, C), case.dout.reshape(-1, C)  # (N,C)

@@ -3,7 +3,7 @@
 The tied output projection (one matrix, two gradient paths), the fused output
 projection + loss, and LoRA (a frozen linear layer plus a low-rank update).
 
-References: npformer/layers/output_loss.py (float64) for the fused op; plain
+References: npformer/nn/layers/output_loss.py (float64) for the fused op; plain
 NumPy formulas for the tied model and LoRA (their derivations are those of the
 linear layer and the embedding, docs/derivations/).
 
@@ -13,7 +13,7 @@ import tracemalloc
 
 import numpy as np
 
-from ..kernels import cross_entropy_np
+from ..nn.kernels import cross_entropy_np
 from .checker import Case, Exercise, Hint, LearnerError, Line, call, copy_inputs
 from .diagnose import Factor, Region, Structure, Term
 
@@ -100,7 +100,7 @@ def is_big(case):
 
 
 def output_loss_reference(case):
-    """What npformer/layers/output_loss.py computes, in one block, with the NumPy kernel."""
+    """What npformer/nn/layers/output_loss.py computes, in one block, with the NumPy kernel."""
     x = case.inputs
     x2 = x["x"].reshape(-1, x["x"].shape[-1])  # (N,C)
     logits = x2 @ x["E"].T + x["b"]  # (N,V)

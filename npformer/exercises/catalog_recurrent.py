@@ -2,7 +2,7 @@
 
   a_t = x_t W_x + h_{t-1} W_h + b        h_t = tanh(a_t),   h_0 given
 
-Reference: npformer/layers/recurrent.py's formulas in plain NumPy float64 (a test
+Reference: npformer/nn/layers/recurrent.py's formulas in plain NumPy float64 (a test
 checks it against the layer). The classic BPTT mistakes are switches of that
 reference (any two together are named too): the gradient through h_{t-1} never
 carried to the earlier steps, tanh' taken at the pre-activation (1 - a_t^2) or from
@@ -123,5 +123,5 @@ RNN = Exercise(
     outputs=("h", "dx", "dh0", "dW_x", "dW_h", "db"), make_cases=rnn_cases,
     reference=lambda case: rnn_simulate(case),
     wrt=(("x", "dx"), ("h0", "dh0"), ("W_x", "dW_x"), ("W_h", "dW_h"), ("b", "db")),
-    page="npformer/layers/recurrent.py (its docstring derives BPTT)",
+    page="npformer/nn/layers/recurrent.py (its docstring derives BPTT)",
     mistakes=RNN_MISTAKES, structure=rnn_structure, hints=())

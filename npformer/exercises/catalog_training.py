@@ -1,7 +1,7 @@
 """The training exercises: one AdamW step, and gradient clipping by the global norm.
 
-AdamW is checked over three steps against npformer.optim.AdamW (the same update
-as torch.optim.AdamW); clipping against npformer.optim.clip_grad_norm (the rule
+AdamW is checked over three steps against npformer.training.optim.AdamW (the same update
+as torch.optim.AdamW); clipping against npformer.training.optim.clip_grad_norm (the rule
 of torch.nn.utils.clip_grad_norm_).
 
 Shapes: every array has the parameter's shape.
@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..optim import AdamW, clip_grad_norm
+from ..training.optim import AdamW, clip_grad_norm
 from .checker import Case, Exercise, Hint, LearnerError, call
 from .diagnose import Mistakes
 
@@ -121,7 +121,7 @@ ADAMW = Exercise(
     name="adamw", title="one AdamW step (decoupled weight decay, bias correction)",
     roles=("step",), functions=("adamw_step",),
     outputs=tuple(trajectory(None, [(None,) * 3] * STEPS)), make_cases=adamw_cases,
-    reference=adamw_reference, learner_outputs=adamw_outputs, page="npformer/optim.py",
+    reference=adamw_reference, learner_outputs=adamw_outputs, page="npformer/training/optim.py",
     mistakes=ADAMW_MISTAKES,
     hints=(
         Hint("a division by zero: the bias correction 1 - b**t is 0 for t = 0; "
@@ -178,7 +178,7 @@ CLIP = Exercise(
     name="clip", title="gradient clipping by the global norm, in place",
     roles=("clip",), functions=("clip_grad_norm",), outputs=("norm", "grads afterwards"),
     make_cases=clip_cases, reference=clip_reference, learner_outputs=clip_outputs,
-    page="npformer/optim.py",
+    page="npformer/training/optim.py",
     mistakes=Mistakes(clip_simulate, {
         "per_tensor": "the norm is GLOBAL: one norm over all the gradients as one vector, one "
                       "coefficient for all; yours clips each tensor by its own norm.",

@@ -197,7 +197,7 @@ def child_main(argv=None):
     import numpy  # noqa: F401  (imported before the memory limit is set)
 
     from . import EXERCISES, check
-    from .cli import ExercisesError, load_answers, pick_functions
+    from .answers import ExercisesError, load_answers, pick_functions
 
     with open(args.events, "a", encoding="utf-8") as out:
         def emit(**record):

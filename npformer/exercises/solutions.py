@@ -10,7 +10,7 @@ answer with `npformer.exercises.check`.
 
 Shapes: B batch, T query (or sequence) length, S key length, C d_model,
 H heads, D head dim (C = H*D), V vocab, L positions in the table, N rows.
-Masks are boolean, True = may attend (the convention of npformer/masks.py).
+Masks are boolean, True = may attend (the convention of npformer/nn/masks.py).
 Derivations: docs/derivations/.
 """
 import math
@@ -282,7 +282,7 @@ def encoder_block(run, prefix, x, mask):
     `add` op, so x receives the sum of its two gradients; dropout is a no-op here.
     Shapes: x Value (B,T,C), mask (B,1,T) additive -> Value (B,T,C)
     """
-    from npformer.blocks import add, dropout, feed_forward, norm, self_attention
+    from npformer.nn.blocks import add, dropout, feed_forward, norm, self_attention
 
     attn, ffn = f"{prefix}.self_attn", f"{prefix}.ffn"
     h = self_attention(run, attn, norm(run, f"{prefix}.norm1", x), mask)  # (B,T,C)

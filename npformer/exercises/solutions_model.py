@@ -230,7 +230,7 @@ def decoder_block(run, prefix, y, memory, self_mask, cross_mask):
     Shapes: y Value (B,T,C), memory Value (B,S,C), self_mask (B,T,T), cross_mask (B,1,S)
             additive -> Value (B,T,C)
     """
-    from npformer.blocks import add, cross_attention, dropout, feed_forward, norm, self_attention
+    from npformer.nn.blocks import add, cross_attention, dropout, feed_forward, norm, self_attention
 
     attn, cross, ffn = f"{prefix}.self_attn", f"{prefix}.cross_attn", f"{prefix}.ffn"
     h = self_attention(run, attn, norm(run, f"{prefix}.norm1", y), self_mask)  # (B,T,C)

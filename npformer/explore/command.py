@@ -1,13 +1,13 @@
 """`npformer explore`: load the models, check the address, serve until Ctrl-C.
 
-npformer/cli.py parses the flags and calls `explore_command`; a problem the user
+npformer/cli/__init__.py parses the flags and calls `explore_command`; a problem the user
 can fix raises ExploreError, which the CLI prints as one line (exit code 2).
 """
 import errno
 import sys
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..training.checkpoint import CheckpointError, load_checkpoint
 from .server import LOOPBACK, Explorer, Server
 from .views import kind_of
 

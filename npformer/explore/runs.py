@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, read_checkpoint_meta
+from ..training.checkpoint import CheckpointError, read_checkpoint_meta
 
 MAX_CHUNK = 1 << 20  # bytes of new log lines sent per poll; the page asks again for more
 

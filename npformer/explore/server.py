@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..training.checkpoint import CheckpointError, load_checkpoint
 from . import views
 from .runs import Run
 from .sources import load_sources

@@ -12,10 +12,10 @@ K classes.
 """
 import numpy as np
 
-from ..decoding import beam_search, draw_tokens, filter_logits, greedy_decode, tempered
-from ..layers import pool_weights
-from ..params import embedding_keys
-from ..plots import attention_for_sentence
+from ..models.decoding import beam_search, draw_tokens, filter_logits, greedy_decode, tempered
+from ..nn.layers import pool_weights
+from ..nn.params import embedding_keys
+from ..tools.plots import attention_for_sentence
 from ..tokenizers import BOS_ID, EOS_ID, UNK_ID
 
 MAX_TEXT_CHARS = 1000  # longest text a request may carry (the models read far fewer tokens)

@@ -2,9 +2,9 @@
 
 All share PAD_ID=0, BOS_ID=1, EOS_ID=2, UNK_ID=3 and save to JSON.
 """
-from .base import (BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer,
-                   TokenizerError, load_tokenizer, make_tokenizers, tokenizer_from_dict)
+from .base import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Tokenizer, TokenizerError
 from .bpe import BPETokenizer
+from .factory import load_tokenizer, make_tokenizers, tokenizer_from_dict
 from .simple import CharTokenizer, WordTokenizer
 
 __all__ = [

@@ -14,7 +14,7 @@ need to ask which tokenizer they were given:
 
 Saved tokenizers are plain JSON (never pickle): a small envelope
 {"format": "npformer-tokenizer", "version": 1, "type": ...} around the fields of
-the concrete class. `load_tokenizer(path)` reads the envelope and dispatches on
+the concrete class. `factory.load_tokenizer(path)` reads the envelope and dispatches on
 "type".
 """
 import json
@@ -82,9 +82,7 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, d):
-        """Rebuild a tokenizer of this class (any class, if called on Tokenizer)."""
-        if cls is Tokenizer:
-            return tokenizer_from_dict(d)
+        """Rebuild a tokenizer of this class (factory.tokenizer_from_dict: of any class)."""
         _check_envelope(d, where="dict")
         if d["type"] != cls.kind:
             raise TokenizerError(
@@ -99,11 +97,14 @@ class Tokenizer:
     @classmethod
     def load(cls, path):
         """Read a tokenizer of this class from a JSON file written by `save`."""
-        tok = load_tokenizer(path)
-        if not isinstance(tok, cls):
-            raise TokenizerError(
-                f"{path}: holds a {tok.kind!r} tokenizer, not {cls.kind!r}")
-        return tok
+        d = read_tokenizer_file(path)
+        _check_envelope(d, str(path))
+        if d["type"] != cls.kind:
+            raise TokenizerError(f"{path}: holds a {d['type']!r} tokenizer, not {cls.kind!r}")
+        try:
+            return cls._from_fields(d)
+        except TokenizerError as e:
+            raise TokenizerError(f"{path}: {e}") from None
 
     def __repr__(self):
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
@@ -136,29 +137,8 @@ def require(fields, key, kind, where="tokenizer"):
     return value
 
 
-def _tokenizer_classes():
-    """Map "type" -> class. Imported here because the classes import this module."""
-    from .bpe import BPETokenizer
-    from .simple import CharTokenizer, WordTokenizer
-    return {c.kind: c for c in (BPETokenizer, WordTokenizer, CharTokenizer)}
-
-
-def tokenizer_from_dict(d, where="dict"):
-    """Rebuild any tokenizer from `to_dict()` output, dispatching on d["type"]."""
-    _check_envelope(d, where)
-    classes = _tokenizer_classes()
-    if d["type"] not in classes:
-        raise TokenizerError(
-            f"{where}: unknown tokenizer type {d['type']!r} "
-            f"(known: {', '.join(sorted(classes))})")
-    try:
-        return classes[d["type"]]._from_fields(d)
-    except TokenizerError as e:
-        raise TokenizerError(f"{where}: {e}") from None
-
-
-def load_tokenizer(path):
-    """Read any tokenizer saved with `.save(path)`; clear error for other files."""
+def read_tokenizer_file(path):
+    """The JSON dict in a tokenizer file written by `save`; TokenizerError for other files."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -173,25 +153,4 @@ def load_tokenizer(path):
             "is this a tokenizer file?") from None
     except RecursionError:
         raise TokenizerError(f"{path}: JSON nested too deeply; is this a tokenizer file?") from None
-    return tokenizer_from_dict(d, where=str(path))
-
-
-def make_tokenizers(src_texts, tgt_texts, kind="bpe", vocab_size=None, shared=False):
-    """Train a (source, target) tokenizer pair; `shared=True` trains one on both sides.
-
-    kind: "bpe" (vocab_size defaults to 8000), "word" or "char" (vocab_size
-    None = keep every token seen). With shared=True the same object is returned
-    twice, so source and target ids mean the same thing.
-    """
-    classes = _tokenizer_classes()
-    if kind not in classes:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; choose from {sorted(classes)}")
-    cls = classes[kind]
-    if kind == "bpe" and vocab_size is None:
-        vocab_size = 8000
-    src_texts, tgt_texts = list(src_texts), list(tgt_texts)
-    if shared:
-        tok = cls.train(src_texts + tgt_texts, vocab_size=vocab_size)
-        return tok, tok
-    return (cls.train(src_texts, vocab_size=vocab_size),
-            cls.train(tgt_texts, vocab_size=vocab_size))
+    return d

@@ -232,6 +232,8 @@ def learn_merges(words, freqs, n_merges):
     return merges
 
 
+DEFAULT_VOCAB_SIZE = 8000  # ids incl. the 4 specials and 256 bytes, when none is asked for
+
 class BPETokenizer(Tokenizer):
     """Byte-level BPE: `merges[k] = (a, b)` means ids a and b join into id 260 + k.
 
@@ -259,7 +261,7 @@ class BPETokenizer(Tokenizer):
         self._cache = {}  # chunk -> ids; only avoids re-encoding repeated words
 
     @classmethod
-    def train(cls, texts, vocab_size=8000, identifiers=True):
+    def train(cls, texts, vocab_size=DEFAULT_VOCAB_SIZE, identifiers=True):
         """Learn `vocab_size - 260` merges from an iterable of strings.
 
         Stops early (smaller vocabulary) if no pair occurs at all any more.
